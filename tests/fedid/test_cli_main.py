@@ -1,0 +1,34 @@
+"""The ``fedid`` entry point: help, version and error-to-exit-code mapping."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from fedid import __version__
+from fedid.cli.main import app
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"fedid {__version__}"
+
+
+def test_help_lists_subcommands() -> None:
+    result = CliRunner().invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "Usage" in result.output
+
+
+def test_console_entry_point_maps_usage_errors_to_nonzero() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "fedid.cli.main", "no-such-command"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "No such command" in proc.stderr
