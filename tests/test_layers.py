@@ -44,7 +44,9 @@ def test_imports_follow_layers(path: Path) -> None:
         if name == "flwr" and LAYER[package] <= 2:
             assert not module_level, f"{path}: flwr imported at module level"
         if name in LAYER and LAYER[name] > LAYER[package]:
-            assert in_cli and not module_level, f"{path}: imports {name} (a higher layer)"
+            where = f"{path}: imports {name} (a higher layer)"
+            assert in_cli, where
+            assert not module_level, where
 
 
 def test_layer_scan_sees_every_package() -> None:
