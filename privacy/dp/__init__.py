@@ -1,0 +1,45 @@
+"""DP-SGD for the hardship model: accounting, the privacy budget, the Opacus trainer.
+
+See :mod:`privacy.dp.accounting`, :mod:`privacy.dp.budget`, :mod:`privacy.dp.trainer`.
+"""
+
+from __future__ import annotations
+
+from privacy.dp.accounting import (
+    ACCOUNTANTS,
+    MECHANISM,
+    Accountant,
+    HistoryEntry,
+    PrivacySpend,
+    calibrate_noise_multiplier,
+    opacus_sample_rate,
+    steps_per_epoch,
+)
+from privacy.dp.budget import PrivacyBudget, check_budget
+from privacy.dp.trainer import (
+    GRAD_SAMPLE_MODES,
+    DPSGDConfig,
+    DPTrainResult,
+    PerSampleLoss,
+    dp_train,
+    planned_steps,
+)
+
+__all__ = [
+    "ACCOUNTANTS",
+    "GRAD_SAMPLE_MODES",
+    "MECHANISM",
+    "Accountant",
+    "DPSGDConfig",
+    "DPTrainResult",
+    "HistoryEntry",
+    "PerSampleLoss",
+    "PrivacyBudget",
+    "PrivacySpend",
+    "calibrate_noise_multiplier",
+    "check_budget",
+    "dp_train",
+    "opacus_sample_rate",
+    "planned_steps",
+    "steps_per_epoch",
+]
