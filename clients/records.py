@@ -1,0 +1,65 @@
+"""Content conventions of fedid's Flower messages, shared by nodes and the coordinator.
+
+Records in a message's RecordDict:
+
+- ``config``   ConfigRecord: step parameters (session, round, step name ...)
+- ``arrays``   ArrayRecord: model arrays (global in a request, local in a reply)
+- ``metrics``  MetricRecord: numbers (example counts, privacy spend, aggregates)
+- ``payload``  ConfigRecord ``{"data": bytes}``: one protocol message's ``to_bytes()``
+- ``info``     ConfigRecord: a node's self-description
+
+The coordinator (server/) uses the same helpers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from numpy.typing import NDArray
+
+__all__ = ["arrays_of", "content", "metrics_of", "payload_of"]
+
+ConfigValue = int | float | str | bytes | bool
+
+
+def content(
+    *,
+    config: Mapping[str, ConfigValue] | None = None,
+    arrays: Sequence[NDArray[np.floating]] | None = None,
+    metrics: Mapping[str, int | float] | None = None,
+    payload: bytes | None = None,
+) -> RecordDict:
+    """Build a RecordDict with the standard record names."""
+    rd = RecordDict()
+    rd["config"] = ConfigRecord(dict(config or {}))
+    if arrays is not None:
+        rd["arrays"] = ArrayRecord([np.ascontiguousarray(a) for a in arrays])
+    if metrics is not None:
+        rd["metrics"] = MetricRecord(dict(metrics))
+    if payload is not None:
+        rd["payload"] = ConfigRecord({"data": payload})
+    return rd
+
+
+def arrays_of(msg: Message) -> list[NDArray[np.float32]] | None:
+    record = msg.content.array_records.get("arrays")
+    if record is None:
+        return None
+    return [np.asarray(a) for a in record.to_numpy_ndarrays()]
+
+
+def metrics_of(msg: Message) -> dict[str, float]:
+    record = msg.content.metric_records.get("metrics")
+    if record is None:
+        return {}
+    return {k: float(v) for k, v in record.items() if isinstance(v, int | float)}
+
+
+def payload_of(msg: Message) -> bytes:
+    record = msg.content.config_records.get("payload")
+    data = None if record is None else record.get("data")
+    if not isinstance(data, bytes):
+        raise ValueError("message carries no payload bytes")
+    return data

@@ -1,0 +1,129 @@
+"""Sending Flower messages to agencies by name, with timeouts and a node minimum.
+
+The coordinator addresses agencies, not Flower node ids: it asks every connected node
+who it is (``query.info``) and keeps the mapping. Every exchange has a timeout; a
+node that does not answer in time is reported missing and the caller decides whether
+enough remain. Waiting for nodes at start-up gives up with a FederationError naming
+how many came, instead of waiting forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from flwr.app import ConfigRecord, Message, RecordDict
+from flwr.serverapp import Grid
+
+from fedid.errors import FederationError
+
+__all__ = ["AgencyInfo", "Messenger"]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class AgencyInfo:
+    """What a node tells the coordinator about itself at start-up."""
+
+    agency_id: str
+    kind: str
+    department: str
+    node_id: int
+    labelled: bool
+
+
+@dataclass(slots=True)
+class Messenger:
+    """Agency-addressed request/reply over a Flower Grid."""
+
+    grid: Grid
+    timeout: float
+    agencies: dict[str, AgencyInfo] = field(default_factory=dict)
+    on_message: Callable[[str, Message], None] | None = None
+
+    def wait_for_nodes(self, minimum: int, wait: float) -> list[int]:
+        """Node ids once at least ``minimum`` are connected; FederationError after ``wait`` s."""
+        deadline = time.monotonic() + wait
+        while True:
+            ids = sorted(self.grid.get_node_ids())
+            if len(ids) >= minimum:
+                return ids
+            if time.monotonic() > deadline:
+                raise FederationError(
+                    f"the federation needs at least {minimum} nodes; only {len(ids)} connected "
+                    f"within {wait:.0f} s. Start more nodes or lower --min-nodes."
+                )
+            time.sleep(0.5)
+
+    def discover(self, node_ids: list[int]) -> dict[str, AgencyInfo]:
+        """Ask every node who it is; nodes that do not answer are left out."""
+        msgs = [
+            Message(RecordDict({"config": ConfigRecord({})}), dst_node_id=n,
+                    message_type="query.info")
+            for n in node_ids
+        ]
+        found: dict[str, AgencyInfo] = {}
+        for reply in self.grid.send_and_receive(msgs, timeout=self.timeout):
+            if reply.has_error():
+                _log.warning("node %s failed to describe itself: %s",
+                             reply.metadata.src_node_id, reply.error.reason)
+                continue
+            cfg = reply.content["info"]
+            agency = str(cfg["agency-id"])
+            if agency in found:
+                raise FederationError(f"two nodes claim the same agency id {agency!r}.")
+            found[agency] = AgencyInfo(
+                agency_id=agency,
+                kind=str(cfg["kind"]),
+                department=str(cfg["department"]),
+                node_id=reply.metadata.src_node_id,
+                labelled=bool(cfg["labelled"]),
+            )
+        self.agencies = found
+        return found
+
+    def exchange(
+        self,
+        message_type: str,
+        contents: Mapping[str, RecordDict],
+        *,
+        group: str = "",
+    ) -> dict[str, Message]:
+        """Send one message per agency and collect the replies that arrive in time."""
+        by_node: dict[int, str] = {}
+        msgs: list[Message] = []
+        for agency, content in contents.items():
+            info = self.agencies.get(agency)
+            if info is None:
+                raise FederationError(f"unknown agency {agency!r}.")
+            by_node[info.node_id] = agency
+            msgs.append(
+                Message(content, dst_node_id=info.node_id, message_type=message_type,
+                        group_id=group)
+            )
+        replies: dict[str, Message] = {}
+        for reply in self.grid.send_and_receive(msgs, timeout=self.timeout):
+            sender = by_node.get(reply.metadata.src_node_id)
+            if sender is None:
+                continue
+            replies[sender] = reply
+            if self.on_message is not None:
+                self.on_message(sender, reply)
+        missing = sorted(set(contents) - set(replies))
+        if missing:
+            _log.warning("%s: no reply within %.0f s from %s", message_type, self.timeout, missing)
+        return replies
+
+    def one(self, message_type: str, agency: str, content: RecordDict) -> Message:
+        """Exchange with one agency; FederationError if it does not answer or fails."""
+        reply = self.exchange(message_type, {agency: content}).get(agency)
+        if reply is None:
+            raise FederationError(
+                f"{agency} did not answer {message_type} within {self.timeout:.0f} s."
+            )
+        if reply.has_error():
+            raise FederationError(f"{agency} failed {message_type}: {reply.error.reason}")
+        return reply
