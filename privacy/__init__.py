@@ -1,4 +1,8 @@
 """Privacy primitives (layer 1, no Flower): DP training and accounting, privacy
-budgets, Paillier encryption and packing, ristretto255 commutative blinding, audits."""
+budgets, Paillier encryption and packing, ristretto255 commutative blinding, audits.
 
-__all__: list[str] = []
+Submodules are imported on use (``from privacy.paillier import ...``) so that importing
+:mod:`privacy.errors` stays cheap.
+"""
+
+__all__: list[str] = ["blinding", "errors", "packing", "paillier"]
