@@ -18,6 +18,7 @@ approximation that can underestimate epsilon, not a guarantee.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -191,7 +192,11 @@ class Accountant:
             return 0.0
         opacus_accountant = self.to_opacus()
         try:
-            return float(opacus_accountant.get_epsilon(delta=delta))
+            with warnings.catch_warnings():
+                # RDP (also used by PRV to size its domain) warns when the best order is the
+                # largest one tried: the bound stays valid, only possibly looser.
+                warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
+                return float(opacus_accountant.get_epsilon(delta=delta))
         except (ValueError, OverflowError, RuntimeError) as exc:
             raise AccountingError(f"{self.kind} accountant failed: {exc!s}") from exc
 

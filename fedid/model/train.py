@@ -1,0 +1,355 @@
+"""Training the hardship model: one agency's DP round (``train_local``) and centralized runs.
+
+``train_local`` is called once per federated round with the node's persisted
+:class:`LocalState` (global weights in, accountant history and spend records carried over)::
+
+    state = new_local_state(epsilon=1.0, delta=1e-5)
+    for each round:
+        state = dataclasses.replace(state, weights=global_weights)
+        result = train_local(inputs=frame, schema=schema, state=state, config=config)
+        state = result.state            # persist; send result.state.weights to the coordinator
+
+The noise multiplier is calibrated once, on the first call, for the whole planned training
+(``config.rounds x config.local_epochs x ceil(n / batch_size)`` steps at Opacus's sample rate
+``1 / ceil(n / batch_size)``) so the planned training ends at the budget's epsilon. The guard
+in :func:`privacy.dp.dp_train` refuses any call that would exceed the budget before a step runs.
+Privacy errors from :mod:`privacy` are re-raised as :mod:`fedid.errors`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import torch
+from torch import nn
+
+from fedid.errors import BudgetExceededError, TrainingError
+from fedid.model.features import encode, feature_layout, flag_targets, level_targets
+from fedid.model.model import HardshipModel
+from fedid.model.net import HardshipNet, per_sample_loss
+from fedid.schema import Schema
+from privacy import errors as perrors
+from privacy.dp import (
+    Accountant,
+    DPSGDConfig,
+    PrivacyBudget,
+    PrivacySpend,
+    calibrate_noise_multiplier,
+    dp_train,
+    opacus_sample_rate,
+    planned_steps,
+)
+
+__all__ = [
+    "LocalResult",
+    "LocalState",
+    "TrainConfig",
+    "default_delta",
+    "new_local_state",
+    "train_centralized",
+    "train_local",
+]
+
+_log = logging.getLogger(__name__)
+
+Weights = dict[str, npt.NDArray[np.float32]]
+
+
+def default_delta(n: int) -> float:
+    """The default delta for ``n`` records: ``1 / (10 n)`` (below the issue's 1/n ceiling)."""
+    if n < 1:
+        raise TrainingError(f"number of records must be >= 1. Got {n}.")
+    return 1.0 / (10 * n)
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig:
+    """Hyperparameters, fixed a priori (chosen on synthetic data, never on private tables)."""
+
+    hidden: tuple[int, ...] = (64, 32)
+    batch_size: int = 256
+    local_epochs: int = 2
+    rounds: int = 1
+    learning_rate: float = 0.005
+    max_grad_norm: float = 1.0
+    flag_weight: float = 0.5
+    grad_sample_mode: str = "ghost"
+    accountant: str = "prv"
+    plain_epochs: int = 20
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "local_epochs", "rounds", "plain_epochs"):
+            if int(getattr(self, name)) < 1:
+                raise TrainingError(f"{name} must be >= 1. Got {getattr(self, name)}.")
+        if not self.hidden or min(self.hidden) < 1:
+            raise TrainingError(f"hidden widths must be >= 1. Got {list(self.hidden)}.")
+        if self.learning_rate <= 0 or self.max_grad_norm <= 0 or self.flag_weight < 0:
+            raise TrainingError(
+                "learning_rate and max_grad_norm must be > 0 and flag_weight >= 0."
+                f" Got {self.learning_rate}, {self.max_grad_norm}, {self.flag_weight}."
+            )
+
+    def dp(self, noise_multiplier: float) -> DPSGDConfig:
+        """The DP-SGD config of one call."""
+        return DPSGDConfig(
+            noise_multiplier=noise_multiplier,
+            max_grad_norm=self.max_grad_norm,
+            batch_size=self.batch_size,
+            epochs=self.local_epochs,
+            learning_rate=self.learning_rate,
+            optimizer="adam",
+            grad_sample_mode=self.grad_sample_mode,
+            accountant=self.accountant,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {
+            "hidden": list(self.hidden),
+            "batch_size": self.batch_size,
+            "local_epochs": self.local_epochs,
+            "rounds": self.rounds,
+            "learning_rate": self.learning_rate,
+            "max_grad_norm": self.max_grad_norm,
+            "flag_weight": self.flag_weight,
+            "grad_sample_mode": self.grad_sample_mode,
+            "accountant": self.accountant,
+            "plain_epochs": self.plain_epochs,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LocalState:
+    """A node's persisted training state: budget, accountant history, spends, weights, noise."""
+
+    budget: PrivacyBudget
+    accountant: Accountant
+    spends: tuple[PrivacySpend, ...] = ()
+    weights: Weights | None = None
+    noise_multiplier: float | None = None
+
+    @property
+    def epsilon_spent(self) -> float:
+        """Cumulative epsilon at the budget's delta (0 before any training)."""
+        return self.spends[-1].epsilon if self.spends else 0.0
+
+    def to_bytes(self) -> bytes:
+        """Serialise (numpy ``.npz``; no pickle)."""
+        header = {
+            "budget": self.budget.to_dict(),
+            "accountant": self.accountant.to_dict(),
+            "spends": [s.to_dict() for s in self.spends],
+            "noise_multiplier": self.noise_multiplier,
+            "weight_names": list(self.weights) if self.weights is not None else None,
+        }
+        arrays: dict[str, npt.NDArray[Any]] = {
+            f"w{i}": v for i, v in enumerate((self.weights or {}).values())
+        }
+        buf = io.BytesIO()
+        arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+        np.savez(buf, **arrays)  # type: ignore[arg-type]
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> LocalState:
+        """Inverse of :meth:`to_bytes`; raises TrainingError on a malformed state."""
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                header = json.loads(bytes(npz["header"]).decode())
+                names = header["weight_names"]
+                weights = (
+                    None
+                    if names is None
+                    else {n: np.array(npz[f"w{i}"]) for i, n in enumerate(names)}
+                )
+            return cls(
+                budget=PrivacyBudget.from_dict(header["budget"]),
+                accountant=Accountant.from_dict(header["accountant"]),
+                spends=tuple(PrivacySpend.from_dict(s) for s in header["spends"]),
+                weights=weights,
+                noise_multiplier=header["noise_multiplier"],
+            )
+        except (OSError, ValueError, KeyError, TypeError, perrors.PrivacyError) as exc:
+            raise TrainingError(f"local training state is malformed: {exc!s}") from exc
+
+
+def new_local_state(*, epsilon: float, delta: float, accountant: str = "prv") -> LocalState:
+    """A fresh state with the agency's own budget and an empty accountant."""
+    try:
+        return LocalState(
+            budget=PrivacyBudget(epsilon=epsilon, delta=delta),
+            accountant=Accountant(kind=accountant),
+        )
+    except perrors.PrivacyError as exc:
+        raise TrainingError(str(exc)) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class LocalResult:
+    """One local call: the new state, this call's spend, records used, mean training loss."""
+
+    state: LocalState
+    spend: PrivacySpend
+    n_records: int
+    mean_loss: float
+    empty_batches: int = 0
+    extra: Mapping[str, float] = field(default_factory=dict)
+
+
+def _tensors(inputs: pd.DataFrame, schema: Schema) -> list[torch.Tensor]:
+    x = torch.from_numpy(encode(inputs, schema))
+    y = torch.from_numpy(level_targets(inputs, schema))
+    f = torch.from_numpy(flag_targets(inputs, schema))
+    return [x, y, f]
+
+
+def _builder(schema: Schema, hidden: Sequence[int]) -> HardshipNet:
+    return HardshipNet(
+        feature_layout(schema).width, len(schema.levels.names), len(schema.dimension_flags), hidden
+    )
+
+
+def _to_numpy(state: Mapping[str, torch.Tensor]) -> Weights:
+    return {k: v.detach().cpu().numpy().astype(np.float32) for k, v in state.items()}
+
+
+def train_local(
+    *,
+    inputs: pd.DataFrame,
+    schema: Schema,
+    state: LocalState,
+    config: TrainConfig,
+    seed: int | None = None,
+) -> LocalResult:
+    """One agency's DP-SGD training call (one federated round) on ``inputs``.
+
+    ``inputs`` comes from :func:`fedid.model.features.build_inputs` and carries the labels
+    (``label_level``, ``label_<flag>``). Starts from ``state.weights`` (None: a fresh
+    initialisation), composes onto ``state.accountant``, and returns the new state.
+
+    Raises:
+        BudgetExceededError: the call would exceed ``state.budget``; nothing ran or was spent.
+        TrainingError: bad inputs, or accounting parameters that cannot be met.
+    """
+    tensors = _tensors(inputs, schema)
+    n = int(tensors[0].shape[0])
+    if n < 1:
+        raise TrainingError("training needs at least one student. Got 0.")
+    n_levels = len(schema.levels.names)
+    try:
+        sigma = state.noise_multiplier
+        if sigma is None:
+            q = opacus_sample_rate(n, config.batch_size)
+            total = config.rounds * planned_steps(n, config.dp(1.0))
+            sigma = calibrate_noise_multiplier(
+                target_epsilon=state.budget.epsilon,
+                delta=state.budget.delta,
+                sample_rate=q,
+                steps=total,
+                accountant=config.accountant,
+            )
+            _log.info("calibrated noise multiplier %.4f for %d planned steps", sigma, total)
+
+        def loss(module: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Tensor:
+            x, y, f = batch
+            return per_sample_loss(
+                module(x), y, f, n_levels=n_levels, flag_weight=config.flag_weight
+            )
+
+        weights = (
+            {k: torch.from_numpy(np.array(v)) for k, v in state.weights.items()}
+            if state.weights is not None
+            else None
+        )
+        result = dp_train(
+            build_module=lambda: _builder(schema, config.hidden),
+            state_dict=weights,
+            tensors=tensors,
+            per_sample_loss=loss,
+            config=config.dp(sigma),
+            budget=state.budget,
+            accountant=state.accountant,
+            seed=seed,
+        )
+    except perrors.BudgetExceededError as exc:
+        raise BudgetExceededError(str(exc)) from exc
+    except perrors.PrivacyError as exc:
+        raise TrainingError(f"DP training failed: {exc!s}") from exc
+    new_state = replace(
+        state,
+        accountant=result.accountant,
+        spends=(*state.spends, result.spend),
+        weights=_to_numpy(result.state_dict),
+        noise_multiplier=sigma,
+    )
+    return LocalResult(
+        state=new_state,
+        spend=result.spend,
+        n_records=n,
+        mean_loss=result.mean_loss,
+        empty_batches=result.empty_batches,
+    )
+
+
+def _train_plain(
+    inputs: pd.DataFrame, schema: Schema, config: TrainConfig, seed: int | None
+) -> Weights:
+    """Non-private baseline: the same network and loss, Adam, shuffled minibatches."""
+    x, y, f = _tensors(inputs, schema)
+    gen = torch.Generator().manual_seed(seed if seed is not None else 0)
+    torch.manual_seed(seed if seed is not None else 0)
+    net = _builder(schema, config.hidden)
+    opt = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
+    n = int(x.shape[0])
+    n_levels = len(schema.levels.names)
+    for _ in range(config.plain_epochs):
+        perm = torch.randperm(n, generator=gen)
+        for start in range(0, n, config.batch_size):
+            idx = perm[start : start + config.batch_size]
+            opt.zero_grad()
+            out = net(x[idx])
+            per_sample_loss(
+                out, y[idx], f[idx], n_levels=n_levels, flag_weight=config.flag_weight
+            ).mean().backward()  # type: ignore[no-untyped-call]
+            opt.step()
+    return _to_numpy(net.state_dict())
+
+
+def train_centralized(
+    *,
+    inputs: pd.DataFrame,
+    schema: Schema,
+    config: TrainConfig,
+    budget: PrivacyBudget | None,
+    seed: int | None = None,
+) -> tuple[HardshipModel, LocalState | None]:
+    """Centralized training on pooled ``inputs``: DP-SGD under ``budget``, or plain if None.
+
+    The DP variant runs ``config.rounds`` calls of :func:`train_local` (same accounting as an
+    agency); the non-private one trains ``config.plain_epochs`` epochs.
+    """
+    if budget is None:
+        weights = _train_plain(inputs, schema, config, seed)
+        return HardshipModel(schema=schema, hidden=config.hidden, weights=weights), None
+    state = new_local_state(
+        epsilon=budget.epsilon, delta=budget.delta, accountant=config.accountant
+    )
+    for r in range(config.rounds):
+        state = train_local(
+            inputs=inputs,
+            schema=schema,
+            state=state,
+            config=config,
+            seed=None if seed is None else seed + r,
+        ).state
+    if state.weights is None:
+        raise TrainingError("DP training produced no weights.")
+    return HardshipModel(schema=schema, hidden=config.hidden, weights=state.weights), state
