@@ -1,0 +1,193 @@
+"""The fedid matching protocol: private join of students with departmental evidence.
+
+Parties: coordinator C; one or more home agencies H_a (education side: they own the
+students); evidence agencies E_1..E_m (departments). Semi-honest parties; C colludes with
+no home agency and no evidence agency.
+
+Keys of a run (:class:`HomeKeyring`): a Paillier key pair and a ristretto255 scalar ``h``
+for the education side. ``grouping="per_agency"`` gives every home agency its own keyring
+and its own run (DESIGN.md as written). ``grouping="province"`` shares ONE keyring among
+the home agencies of the run, so each department blinds and encrypts its records once per
+run instead of once per home agency; C splits the results per home agency. Each E_j draws
+a scalar ``e_j`` per run; ``evidence_keys="shared"`` gives every department the same
+scalar ``e`` (cheaper: H's list is raised once, by the first department).
+
+Steps (header ``step`` = ``batch * 16 + step``; batch 0 is the full run, later batches are
+incremental resolutions, :mod:`fedid.matching.incremental`):
+
+1. ``HomePublicKey`` lead H -> C and every E: the Paillier modulus (DJN base ``h`` included).
+2. ``HomeBlindedKeys`` H_a -> E_j: ``hash_to_group(id)^h`` for every distinct normalised
+   student and guardian ID of H_a, in H_a's (sorted, pseudorandom) order.
+3. ``EvidenceReblindedHomeKeys`` E_j -> C: that list raised to ``e_j``, order kept.
+4. ``EvidenceBlindedRecords`` E_j -> lead H: ``hash_to_group(person)^e_j``, shuffled.
+5. ``HomeReblindedRecords`` lead H -> C: that list raised to ``h``, order kept.
+6. ``EvidencePayloads`` E_j -> C: the records' released fields, ``slots`` records per
+   packed Paillier plaintext (record ``i`` of the shuffled order in slot ``i % slots`` of
+   ciphertext ``i // slots``), encrypted under H's key, with the key's fingerprint.
+7. ``CoordinatorResults`` C -> H_a: C joins the tokens of steps 3 and 5. For every
+   ciphertext holding at least one record matched to H_a, C adds a fresh encryption of a
+   uniform ``MASK_BITS + width``-bit mask in every slot NOT matched to H_a (statistical
+   hiding, distance <= 2^-40 per slot) and sends it with, per slot, H_a's key position
+   (or empty) and the department.
+8. H_a decrypts, keeps the matched slots, maps key positions to students (student-keyed
+   fields from the student's own record, guardian-keyed ones combined over guardians by
+   the schema's ``combine`` rule) and sends C ``HomeAggregates``: counts with small cells
+   suppressed and optional discrete-Laplace noise.
+
+What each party learns (and nothing else, under DDH, DCR and the short-exponent DJN
+assumption of :mod:`privacy.paillier.fast`):
+
+* H_a: the released fields of the records matched to its own students and guardians
+  (which departments hold them), and the size of every department's set. Unmatched
+  records reach it only masked.
+* E_j: the size of each home agency's key list. Nothing about who is a student.
+* C: set sizes; per home agency and key position (pseudonymous), which departments
+  matched; with ``grouping="province"``, which positions of different home agencies share
+  a key (e.g. siblings' guardians across schools); with ``evidence_keys="shared"``, which
+  records of different departments belong to the same (unknown) person. Never an ID, a
+  field value or a key that decrypts. The released aggregates of step 8.
+
+Every message carries the run id, sender, recipient and step; roles reject a message of
+another run, a wrong party, a repeated or out-of-order step, a malformed point, a
+ciphertext outside ``(0, n^2)`` or under another key, with :class:`ProtocolError`, and
+refuse every later call once one has been raised (fail closed).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Literal
+
+from fedid.errors import ProtocolError
+from fedid.matching.messages import RUN_ID_BYTES, Header, Message, MessageKind
+from privacy.blinding import BlindingKey, make_domain
+from privacy.paillier import (
+    DEFAULT_KEYSIZE,
+    PaillierPrivateKey,
+    PaillierPublicKey,
+    generate_paillier_keypair,
+)
+
+__all__ = [
+    "COORDINATOR",
+    "PROTOCOL_NAME",
+    "STEP_SPAN",
+    "HomeKeyring",
+    "StepGuard",
+    "evidence_party",
+    "home_party",
+    "new_run_id",
+    "step_code",
+]
+
+PROTOCOL_NAME = "fedid.matching.v1"
+COORDINATOR = "coordinator"
+STEP_SPAN = 16
+
+STEP_OF: dict[MessageKind, int] = {
+    MessageKind.HOME_PUBLIC_KEY: 1,
+    MessageKind.HOME_BLINDED_KEYS: 2,
+    MessageKind.EVIDENCE_REBLINDED_HOME_KEYS: 3,
+    MessageKind.EVIDENCE_BLINDED_RECORDS: 4,
+    MessageKind.HOME_REBLINDED_RECORDS: 5,
+    MessageKind.EVIDENCE_PAYLOADS: 6,
+    MessageKind.COORDINATOR_RESULTS: 7,
+    MessageKind.HOME_AGGREGATES: 8,
+}
+
+EvidenceKeys = Literal["per_department", "shared"]
+Grouping = Literal["per_agency", "province"]
+
+
+def home_party(agency_id: str) -> str:
+    return f"home:{agency_id}"
+
+
+def evidence_party(department: str) -> str:
+    return f"evidence:{department}"
+
+
+def new_run_id() -> bytes:
+    """A fresh random run id (16 bytes)."""
+    return secrets.token_bytes(RUN_ID_BYTES)
+
+
+def step_code(kind: MessageKind, batch: int = 0) -> int:
+    return batch * STEP_SPAN + STEP_OF[kind]
+
+
+def hash_domain(run_id: bytes) -> bytes:
+    return make_domain(protocol=PROTOCOL_NAME, run_id=run_id)
+
+
+@dataclass(frozen=True, slots=True)
+class HomeKeyring:
+    """The education side's secrets for one run: Paillier key pair and blinding scalar.
+
+    Held by the home agencies of the run only; never by C or an evidence agency.
+    """
+
+    public_key: PaillierPublicKey
+    private_key: PaillierPrivateKey = field(repr=False)
+    blinding: BlindingKey = field(repr=False)
+
+    @classmethod
+    def generate(cls, *, paillier_bits: int = DEFAULT_KEYSIZE) -> HomeKeyring:
+        public, private = generate_paillier_keypair(n_length=paillier_bits)
+        return cls(public_key=public, private_key=private, blinding=BlindingKey.generate())
+
+
+class StepGuard:
+    """Checks the header of every received message; fails closed after the first error."""
+
+    def __init__(self, *, run_id: bytes, party: str) -> None:
+        if len(run_id) != RUN_ID_BYTES:
+            raise ProtocolError(f"run id must be {RUN_ID_BYTES} bytes. Got {len(run_id)}.")
+        self.run_id = run_id
+        self.party = party
+        self.failed = False
+        self._seen: set[tuple[str, int, str]] = set()
+
+    def header(self, *, recipient: str, kind: MessageKind, batch: int = 0) -> Header:
+        self.live()
+        return Header(run_id=self.run_id, sender=self.party, recipient=recipient,
+                      step=step_code(kind, batch))
+
+    def live(self) -> None:
+        if self.failed:
+            raise ProtocolError(f"{self.party}: an earlier protocol error ended this run")
+
+    def fail(self, message: str) -> ProtocolError:
+        self.failed = True
+        return ProtocolError(f"{self.party}: {message}")
+
+    def accept(
+        self, msg: Message, *, senders: set[str] | frozenset[str], tag: str = ""
+    ) -> int:
+        """Validate routing and replay; return the message's batch number.
+
+        ``tag`` distinguishes messages of one kind a sender legitimately sends several
+        times in a step (e.g. one reblinded list per home agency).
+        """
+        self.live()
+        h = msg.header
+        if h.run_id != self.run_id:
+            raise self.fail(f"message {msg.KIND.name} belongs to another run")
+        if h.recipient != self.party:
+            raise self.fail(f"message {msg.KIND.name} is addressed to {h.recipient!r}")
+        if h.sender not in senders:
+            raise self.fail(f"message {msg.KIND.name} from unexpected sender {h.sender!r}")
+        batch, step = divmod(h.step, STEP_SPAN)
+        if step != STEP_OF[msg.KIND]:
+            raise self.fail(f"message {msg.KIND.name} carries step {step}, expected "
+                            f"{STEP_OF[msg.KIND]}")
+        key = (h.sender, h.step, tag)
+        if key in self._seen:
+            raise self.fail(f"replayed message {msg.KIND.name} (step {h.step}) from {h.sender}")
+        self._seen.add(key)
+        return batch
+
+    def require(self, condition: bool, message: str) -> None:
+        if not condition:
+            raise self.fail(message)
