@@ -137,7 +137,7 @@ class Scenario:
     left_behind_rural_k12: float = 0.125
     # --- latent poverty: mean by region (east, central, west) and rural shift
     poverty_mean: tuple[float, float, float] = (-0.55, 0.0, 0.45)
-    rural_poverty_shift: float = 0.6
+    rural_poverty_shift: float = 0.45
     # --- true hardship shares of students (level >= lowest), DOMAIN: senior high about
     # 10/20/30 % east/central/west; applied to k12 too; universities follow from intake.
     hardship_share: tuple[float, float, float] = (0.10, 0.20, 0.30)
@@ -149,7 +149,7 @@ class Scenario:
     academic_flag_share: float = 0.327
     psychological_flag_share: float = 0.245
     #: SD of the latent (unobserved) term added to each sub-score, in rubric points
-    latent_noise_sd: float = 2.5
+    latent_noise_sd: float = 2.0
     # --- simulated self-report and review (plan figures)
     hidden_rate: float = 0.127  # true hardship students who never apply
     wrong_aid_rate: float = 0.23  # aided students who are not in hardship

@@ -21,10 +21,11 @@ from simulations.province.people import ROLE_STUDENT, STRUCTURES, People
 from simulations.province.schema_view import SchemaView
 from simulations.scenario import Scenario
 
-__all__ = ["build_departments", "to_legacy", "typed_column"]
+__all__ = ["PANDAS_TYPES", "build_departments", "to_legacy", "typed_column"]
 
 BoolArray = npt.NDArray[np.bool_]
-_PANDAS_TYPES = {
+#: nullable pandas dtype of each schema type
+PANDAS_TYPES = {
     "float": "Float64", "int": "Int64", "ordinal": "Int64", "bool": "boolean",
     "category": "string",
 }
@@ -32,7 +33,7 @@ _PANDAS_TYPES = {
 
 def typed_column(values: object, kind: str) -> pd.api.extensions.ExtensionArray:
     """A nullable pandas array for a schema type (float, int, ordinal, bool, category)."""
-    dtype = _PANDAS_TYPES[kind]
+    dtype = PANDAS_TYPES[kind]
     if kind == "bool":
         return pd.array(values, dtype="Float64").astype("boolean")
     if kind == "category":

@@ -76,7 +76,8 @@ def _split(total: int, weights: npt.NDArray[np.float64]) -> IntArray:
     out = np.floor(raw).astype(np.int64)
     order = np.argsort(-(raw - out), kind="stable")
     out[order[: total - int(out.sum())]] += 1
-    return out
+    result: IntArray = out
+    return result
 
 
 def _household_sizes(rng: np.random.Generator, n: int, probs: npt.NDArray[np.float64]) -> IntArray:

@@ -1,0 +1,155 @@
+"""The plaintext reference join: each student's value of every indicator from agency tables.
+
+This is what private matching must reproduce exactly, computed in the clear (simulation and
+tests only). Rules, from the schema:
+
+- education-owned indicators come from the student's own education row;
+- a student-keyed evidence indicator is the ``source_field`` of the department's row whose
+  ``person_id`` (canonicalised: normalised, 15-digit legacy numbers upgraded) equals the
+  student's ID; null if the department has no such row or the field is null there;
+- a guardian-keyed evidence indicator combines the ``source_field`` values of the rows of
+  guardian1 and guardian2 (either may be absent): ``sum`` and ``max`` over non-null values,
+  ``any`` true if any non-null value is true, ``min_positive`` the smallest value > 0, else
+  0 if some value is non-null (all zero); null when no guardian has a non-null value.
+
+Types: float -> Float64, int/ordinal -> Int64, bool -> boolean, category -> string.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from fedid.errors import DataValidationError
+from fedid.ids import to_canonical
+from simulations.province.departments import PANDAS_TYPES, typed_column
+from simulations.province.schema_view import SchemaView, load_schema_view
+
+__all__ = ["join_evidence", "load_province_tables", "reference_join"]
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def _canonical(ids: pd.Series, *, what: str) -> npt.NDArray[np.str_]:
+    present = ids.notna().to_numpy()
+    out = np.full(len(ids), "", dtype="U18")
+    if present.any():
+        out[present] = to_canonical(ids[present].astype(str).to_numpy())
+    if what == "person_id":
+        if not present.all():
+            raise DataValidationError("person_id must not be null in a departmental table")
+        if len(np.unique(out)) != len(out):
+            raise DataValidationError(
+                "person_id must be unique in a departmental table (after canonicalisation)"
+            )
+    return out
+
+
+def _as_float(column: pd.Series) -> FloatArray:
+    if isinstance(column.dtype, pd.BooleanDtype) or column.dtype == bool:
+        column = column.astype("Float64")
+    out: FloatArray = column.to_numpy(dtype=np.float64, na_value=np.nan)
+    return out
+
+
+def _lookup(index: pd.Index, keys: npt.NDArray[np.str_], values: FloatArray) -> FloatArray:
+    pos = index.get_indexer(keys)
+    out = np.where(pos >= 0, values[np.maximum(pos, 0)], np.nan)
+    out[keys == ""] = np.nan
+    result: FloatArray = out
+    return result
+
+
+def _combine(rule: str, a: FloatArray, b: FloatArray) -> FloatArray:
+    both_null = np.isnan(a) & np.isnan(b)
+    if rule == "sum":
+        out = np.where(both_null, np.nan, np.nansum(np.stack([a, b]), axis=0))
+    elif rule in ("max", "any"):
+        out = np.fmax(a, b)
+    elif rule == "min_positive":
+        pa = np.where(a > 0, a, np.inf)
+        pb = np.where(b > 0, b, np.inf)
+        m = np.minimum(pa, pb)
+        out = np.where(np.isfinite(m), m, np.where(both_null, np.nan, 0.0))
+    else:
+        raise DataValidationError(f"unknown combine rule {rule!r}")
+    result: FloatArray = out
+    return result
+
+
+def join_evidence(
+    students: pd.DataFrame, departments: Mapping[str, pd.DataFrame], schema: SchemaView
+) -> pd.DataFrame:
+    """Every indicator's value for each row of ``students`` (see module docstring).
+
+    ``students`` needs student_id, guardian1_id, guardian2_id and the education-owned
+    indicator columns; ``departments`` maps department name to its table. The result has
+    one column per indicator, in schema order, on ``students``' index.
+    """
+    sid = _canonical(students["student_id"], what="student_id")
+    g1 = _canonical(students["guardian1_id"], what="guardian1_id")
+    g2 = _canonical(students["guardian2_id"], what="guardian2_id")
+    indexes = {
+        dept: pd.Index(_canonical(table["person_id"], what="person_id"))
+        for dept, table in departments.items()
+    }
+    out: dict[str, object] = {}
+    for ind in schema.indicators:
+        if schema.department_sides.get(ind.department) == "education":
+            out[ind.name] = students[ind.name].astype(PANDAS_TYPES[ind.type]).array
+            continue
+        table = departments.get(ind.department)
+        if table is None:
+            raise DataValidationError(f"no table for department {ind.department!r}")
+        index = indexes[ind.department]
+        if ind.type == "category":
+            pos = index.get_indexer(sid)
+            vals = table[ind.source_field].to_numpy(dtype=object, na_value=None)
+            picked = np.where(pos >= 0, vals[np.maximum(pos, 0)], None)
+            out[ind.name] = typed_column(picked, "category")
+            continue
+        values = _as_float(table[ind.source_field])
+        if ind.keyed_by == "student":
+            joined = _lookup(index, sid, values)
+        else:
+            joined = _combine(
+                ind.combine or "", _lookup(index, g1, values), _lookup(index, g2, values)
+            )
+        out[ind.name] = typed_column(joined, ind.type)
+    return pd.DataFrame(out, index=students.index)
+
+
+def load_province_tables(
+    root: Path,
+) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], SchemaView]:
+    """Education tables, departmental tables and schema of a written province (any format)."""
+    from simulations.province.io import read_table  # io imports the generator
+
+    schema = load_schema_view(root / "schema.toml")
+    tables: list[dict[str, pd.DataFrame]] = []
+    for folder in ("education", "departments"):
+        paths = sorted((root / "agencies" / folder).iterdir())
+        tables.append({
+            p.stem: read_table(p, schema) for p in paths if p.suffix in (".parquet", ".csv")
+        })
+    return tables[0], tables[1], schema
+
+
+def reference_join(root: Path) -> pd.DataFrame:
+    """The plaintext join over a written province (Parquet), one row per enrolled student.
+
+    Columns: home_agency, student_id, then every indicator in schema order; rows ordered by
+    agency id, then as in that agency's table.
+    """
+    education, departments, schema = load_province_tables(root)
+    parts = []
+    for agency, table in education.items():
+        joined = join_evidence(table, departments, schema)
+        joined.insert(0, "student_id", table["student_id"].astype("string").array)
+        joined.insert(0, "home_agency", pd.array([agency] * len(table), dtype="string"))
+        parts.append(joined)
+    return pd.concat(parts, ignore_index=True)
