@@ -1,15 +1,15 @@
-"""A node's own privacy ledger: accountant history, kept in the node's context and on disk.
+"""A node's own privacy ledger, kept in the node's context and mirrored on its disk.
 
-Flower keeps ``context.state`` for a node across the rounds of one run; the ledger
-lives there (a ConfigRecord holding JSON) so the accountant composes every round on
-top of the previous ones. It is mirrored to ``<out>/privacy_ledger.json`` after every
-change so that a new run, a restarted node or a restarted coordinator starts from
-what was really spent, never from zero.
+Flower keeps ``context.state`` for a node across the rounds of a run; the node's
+training state lives there (``fedid.model.train.LocalState`` bytes: budget,
+accountant history, spend records, calibrated noise), so every round composes on
+top of the previous ones. It is mirrored to ``<out>/local_state.bin`` and
+``<out>/privacy_ledger.json`` after every change, so a new run, a restarted node or a
+restarted coordinator starts from what was really spent, never from zero.
 
-Each completed training round is recorded under its ``(session, round)`` key with the
-reply it produced (``<out>/rounds/<session>-<round>.npz``); a coordinator that
-restarts and asks for the same round again gets the stored reply, and no new budget
-is spent.
+Each trained round is recorded under its ``(session, round)`` key with the reply it
+produced (``<out>/rounds/<session>-<round>.npz``); a coordinator that restarts and
+asks for the same round again gets the stored reply, and no new budget is spent.
 """
 
 from __future__ import annotations
@@ -33,46 +33,47 @@ _STATE_KEY = "fedid_privacy"
 _SAFE = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 
 
+def _atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
 @dataclass(slots=True)
 class NodePrivacyLedger:
-    """Accountant history plus the per-round replies already produced."""
+    """Training state bytes plus epsilon after every trained (session, round)."""
 
     out: Path
-    history: list[tuple[float, float, int]] = field(default_factory=list)
+    state: bytes | None = None
     epsilon_after: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def path(self) -> Path:
-        return self.out / "privacy_ledger.json"
-
-    def _payload(self) -> dict[str, Any]:
-        return {"history": [list(h) for h in self.history], "epsilon_after": self.epsilon_after}
 
     @classmethod
     def load(cls, context: Context, out: Path) -> NodePrivacyLedger:
         """From the node's context if present, else from its disk mirror, else empty."""
-        raw: dict[str, Any] | None = None
+        ledger = cls(out=out)
         record = context.state.config_records.get(_STATE_KEY)
         if record is not None:
-            raw = json.loads(str(record["json"]))
-        else:
-            disk = out / "privacy_ledger.json"
-            if disk.exists():
-                raw = json.loads(disk.read_text(encoding="utf-8"))
-        ledger = cls(out=out)
-        if raw:
-            ledger.history = [(float(a), float(b), int(c)) for a, b, c in raw["history"]]
+            state = record.get("state")
+            ledger.state = state if isinstance(state, bytes) and state else None
+            ledger.epsilon_after = json.loads(str(record["epsilon_after"]))
+            return ledger
+        if (out / "local_state.bin").exists():
+            ledger.state = (out / "local_state.bin").read_bytes()
+        if (out / "privacy_ledger.json").exists():
+            raw = json.loads((out / "privacy_ledger.json").read_text(encoding="utf-8"))
             ledger.epsilon_after = {k: float(v) for k, v in raw["epsilon_after"].items()}
         return ledger
 
     def save(self, context: Context) -> None:
         """Write to the node's context and to disk (atomically)."""
-        text = json.dumps(self._payload())
-        context.state.config_records[_STATE_KEY] = ConfigRecord({"json": text})
+        after = json.dumps(self.epsilon_after)
+        context.state.config_records[_STATE_KEY] = ConfigRecord(
+            {"state": self.state or b"", "epsilon_after": after})
         self.out.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, self.path)
+        if self.state is not None:
+            _atomic(self.out / "local_state.bin", self.state)
+        _atomic(self.out / "privacy_ledger.json",
+                json.dumps({"epsilon_after": self.epsilon_after}).encode())
 
     @staticmethod
     def round_key(session: str, rnd: int) -> str:
@@ -99,17 +100,17 @@ class NodePrivacyLedger:
         key: str,
         arrays: list[NDArray[np.float32]],
         metrics: dict[str, float],
-        history: list[tuple[float, float, int]],
+        state: bytes,
         epsilon: float,
     ) -> None:
-        """Keep the reply of a trained round and the accountant history after it."""
+        """Keep the reply of a trained round and the training state after it."""
         folder = self.out / "rounds"
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f"{key}.tmp.npz"
         blobs: dict[str, Any] = {f"a{i}": a for i, a in enumerate(arrays)}
         blobs["n_arrays"] = np.array(len(arrays))
         blobs["metrics"] = np.array(json.dumps(metrics))
+        tmp = folder / f"{key}.tmp.npz"
         np.savez(tmp, **blobs)
         os.replace(tmp, folder / f"{key}.npz")
-        self.history = list(history)
+        self.state = state
         self.epsilon_after[key] = epsilon

@@ -19,7 +19,8 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from numpy.typing import NDArray
 
-__all__ = ["arrays_of", "content", "metrics_of", "payload_of"]
+__all__ = ["ConfigValue", "arrays_of", "config_float", "config_int", "config_str", "content",
+           "metrics_of", "payload_of"]
 
 ConfigValue = int | float | str | bytes | bool
 
@@ -63,3 +64,33 @@ def payload_of(msg: Message) -> bytes:
     if not isinstance(data, bytes):
         raise ValueError("message carries no payload bytes")
     return data
+
+
+def _config_value(msg: Message, key: str) -> object:
+    record = msg.content.config_records.get("config")
+    return None if record is None else record.get(key)
+
+
+def config_int(msg: Message, key: str, default: int | None = None) -> int:
+    """An int from the message's ``config`` record; ValueError if absent and no default."""
+    value = _config_value(msg, key)
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        if default is None:
+            raise ValueError(f"config key {key!r} must be a number")
+        return default
+    return int(value)
+
+
+def config_float(msg: Message, key: str, default: float) -> float:
+    value = _config_value(msg, key)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+        else default
+
+
+def config_str(msg: Message, key: str, default: str | None = None) -> str:
+    value = _config_value(msg, key)
+    if not isinstance(value, str):
+        if default is None:
+            raise ValueError(f"config key {key!r} must be a string")
+        return default
+    return value

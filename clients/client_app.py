@@ -1,0 +1,64 @@
+"""The agency node as a Flower ClientApp (thin: the work lives in :mod:`clients.node`).
+
+Message types handled:
+
+- ``query.info``      who this node is (agency id, kind, department, labelled or not)
+- ``query.init``      the initial model arrays (schema and seed only, no data)
+- ``train``           one round of local DP-SGD from the global arrays (budget-guarded)
+- ``evaluate``        metrics of the global arrays on this node's held-out rows
+- ``query.identify``  score every student locally, write the recommendations on this
+                      node, reply with aggregate counts only
+- ``query.match_*``   one step of the matching protocol (see :mod:`clients.matching`)
+
+Every reply passes through :func:`clients.transcript.record_mod`, which, when a
+transcript folder is configured, stores the exact bytes that leave the node so a test
+can scan them for IDs and plaintext values.
+"""
+
+from __future__ import annotations
+
+from flwr.app import Context, Message
+from flwr.clientapp import ClientApp
+
+from clients import node
+from clients.transcript import record_mod
+
+__all__ = ["app"]
+
+app = ClientApp(mods=[record_mod])
+
+
+@app.query("info")
+def info(msg: Message, context: Context) -> Message:
+    """Describe this node."""
+    return Message(node.info(msg, context), reply_to=msg)
+
+
+@app.query("init")
+def init(msg: Message, context: Context) -> Message:
+    """The initial global model, from the public schema and a seed (no data)."""
+    return Message(node.init(msg, context), reply_to=msg)
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    """One budget-guarded round of local DP training."""
+    return Message(node.train(msg, context), reply_to=msg)
+
+
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    """Evaluate the global model on this node's held-out rows."""
+    return Message(node.evaluate(msg, context), reply_to=msg)
+
+
+@app.query("identify")
+def identify(msg: Message, context: Context) -> Message:
+    """Score all students; recommendations stay on this node."""
+    return Message(node.identify(msg, context), reply_to=msg)
+
+
+@app.query("match")
+def match(msg: Message, context: Context) -> Message:
+    """One matching-protocol step (the step name travels in the message config)."""
+    return Message(node.match(msg, context), reply_to=msg)

@@ -1,0 +1,239 @@
+"""The node's model work, on top of :mod:`fedid.model` (no DP code here).
+
+- the node's inputs: its own validated table plus the evidence it matched
+  (``<out>/evidence.parquet``, written by :mod:`clients.matching`), through
+  :func:`fedid.model.features.build_inputs`;
+- a fixed split of the labelled rows: 80 % train, 20 % held out for federated
+  evaluation (the split depends on the row count and a fixed seed only);
+- :func:`train_round` runs one :func:`fedid.model.train.train_local` call from the
+  global arrays and the node's persisted :class:`~fedid.model.train.LocalState`
+  (budget, accountant history, calibrated noise); the budget guard inside refuses a
+  round that would exceed the node's own budget;
+- :func:`identify` writes ``<out>/recommendations.parquet`` on the node and returns
+  counts only.
+
+Arrays travel as a list in the network's state-dict order (:func:`weight_names`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from clients.config import NodeSettings
+from fedid.errors import DataValidationError, TrainingError
+from fedid.model.features import build_inputs, level_targets
+from fedid.model.model import HardshipModel
+from fedid.model.train import LocalState, TrainConfig, new_local_state, train_local
+from fedid.schema import Schema, load_schema
+
+__all__ = [
+    "HOLDOUT_FRACTION",
+    "RoundOutcome",
+    "evaluate",
+    "has_labels",
+    "identify",
+    "initial_arrays",
+    "train_round",
+    "weight_names",
+]
+
+_log = logging.getLogger(__name__)
+
+HOLDOUT_FRACTION = 0.2
+_SPLIT_SEED = 7
+_LABEL = "label_level"
+_TUNABLE = ("local_epochs", "batch_size", "learning_rate")
+
+
+@dataclass(frozen=True, slots=True)
+class RoundOutcome:
+    """One trained round: arrays to send, examples used, new node state, epsilon after."""
+
+    arrays: list[NDArray[np.float32]]
+    num_examples: int
+    state: LocalState
+    epsilon: float
+
+
+@lru_cache(maxsize=8)
+def _schema(path: Path | None) -> Schema:
+    return load_schema(path)
+
+
+def schema_of(s: NodeSettings) -> Schema:
+    return _schema(s.schema)
+
+
+@lru_cache(maxsize=8)
+def _table(
+    path: Path, mtime: float, kind: str, department: str, schema: Path | None
+) -> pd.DataFrame:
+    from fedid.tables import load_agency_table
+
+    table = load_agency_table(path, schema=_schema(schema),
+                              kind="education" if kind == "education" else "department",
+                              department=None if kind == "education" else department)
+    return table.frame
+
+
+def table_of(s: NodeSettings) -> pd.DataFrame:
+    """The node's own validated table (cached while the file is unchanged)."""
+    if not s.data.exists():
+        raise DataValidationError(f"agency table {s.data} does not exist.")
+    return _table(s.data, s.data.stat().st_mtime, s.kind, s.department, s.schema)
+
+
+def inputs_of(s: NodeSettings) -> pd.DataFrame:
+    """Education table joined with the node's matched evidence (if matching ran)."""
+    evidence_path = s.out / "evidence.parquet"
+    evidence = pd.read_parquet(evidence_path) if evidence_path.exists() else None
+    return build_inputs(table_of(s), evidence, schema_of(s))
+
+
+def has_labels(s: NodeSettings) -> bool:
+    if s.kind != "education":
+        return False
+    frame = table_of(s)
+    return _LABEL in frame.columns and bool(frame[_LABEL].notna().any())
+
+
+def _split(n: int) -> NDArray[np.bool_]:
+    """True for held-out rows: a fixed pseudorandom 20 % (depends on n only)."""
+    rng = np.random.default_rng(_SPLIT_SEED)
+    held = np.zeros(n, dtype=bool)
+    held[rng.permutation(n)[: round(n * HOLDOUT_FRACTION)]] = True
+    return held
+
+
+def _labelled(s: NodeSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    inputs = inputs_of(s)
+    inputs = inputs[inputs[_LABEL].notna()].reset_index(drop=True)
+    held = _split(len(inputs))
+    return inputs[~held].reset_index(drop=True), inputs[held].reset_index(drop=True)
+
+
+def _config(rounds: int, params: dict[str, float] | None = None) -> TrainConfig:
+    extra = {k: v for k, v in (params or {}).items() if k in _TUNABLE}
+    cfg = TrainConfig(rounds=rounds)
+    return replace(
+        cfg,
+        local_epochs=int(extra.get("local_epochs", cfg.local_epochs)),
+        batch_size=int(extra.get("batch_size", cfg.batch_size)),
+        learning_rate=float(extra.get("learning_rate", cfg.learning_rate)),
+    )
+
+
+def weight_names(schema: Schema) -> list[str]:
+    return list(HardshipModel(schema=schema, hidden=TrainConfig().hidden).build_net().state_dict())
+
+
+def _to_dict(schema: Schema, arrays: list[NDArray[np.float32]]) -> dict[str, NDArray[np.float32]]:
+    names = weight_names(schema)
+    if len(names) != len(arrays):
+        raise TrainingError(f"expected {len(names)} model arrays. Got {len(arrays)}.")
+    return {n: np.asarray(a, dtype=np.float32) for n, a in zip(names, arrays, strict=True)}
+
+
+def initial_arrays(s: NodeSettings, *, seed: int) -> list[NDArray[np.float32]]:
+    """A fresh network's weights from the public schema and ``seed`` (no data)."""
+    import torch
+
+    torch.manual_seed(seed)
+    net = HardshipModel(schema=schema_of(s), hidden=TrainConfig().hidden).build_net()
+    return [v.detach().cpu().numpy().astype(np.float32) for v in net.state_dict().values()]
+
+
+def new_state(s: NodeSettings) -> LocalState:
+    return new_local_state(epsilon=s.epsilon, delta=s.delta)
+
+
+def train_round(
+    s: NodeSettings,
+    *,
+    arrays: list[NDArray[np.float32]],
+    state: LocalState,
+    rounds: int,
+    seed: int | None,
+    params: dict[str, float],
+) -> RoundOutcome:
+    """One local DP round from the global ``arrays``; BudgetExceededError if over budget."""
+    import torch
+
+    torch.set_num_threads(1)
+    schema = schema_of(s)
+    train_rows, _ = _labelled(s)
+    start = replace(state, weights=_to_dict(schema, arrays))
+    result = train_local(inputs=train_rows, schema=schema, state=start,
+                         config=_config(rounds, params), seed=seed)
+    weights = result.state.weights
+    if weights is None:
+        raise TrainingError("local training returned no weights.")
+    names = weight_names(schema)
+    return RoundOutcome(
+        arrays=[weights[n] for n in names], num_examples=result.n_records,
+        state=result.state, epsilon=result.state.epsilon_spent,
+    )
+
+
+def _macro_f1(y: NDArray[np.int64], p: NDArray[np.int64], k: int) -> float:
+    scores = []
+    for c in range(k):
+        tp = float(np.sum((y == c) & (p == c)))
+        support = float(np.sum(y == c) + np.sum(p == c))
+        if support > 0:
+            scores.append(2 * tp / support)
+    return float(np.mean(scores)) if scores else 0.0
+
+
+def evaluate(s: NodeSettings, arrays: list[NDArray[np.float32]]) -> dict[str, float]:
+    """Held-out metrics vs the recorded labels (not covered by the DP guarantee)."""
+    schema = schema_of(s)
+    _, held = _labelled(s)
+    if len(held) == 0:
+        return {"num_examples": 0}
+    model = HardshipModel(schema=schema, hidden=TrainConfig().hidden,
+                          weights=_to_dict(schema, arrays))
+    rec = model.recommend(held)
+    y = level_targets(held, schema)
+    p = rec["level_index"].to_numpy(dtype=np.int64)
+    return {
+        "num_examples": len(held),
+        "accuracy": float(np.mean(y == p)),
+        "macro_f1": _macro_f1(y, p, len(schema.levels.names)),
+    }
+
+
+def identify(s: NodeSettings, arrays: list[NDArray[np.float32]]) -> dict[str, float]:
+    """Score every student, write recommendations on this node; return counts only."""
+    schema = schema_of(s)
+    inputs = inputs_of(s)
+    model = HardshipModel(schema=schema, hidden=TrainConfig().hidden,
+                          weights=_to_dict(schema, arrays))
+    rec = model.recommend(inputs)
+    s.out.mkdir(parents=True, exist_ok=True)
+    tmp = s.out / "recommendations.tmp.parquet"
+    rec.to_parquet(tmp, index=False)
+    tmp.replace(s.out / "recommendations.parquet")
+    aided = rec["level_index"].to_numpy() > 0
+    applied = inputs["applied"].astype(bool).to_numpy() if "applied" in inputs else None
+    counts: dict[str, float] = {"students": float(len(rec))}
+    for i, name in enumerate(schema.levels.names):
+        counts[f"level_{name}"] = float(np.sum(rec["level_index"].to_numpy() == i))
+    counts["rule_recognised"] = float(np.sum(rec["source"] == "rule"))
+    counts["needs_review"] = float(np.sum(rec["review"].astype(bool)))
+    if applied is not None:
+        counts["hidden_hardship"] = float(np.sum(aided & ~applied))
+        counts["applied"] = float(np.sum(applied))
+    if "temporary_relief" in inputs:
+        relief = pd.to_numeric(inputs["temporary_relief"], errors="coerce").fillna(0).to_numpy()
+        counts["duplicate_aid"] = float(np.sum(aided & (relief > 0)))
+    for flag in schema.dimension_flags:
+        counts[f"flag_{flag}"] = float(np.sum(rec[f"flag_{flag}"].astype(bool)))
+    return counts

@@ -1,0 +1,240 @@
+"""One school year, run by the coordinator over a Flower Grid.
+
+Phases (each timed):
+
+1. nodes     wait for the configured minimum of nodes (FederationError on timeout),
+             ask each who it is
+2. matching  for every education-side agency, the private join with every
+             departmental agency (:mod:`server.matching`), relayed as query messages
+3. training  ``rounds`` rounds of weighted FedAvg over the labelled education nodes;
+             replies validated (:mod:`server.strategy`); checkpoint after every round
+             (:mod:`server.ledger`); federated evaluation on the nodes' held-out rows
+4. identify  each education node scores all its students with the final model and
+             writes the recommendations on its own side; the coordinator receives
+             aggregate counts only (:mod:`server.aggregates`)
+
+The coordinator writes ``coordinator/`` under its output folder: ``ledger.json``,
+``checkpoint.npz``, ``final_model.npz``, ``year.json`` (aggregates, privacy spend per
+agency as declared by the nodes, per-round metrics, phase times).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from flwr.serverapp import Grid
+
+from clients.records import ConfigValue, arrays_of, content, metrics_of
+from fedid.errors import ConfigError, FederationError
+from server import aggregates
+from server.ledger import Ledger, RoundRecord
+from server.strategy import FedAvg, PrivacyDeclaration, TrainReply
+from server.transport import Messenger
+
+__all__ = ["Progress", "YearConfig", "run_year"]
+
+_log = logging.getLogger(__name__)
+
+Progress = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class YearConfig:
+    """Coordinator settings for one year (from run config or the simulation file)."""
+
+    out: Path
+    rounds: int = 5
+    min_nodes: int = 2
+    min_train_replies: int = 1
+    wait_nodes: float = 120.0
+    timeout: float = 600.0
+    session: str = "year"
+    weighting: str = "examples"
+    matching: bool = True
+    seed: int = 0
+    train: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.rounds < 1:
+            raise ConfigError(f"rounds must be >= 1. Got {self.rounds}.")
+        if self.min_nodes < 1:
+            raise ConfigError(f"min-nodes must be >= 1. Got {self.min_nodes}.")
+        if self.timeout <= 0 or self.wait_nodes <= 0:
+            raise ConfigError("timeouts must be > 0.")
+
+    @classmethod
+    def from_mapping(cls, raw: dict[str, Any]) -> YearConfig:
+        train = {k[len("train-"):]: float(v) for k, v in raw.items() if k.startswith("train-")}
+        return cls(
+            out=Path(str(raw.get("out", "runs/coordinator"))),
+            rounds=int(raw.get("rounds", 5)),
+            min_nodes=int(raw.get("min-nodes", 2)),
+            min_train_replies=int(raw.get("min-train-replies", 1)),
+            wait_nodes=float(raw.get("wait-nodes", 120.0)),
+            timeout=float(raw.get("timeout", 600.0)),
+            session=str(raw.get("session", "year")),
+            weighting=str(raw.get("weighting", "examples")),
+            matching=bool(raw.get("matching", True)),
+            seed=int(raw.get("seed", 0)),
+            train=train,
+        )
+
+
+def _noop(_event: str, _data: dict[str, Any]) -> None:
+    return None
+
+
+def run_year(grid: Grid, cfg: YearConfig, progress: Progress | None = None) -> dict[str, Any]:
+    """Run the four phases; return (and write) the coordinator's year record."""
+    say = progress or _noop
+    folder = cfg.out / "coordinator"
+    folder.mkdir(parents=True, exist_ok=True)
+    phases: dict[str, float] = {}
+    year: dict[str, Any] = {"config": {**asdict(cfg), "out": str(cfg.out)}}
+
+    t0 = time.perf_counter()
+    messenger = Messenger(grid=grid, timeout=cfg.timeout)
+    say("phase", {"name": "nodes"})
+    node_ids = messenger.wait_for_nodes(cfg.min_nodes, cfg.wait_nodes)
+    agencies = messenger.discover(node_ids)
+    if len(agencies) < cfg.min_nodes:
+        raise FederationError(
+            f"only {len(agencies)} of the required {cfg.min_nodes} nodes answered."
+        )
+    year["agencies"] = {a: {"kind": i.kind, "department": i.department, "labelled": i.labelled}
+                        for a, i in sorted(agencies.items())}
+    phases["nodes"] = time.perf_counter() - t0
+
+    if cfg.matching:
+        from server.matching import run_matching
+
+        t0 = time.perf_counter()
+        say("phase", {"name": "matching"})
+        year["matching"] = run_matching(messenger, session=cfg.session, progress=say)
+        phases["matching"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    say("phase", {"name": "training", "rounds": cfg.rounds})
+    final, training = _train(messenger, cfg, folder, say)
+    year["training"] = training
+    phases["training"] = time.perf_counter() - t0
+    np.savez(folder / "final_model.npz", *final)
+
+    t0 = time.perf_counter()
+    say("phase", {"name": "identify"})
+    year["identification"] = _identify(messenger, final, cfg)
+    phases["identify"] = time.perf_counter() - t0
+
+    year["phase_seconds"] = phases
+    (folder / "year.json").write_text(json.dumps(year, indent=1, default=str), encoding="utf-8")
+    say("done", {"phases": phases})
+    return year
+
+
+def _education(messenger: Messenger, *, labelled: bool) -> list[str]:
+    return sorted(
+        a for a, i in messenger.agencies.items()
+        if i.kind == "education" and (i.labelled or not labelled)
+    )
+
+
+def _init_arrays(messenger: Messenger, trainers: list[str], cfg: YearConfig) -> list[Any]:
+    reply = messenger.one(
+        "query.init", trainers[0], content(config={"seed": cfg.seed, "session": cfg.session})
+    )
+    arrays = arrays_of(reply)
+    if not arrays:
+        raise FederationError(f"{trainers[0]} returned no initial model.")
+    return arrays
+
+
+def _train(
+    messenger: Messenger, cfg: YearConfig, folder: Path, say: Progress
+) -> tuple[list[Any], dict[str, Any]]:
+    trainers = _education(messenger, labelled=True)
+    if not trainers:
+        raise FederationError("no education node with labels is connected; nothing to train.")
+    ledger = Ledger.open(folder, cfg.session)
+    strategy = FedAvg(weighting=cfg.weighting, min_replies=cfg.min_train_replies)
+    strategy.restore_spend(ledger.last_spend())
+    arrays = ledger.load_arrays() if ledger.completed else _init_arrays(messenger, trainers, cfg)
+    if ledger.completed:
+        say("resume", {"round": ledger.completed})
+    budgets: dict[str, dict[str, float]] = {}
+    for rnd in range(ledger.completed + 1, cfg.rounds + 1):
+        t0 = time.perf_counter()
+        conf: dict[str, ConfigValue] = {
+            "session": cfg.session, "round": rnd, "rounds": cfg.rounds, "seed": cfg.seed,
+            **{f"train-{k}": v for k, v in cfg.train.items()}}
+        replies = messenger.exchange(
+            "train", {a: content(config=conf, arrays=arrays) for a in trainers},
+            group=str(rnd),
+        )
+        parsed: list[TrainReply] = []
+        for agency in trainers:
+            msg = replies.get(agency)
+            if msg is None:
+                parsed.append(TrainReply(agency, None, 0, None, error="no reply before timeout"))
+                continue
+            if msg.has_error():
+                parsed.append(TrainReply(agency, None, 0, None,
+                                         error=msg.error.reason or "unspecified error"))
+                continue
+            m = metrics_of(msg)
+            refused = str(msg.content["config"].get("refused", ""))
+            priv = None
+            if "epsilon_spent" in m:
+                priv = PrivacyDeclaration(
+                    epsilon_spent=m["epsilon_spent"], delta=m.get("delta", float("nan")),
+                    epsilon_budget=m.get("epsilon_budget", float("nan")),
+                    delta_budget=m.get("delta_budget", float("nan")),
+                )
+                budgets[agency] = {"epsilon": priv.epsilon_budget, "delta": priv.delta_budget}
+            parsed.append(TrainReply(agency, arrays_of(msg), int(m.get("num_examples", 0)),
+                                     priv, refused=refused))
+        result = strategy.aggregate(parsed, arrays)
+        arrays = result.arrays
+        metrics = _evaluate(messenger, arrays, cfg, rnd)
+        record = RoundRecord(
+            round=rnd, used=result.used, excluded=result.excluded,
+            spend={a: strategy.last_spend[a] for a in result.used},
+            metrics=metrics, seconds=time.perf_counter() - t0,
+        )
+        ledger.record(record, arrays)
+        say("round", {"round": rnd, "metrics": metrics, "excluded": result.excluded})
+    return arrays, {
+        "rounds": [r.to_json() for r in ledger.rounds],
+        "declared_spend": ledger.last_spend(),
+        "budgets": budgets,
+        "weighting": cfg.weighting,
+    }
+
+
+def _evaluate(
+    messenger: Messenger, arrays: list[Any], cfg: YearConfig, rnd: int
+) -> dict[str, float]:
+    nodes = _education(messenger, labelled=True)
+    conf: dict[str, ConfigValue] = {"session": cfg.session, "round": rnd}
+    replies = messenger.exchange(
+        "evaluate", {a: content(config=conf, arrays=arrays) for a in nodes}, group=str(rnd)
+    )
+    per_node = {a: metrics_of(m) for a, m in replies.items() if not m.has_error()}
+    return aggregates.weighted_metrics(per_node)
+
+
+def _identify(messenger: Messenger, arrays: list[Any], cfg: YearConfig) -> dict[str, Any]:
+    nodes = _education(messenger, labelled=False)
+    conf = {"session": cfg.session}
+    replies = messenger.exchange(
+        "query.identify", {a: content(config=conf, arrays=arrays) for a in nodes}
+    )
+    per_node = {a: metrics_of(m) for a, m in replies.items() if not m.has_error()}
+    failed = sorted(set(nodes) - set(per_node))
+    return {"per_agency": per_node, "total": aggregates.sum_counts(per_node), "failed": failed}

@@ -1,0 +1,76 @@
+"""The centralized non-private reference: one model on the pooled plaintext join.
+
+What a province would get by pooling every agency's records in one place (the thing
+fedid exists to avoid): the education tables concatenated, each student's evidence
+taken from the exact plaintext join in the ground truth, the same network trained
+without DP (:func:`fedid.model.train.train_centralized` with ``budget=None``) on the
+same training rows the nodes use (each agency's fixed 80 % split of its labelled
+rows), then scored on every student against the true level.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from simulations.evaluation import confusion, identification_metrics
+
+__all__ = ["centralized_reference", "pooled_inputs"]
+
+
+def pooled_inputs(
+    *, sim_file: Path, truth: pd.DataFrame, schema_path: Path
+) -> tuple[pd.DataFrame, np.ndarray[Any, Any]]:
+    """Pooled model inputs and a mask of the rows the nodes train on."""
+    from clients.training import _split
+    from fedid.model.features import build_inputs
+    from fedid.schema import load_schema
+
+    schema = load_schema(schema_path)
+    sim = json.loads(sim_file.read_text(encoding="utf-8"))
+    evidence_cols = [i.name for i in schema.indicators
+                     if schema.departments[i.department].side == "evidence"]
+    evidence = truth[["student_id", *[c for c in evidence_cols if c in truth.columns]]]
+    frames, masks = [], []
+    for agency in sim["agencies"]:
+        if agency["kind"] != "education":
+            continue
+        path = Path(agency["data"])
+        edu = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+        inputs = build_inputs(edu, evidence, schema)
+        labelled = inputs["label_level"].notna().to_numpy()
+        train = np.zeros(len(inputs), dtype=bool)
+        idx = np.flatnonzero(labelled)
+        train[idx[~_split(len(idx))]] = True
+        frames.append(inputs)
+        masks.append(train)
+    return pd.concat(frames, ignore_index=True), np.concatenate(masks)
+
+
+def centralized_reference(
+    *, sim_file: Path, schema: Path, truth: pd.DataFrame, levels: Sequence[str], seed: int,
+) -> dict[str, Any]:
+    """Metrics of the pooled non-private model against the true levels."""
+    from fedid.model.train import TrainConfig, train_centralized
+    from fedid.schema import load_schema
+
+    inputs, train = pooled_inputs(sim_file=sim_file, truth=truth, schema_path=schema)
+    model, _ = train_centralized(inputs=inputs[train].reset_index(drop=True),
+                                 schema=load_schema(schema), config=TrainConfig(),
+                                 budget=None, seed=seed)
+    rec = model.recommend(inputs)
+    joined = truth[["student_id", "true_level", "applied"]].merge(
+        pd.DataFrame({"student_id": inputs["student_id"], "pred": rec["level"]}),
+        on="student_id")
+    hidden = (joined["true_level"] != levels[0]) & ~joined["applied"].astype(bool)
+    out: dict[str, Any] = identification_metrics(
+        joined["true_level"].tolist(), joined["pred"].tolist(), levels=levels,
+        hidden=hidden.tolist())
+    out["confusion"] = confusion(joined["true_level"].tolist(), joined["pred"].tolist(), levels)
+    out["train_rows"] = int(train.sum())
+    return out

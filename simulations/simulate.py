@@ -1,0 +1,187 @@
+"""A whole school year of a province in Flower's simulation engine.
+
+Steps:
+
+1. the province: generate one with ``fedid synth`` (default), or use agency tables a
+   user supplies (``--data DIR`` laid out as the synthetic province, with a schema);
+2. one virtual SuperNode per agency (education-side and departmental), each pointed
+   at its own table and its own output folder ``DIR/nodes/<agency>/`` through the
+   simulation file (``DIR/simulation.json``, see :mod:`clients.config`);
+3. the ServerApp runs the year (:mod:`server.year`): matching, DP training rounds,
+   identification, aggregates under ``DIR/coordinator/``;
+4. the reviewer's evaluation against ground truth when it exists
+   (:mod:`simulations.review`), then ``summary.json`` and ``report.html``
+   (:mod:`simulations.report`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fedid.errors import ConfigError, FederationError
+
+__all__ = ["SimulationConfig", "agencies_of", "run"]
+
+_log = logging.getLogger(__name__)
+
+Progress = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class SimulationConfig:
+    """Everything ``fedid simulate`` needs."""
+
+    out: Path
+    data: Path | None = None
+    schema: Path | None = None
+    students: int = 6000
+    seed: int = 20261129
+    rounds: int = 5
+    epsilon: float = 1.0
+    delta: float = 1e-5
+    min_nodes: int = 2
+    matching: bool = True
+    transcript: bool = False
+    workers: int = 2
+    reference: bool = True
+    train: tuple[tuple[str, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.rounds < 1:
+            raise ConfigError(f"rounds must be >= 1. Got {self.rounds}.")
+        if not self.epsilon > 0:
+            raise ConfigError(f"epsilon must be > 0. Got {self.epsilon}.")
+        if not 0 < self.delta < 1:
+            raise ConfigError(f"delta must be in (0, 1). Got {self.delta}.")
+        if self.students < 100:
+            raise ConfigError(f"students must be >= 100. Got {self.students}.")
+        if self.workers < 1:
+            raise ConfigError(f"workers must be >= 1. Got {self.workers}.")
+
+
+def _synth(cfg: SimulationConfig, target: Path) -> None:
+    cmd = [sys.executable, "-m", "fedid.cli.main", "synth", "--out", str(target),
+           "--seed", str(cfg.seed), "--students", str(cfg.students)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
+    if done.returncode != 0:
+        raise FederationError(f"fedid synth failed (exit {done.returncode}): {done.stderr[-800:]}")
+
+
+def agencies_of(province: Path) -> list[tuple[str, str, str, Path]]:
+    """(agency id, kind, department, table) for every agency table under ``province``."""
+    found: list[tuple[str, str, str, Path]] = []
+    edu = province / "agencies" / "education"
+    dep = province / "agencies" / "departments"
+    for path in sorted(edu.glob("*.parquet")) + sorted(edu.glob("*.csv")):
+        found.append((path.stem, "education", "education", path))
+    for path in sorted(dep.glob("*.parquet")) + sorted(dep.glob("*.csv")):
+        found.append((path.stem, "department", path.stem, path))
+    if not any(kind == "education" for _, kind, _, _ in found):
+        raise ConfigError(f"no education agency table under {edu} (*.parquet or *.csv).")
+    return found
+
+
+def _write_simulation_file(cfg: SimulationConfig, province: Path, schema: Path) -> Path:
+    agencies = []
+    for agency, kind, department, table in agencies_of(province):
+        agencies.append({
+            "agency-id": agency, "kind": kind, "department": department,
+            "data": str(table.resolve()), "schema": str(schema.resolve()),
+            "out": str((cfg.out / "nodes" / agency).resolve()),
+            "epsilon": cfg.epsilon, "delta": cfg.delta,
+        })
+    coordinator: dict[str, Any] = {
+        "out": str(cfg.out.resolve()), "rounds": cfg.rounds, "min-nodes": cfg.min_nodes,
+        "session": "year", "matching": cfg.matching, "seed": cfg.seed,
+        "wait-nodes": 120.0, "timeout": 900.0,
+        **{f"train-{k}": v for k, v in cfg.train},
+    }
+    path = cfg.out / "simulation.json"
+    path.write_text(json.dumps({"agencies": agencies, "coordinator": coordinator}, indent=1),
+                    encoding="utf-8")
+    return path
+
+
+def run(cfg: SimulationConfig, progress: Progress | None = None) -> dict[str, Any]:
+    """Run the year; write summary.json and report.html; return the summary."""
+    say = progress or (lambda _e, _d: None)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if cfg.data is None:
+        say("phase", {"name": "synth"})
+        province = cfg.out / "province"
+        if not (province / "manifest.json").exists():
+            _synth(cfg, province)
+        schema = province / "schema.toml"
+    else:
+        province = cfg.data
+        schema = cfg.schema or (province / "schema.toml")
+        if not schema.exists():
+            raise ConfigError(f"schema file {schema} does not exist; pass --schema FILE.")
+    times["province"] = time.perf_counter() - t0
+    sim_file = _write_simulation_file(cfg, province, schema)
+    n_nodes = len(json.loads(sim_file.read_text())["agencies"])
+
+    t0 = time.perf_counter()
+    year = _run_flower(cfg, sim_file, n_nodes, say)
+    times["flower_total"] = time.perf_counter() - t0
+    times.update({f"year_{k}": v for k, v in year["phase_seconds"].items()})
+
+    from simulations import report, review
+
+    t0 = time.perf_counter()
+    say("phase", {"name": "review"})
+    summary = review.summarise(cfg=cfg, province=province, schema=schema, year=year)
+    times["review"] = time.perf_counter() - t0
+    summary["wall_seconds"] = times
+    report.write(cfg.out, summary)
+    say("done", {"out": str(cfg.out)})
+    return summary
+
+
+def _run_flower(
+    cfg: SimulationConfig, sim_file: Path, n_nodes: int, say: Progress
+) -> dict[str, Any]:
+    os.environ["FEDID_SIMULATION_CONFIG"] = str(sim_file.resolve())
+    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    os.environ.setdefault("FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION", "1")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    if cfg.transcript:
+        os.environ["FEDID_TRANSCRIPT_DIR"] = str((cfg.out / "transcript").resolve())
+    else:
+        os.environ.pop("FEDID_TRANSCRIPT_DIR", None)
+    from flwr.simulation import run_simulation
+
+    from clients.client_app import app as client_app
+    from server import server_app
+
+    server_app.set_progress(say)
+    try:
+        run_simulation(
+            server_app=server_app.app,
+            client_app=client_app,
+            num_supernodes=n_nodes,
+            backend_config={
+                "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+                "init_args": {"num_cpus": cfg.workers, "include_dashboard": False,
+                              "log_to_driver": True},
+            },
+        )
+    finally:
+        server_app.set_progress(None)
+    year = server_app.last_result()
+    if year is None or year.get("config", {}).get("out") != str(cfg.out.resolve()):
+        raise FederationError(
+            "the simulated year did not complete; see the log above for the failing step."
+        )
+    return year
