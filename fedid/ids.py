@@ -58,6 +58,7 @@ __all__ = [
 WEIGHTS: npt.NDArray[np.int64] = np.array(
     [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2], dtype=np.int64
 )
+_WEIGHTS32 = WEIGHTS.astype(np.int32)
 CHECK_CHARACTERS = "10X98765432"
 MIN_BIRTH_YEAR = 1800  # the 996-999 legacy rule and the standard's own 1880 example
 
@@ -125,7 +126,7 @@ _RULES: dict[IdReason, str] = {
     IdReason.BIRTH_DATE_RANGE: (
         f"the birth date must not be in the future nor before {MIN_BIRTH_YEAR}"
     ),
-    IdReason.CHECK: "the check character must match the GB 11643-1999 checksum",
+    IdReason.CHECK: "the check character must match the checksum of the first 17 digits",
 }
 
 Errors = Literal["raise", "mask"]
@@ -271,10 +272,10 @@ def _normalise_codes(codes: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
 @dataclass(frozen=True, slots=True)
 class _Checked:
     check: IdCheck
-    digits: npt.NDArray[np.int64]  # (n, 17) canonical first-17 digits (garbage where invalid)
-    year: npt.NDArray[np.int64]
-    month: npt.NDArray[np.int64]
-    day: npt.NDArray[np.int64]
+    digits: npt.NDArray[np.int32]  # (n, 17) canonical first-17 digits (0 where invalid)
+    year: npt.NDArray[np.int32]
+    month: npt.NDArray[np.int32]
+    day: npt.NDArray[np.int32]
 
 
 def _today_ymd(today: _dt.date | None) -> int:
@@ -282,7 +283,7 @@ def _today_ymd(today: _dt.date | None) -> int:
     return day.year * 10000 + day.month * 100 + day.day
 
 
-def _is_leap(year: npt.NDArray[np.int64]) -> BoolArray:
+def _is_leap(year: npt.NDArray[np.int32]) -> BoolArray:
     leap: BoolArray = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
     return leap
 
@@ -311,7 +312,8 @@ def _check(ids: Any, *, today: _dt.date | None) -> _Checked:
         block[:, 1] = np.where(seq >= 996, ord("8"), ord("9"))
         block[:, 2:] = src[:, 6:15]
         first17[legacy_rows, 6:17] = block
-    digits = np.where(chars_ok[:, None], first17.astype(np.int64) - _ZERO, 0)
+    digits = first17.astype(np.int32) - _ZERO
+    digits[~chars_ok] = 0
 
     province = digits[:, 0] * 10 + digits[:, 1]
     year = digits[:, 6] * 1000 + digits[:, 7] * 100 + digits[:, 8] * 10 + digits[:, 9]
@@ -322,7 +324,7 @@ def _check(ids: Any, *, today: _dt.date | None) -> _Checked:
     date_ok = month_ok & (day >= 1) & (day <= dim)
     ymd = year * 10000 + month * 100 + day
     range_ok = (year >= MIN_BIRTH_YEAR) & (ymd <= _today_ymd(today))
-    expected = _CHECK_CODES[(digits @ WEIGHTS) % 11]
+    expected = _CHECK_CODES[(digits @ _WEIGHTS32) % 11]
     check_ok = is15 | (codes[:, 17] == expected)
 
     reason = np.zeros(n, dtype=np.uint8)
