@@ -39,6 +39,8 @@ __all__ = [
     "encrypt_chunk",
     "exponent_bits",
     "rerandomize_chunk",
+    "table_for",
+    "warm_chunk",
 ]
 
 DEFAULT_WINDOW = 8  # 2^8 entries per row: 192 rows, ~38 MB at 3072 bits; 1 mult per 8 bits
@@ -119,6 +121,12 @@ def encrypt_chunk(
     if exponents is None:
         exponents = [secrets.randbits(table.bits) for _ in plaintexts]
     return [_djn(n, n_square, m, table.pow(a)) for m, a in zip(plaintexts, exponents, strict=True)]
+
+
+def warm_chunk(items: Sequence[int], n: int, h: int) -> list[int]:
+    """Build this process's table for ``(n, h)``; one 0 per item."""
+    table_for(n=n, h=h)
+    return [0 for _ in items]
 
 
 def rerandomize_chunk(ciphertexts: Sequence[int], n: int, h: int) -> list[int]:

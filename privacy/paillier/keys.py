@@ -135,6 +135,19 @@ class PaillierPublicKey:
             )
 
     # -- operations ---------------------------------------------------------------
+    def precompute(self) -> None:
+        """Build the DJN fixed-base tables now, here and in every pool worker.
+
+        Optional: encryption builds them on first use (about 0.2 s at 2048 bits and 0.5 s
+        at 3072 bits per process); calling this first keeps that out of timed phases.
+        """
+        if self.h is None:
+            return
+        fast.table_for(n=self.n, h=self.h)
+        slots = [0] * (4 * _pool.worker_count())
+        _pool.map_chunks(fast.warm_chunk, slots, args=(self.n, self.h), min_parallel=2,
+                         chunks_per_worker=4)
+
     def encrypt_ints(self, values: Sequence[int]) -> list[int]:
         """Encrypt plaintexts in ``[0, n)`` (DJN fast path if ``h`` is set; all cores)."""
         values = list(values)

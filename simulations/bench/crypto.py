@@ -1,0 +1,215 @@
+"""Crypto core benchmark: Paillier (ours vs phe), packing, ristretto255 blinding, PSI.
+
+``python -m simulations.bench.crypto [--quick]`` prints one JSON line. In one run, on the
+same keys and plaintexts:
+
+* Paillier at 2048 and 3072 bits: encryptions/s of ``PaillierPublicKey.encrypt_ints``
+  (DJN fixed-base, process pool; the table build is timed apart as a one-off per key)
+  against phe 1.5's default ``PaillierPublicKey.encrypt``, and decryptions/s of
+  ``decrypt_ints`` (CRT, pool) against phe's ``decrypt`` on the same ciphertexts.
+  Rates are per wall-clock second on this machine's cores; ``*_1core`` figures run the
+  same code inline on one core.
+* packed values encrypted and decrypted per second (3072 bits, 32-bit slots).
+* hash-and-blind and re-blind operations per second (ristretto255).
+* a plain two-party DH PSI on the blinding (both sides hash and blind, exchange bytes,
+  re-blind the other's points, intersect) against openmined-psi 2.0 (client/server,
+  exact RAW setup) on the same two sets of IDs with half in common: records (both sets)
+  per CPU-second, counting this process's CPU and that of pool workers (started inside
+  the measured span and shut down before it ends, so ``RUSAGE_CHILDREN`` includes them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import resource
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from phe import paillier as phe_paillier
+
+from privacy import _pool
+from privacy.blinding import BlindingKey, make_domain
+from privacy.packing import SlotLayout
+from privacy.paillier import generate_paillier_keypair
+
+Json = dict[str, Any]
+
+
+def _cpu() -> float:
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+@contextlib.contextmanager
+def _one_core() -> Iterator[None]:
+    """Run the public API inline on one core (``FEDID_CRYPTO_WORKERS=1``)."""
+    old = os.environ.get("FEDID_CRYPTO_WORKERS")
+    os.environ["FEDID_CRYPTO_WORKERS"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["FEDID_CRYPTO_WORKERS"]
+        else:
+            os.environ["FEDID_CRYPTO_WORKERS"] = old
+
+
+def bench_paillier(bits: int, *, count: int, phe_count: int, rng: random.Random) -> Json:
+    """Ours vs phe at one key size, same key and plaintexts."""
+    public, private = generate_paillier_keypair(n_length=bits)
+    phe_public, phe_private = public.to_phe(), private.to_phe()
+    values = [rng.getrandbits(64) for _ in range(count)]
+    _, table_s = _timed(public.precompute)  # tables here and in every pool worker
+    cts, enc_s = _timed(lambda: public.encrypt_ints(values))
+    with _one_core():
+        _, enc1_s = _timed(lambda: public.encrypt_ints(values[:phe_count]))
+    phe_numbers, phe_enc_s = _timed(lambda: [phe_public.encrypt(v) for v in values[:phe_count]])
+    plain, dec_s = _timed(lambda: private.decrypt_ints(cts))
+    with _one_core():
+        _, dec1_s = _timed(lambda: private.decrypt_ints(cts[:phe_count]))
+    ours_as_phe = [phe_paillier.EncryptedNumber(phe_public, c, 0) for c in cts[:phe_count]]
+    phe_plain, phe_dec_s = _timed(lambda: [phe_private.decrypt(x) for x in ours_as_phe])
+    ok = (plain == values and phe_plain == values[:phe_count]
+          and private.decrypt_ints([x.ciphertext() for x in phe_numbers]) == values[:phe_count])
+    enc, phe_enc = count / enc_s, phe_count / phe_enc_s
+    dec, phe_dec = count / dec_s, phe_count / phe_dec_s
+    return {
+        f"paillier{bits}_enc_per_s": round(enc, 1),
+        f"paillier{bits}_enc_per_s_1core": round(phe_count / enc1_s, 1),
+        f"paillier{bits}_phe_enc_per_s": round(phe_enc, 2),
+        f"paillier{bits}_enc_ratio": round(enc / phe_enc, 2),
+        f"paillier{bits}_dec_per_s": round(dec, 1),
+        f"paillier{bits}_dec_per_s_1core": round(phe_count / dec1_s, 1),
+        f"paillier{bits}_phe_dec_per_s": round(phe_dec, 1),
+        f"paillier{bits}_dec_ratio": round(dec / phe_dec, 2),
+        f"paillier{bits}_table_build_s": round(table_s, 3),
+        f"paillier{bits}_round_trip_ok": ok,
+        f"paillier{bits}_counts": [count, phe_count],
+    }
+
+
+def bench_packing(*, count: int, rng: random.Random) -> Json:
+    """Packed 32-bit values (sums of up to 1024 terms) encrypted and decrypted per second."""
+    public, private = generate_paillier_keypair(n_length=3072)
+    slots = SlotLayout.max_slots(slot_bits=32, max_terms=1024, n_bits=public.bits)
+    layout = SlotLayout(slot_bits=32, slots=slots, max_terms=1024)
+    rows = [[rng.getrandbits(32) for _ in range(slots)] for _ in range(count)]
+    public.precompute()
+    start = time.perf_counter()
+    cts = public.encrypt_ints(layout.pack_many(rows))
+    back = layout.unpack_many(private.decrypt_ints(cts))
+    elapsed = time.perf_counter() - start
+    return {
+        "packed_slots_per_ciphertext": slots,
+        "packed_values_enc_dec_per_s": round(count * slots / elapsed, 1),
+        "packed_round_trip_ok": back == rows,
+    }
+
+
+def _ids(count: int, rng: random.Random) -> tuple[list[str], list[str]]:
+    universe = [f"{rng.getrandbits(60):018d}" for _ in range(count + count // 2)]
+    left = universe[:count]
+    right = universe[count // 2 :]
+    rng.shuffle(right)
+    return left, right
+
+
+def _split(data: bytes) -> list[bytes]:
+    return [data[i : i + 32] for i in range(0, len(data), 32)]
+
+
+def psi_ours(left: list[str], right: list[str]) -> tuple[set[str], float]:
+    """DH PSI on ristretto255; left learns the intersection. Returns (result, CPU s)."""
+    _pool.shutdown_pool()
+    cpu0 = _cpu()
+    domain = make_domain(protocol="bench.psi", run_id=b"run")
+    a, b = BlindingKey.generate(), BlindingKey.generate()
+    msg_a = b"".join(a.hash_and_blind([x.encode() for x in left], domain=domain))
+    msg_b = b"".join(b.hash_and_blind([x.encode() for x in right], domain=domain))
+    msg_ab = b"".join(b.blind(_split(msg_a)))  # right re-blinds left's points, order kept
+    ba = set(a.blind(_split(msg_b)))  # left re-blinds right's points
+    result = {x for x, t in zip(left, _split(msg_ab), strict=True) if t in ba}
+    _pool.shutdown_pool()
+    return result, _cpu() - cpu0
+
+
+def psi_openmined(left: list[str], right: list[str]) -> tuple[set[str], float]:
+    """openmined-psi client (left) and server (right), RAW setup (exact)."""
+    import private_set_intersection.python as psi
+
+    cpu0 = _cpu()
+    client = psi.client.CreateWithNewKey(True)
+    server = psi.server.CreateWithNewKey(True)
+    request = psi.Request()
+    request.ParseFromString(client.CreateRequest(left).SerializeToString())
+    setup = psi.ServerSetup()
+    setup.ParseFromString(server.CreateSetupMessage(
+        0.0, len(left), right, psi.DataStructure.RAW).SerializeToString())
+    response = psi.Response()
+    response.ParseFromString(server.ProcessRequest(request).SerializeToString())
+    result = {left[i] for i in client.GetIntersection(setup, response)}
+    return result, _cpu() - cpu0
+
+
+def bench_blinding(*, count: int, rng: random.Random) -> Json:
+    """Blinding rates and the PSI comparison."""
+    left, right = _ids(count, rng)
+    domain = make_domain(protocol="bench.blind", run_id=b"run")
+    key = BlindingKey.generate()
+    encoded = [x.encode() for x in left]
+    key.hash_and_blind(encoded[:2000], domain=domain)  # start the pool
+    points, hb_s = _timed(lambda: key.hash_and_blind(encoded, domain=domain))
+    few = encoded[: count // 10]
+    with _one_core():
+        _, hb1_s = _timed(lambda: key.hash_and_blind(few, domain=domain))
+    _, rb_s = _timed(lambda: BlindingKey.generate().blind(points))
+    ours, ours_cpu = psi_ours(left, right)
+    theirs, theirs_cpu = psi_openmined(left, right)
+    records = len(left) + len(right)
+    return {
+        "hash_and_blind_per_s": round(count / hb_s, 1),
+        "hash_and_blind_per_s_1core": round(len(few) / hb1_s, 1),
+        "reblind_per_s": round(count / rb_s, 1),
+        "psi_set_sizes": [len(left), len(right)],
+        "psi_intersection_size": len(ours),
+        "psi_intersections_identical": ours == theirs == set(left) & set(right),
+        "psi_ours_cpu_s": round(ours_cpu, 2),
+        "psi_openmined_cpu_s": round(theirs_cpu, 2),
+        "psi_ours_records_per_cpu_s": round(records / ours_cpu, 1),
+        "psi_openmined_records_per_cpu_s": round(records / theirs_cpu, 1),
+        "psi_ratio": round(theirs_cpu / ours_cpu, 3),
+    }
+
+
+def main(argv: list[str] | None = None) -> Json:
+    """Run every section and print one JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="small counts (smoke run)")
+    args = parser.parse_args(argv)
+    rng = random.Random(20261129)
+    quick = args.quick
+    out: Json = {"quick": quick, "workers": _pool.worker_count()}
+    out |= bench_paillier(2048, count=200 if quick else 1000, phe_count=40 if quick else 200,
+                          rng=rng)
+    out |= bench_paillier(3072, count=100 if quick else 400, phe_count=20 if quick else 60,
+                          rng=rng)
+    out |= bench_packing(count=50 if quick else 200, rng=rng)
+    out |= bench_blinding(count=10_000 if quick else 100_000, rng=rng)
+    _pool.shutdown_pool()
+    print(json.dumps(out, sort_keys=True))
+    return out
+
+
+if __name__ == "__main__":
+    main()
