@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fedid.errors import ConfigError, FedIdError
+from fedid.errors import ConfigError
 from fedid.matching.aggregates import ReleaseConfig, compute_counts, release_counts
 from fedid.matching.coordinator import Coordinator, CoordinatorView
 from fedid.matching.evidence import EvidenceAgency
@@ -275,6 +275,6 @@ def write_outputs(result: MatchingResult, out: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, out)
-    except (OSError, ValueError, FedIdError):
+    except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -68,6 +68,8 @@ def make_tables(
             "label_level": pd.Series(rng.choice(["none", "general", "special"], size=n),
                                      dtype="string"),
         })
+        for ind in schema.owned_by("education"):
+            home_tables[f"school_{a}"][ind.name] = _value(rng, ind, n).to_numpy()
     people = np.concatenate([kids, adults, outsiders])
     dep_tables: dict[str, pd.DataFrame] = {}
     for dep in schema.evidence_departments:
