@@ -171,6 +171,7 @@ def _parse_category(raw: pd.Series, spec: ColumnSpec) -> Parsed:
     text, null = _stripped(raw)
     if spec.aliases:
         text = text.replace(spec.aliases)
+    null &= ~text.isin(spec.categories).to_numpy()  # "none" is a level, not a null
     bad = ~null & ~text.isin(spec.categories).to_numpy()
     problems = _problems(
         bad,
