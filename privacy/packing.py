@@ -14,12 +14,23 @@ layout (a sign of more than ``max_terms`` terms or of the wrong layout).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from privacy.errors import CryptoError
 
 __all__ = ["SlotLayout"]
+
+
+def _as_int(value: object) -> int | None:
+    """``value`` as an int if it is an integer (numpy integer scalars too), not a bool."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +91,11 @@ class SlotLayout:
         width = self.slot_width
         top = self.max_value
         for i in range(self.slots - 1, -1, -1):
-            v = values[i]
-            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= top:
-                raise CryptoError(f"slot {i} value must be an int in [0, {top}]. "
-                                  f"Got {v if isinstance(v, int) and v < 0 else 'out of range'}.")
+            v = _as_int(values[i])
+            if v is None or not 0 <= v <= top:
+                got = v if v is not None and v < 0 else ("a non-integer" if v is None
+                                                         else "a larger value")
+                raise CryptoError(f"slot {i} value must be an int in [0, {top}]. Got {got}.")
             packed = (packed << width) | v
         return packed
 

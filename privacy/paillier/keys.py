@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import operator
 import secrets
 from collections.abc import Sequence
 
@@ -125,14 +126,20 @@ class PaillierPublicKey:
             except CryptoError as exc:
                 raise CryptoError(f"ciphertext at index {i}: {exc}") from None
 
-    def _check_plaintext(self, i: int, m: int) -> None:
-        if isinstance(m, bool) or not isinstance(m, int):
-            raise CryptoError(f"plaintext at index {i} must be an int. Got {type(m).__name__}.")
+    def _check_plaintext(self, i: int, value: int) -> int:
+        try:
+            m = operator.index(value)  # int or an integer scalar such as numpy.int64
+        except TypeError:
+            m = None
+        if m is None or isinstance(value, bool):
+            raise CryptoError(f"plaintext at index {i} must be an int. "
+                              f"Got {type(value).__name__}.")
         if not 0 <= m < self.n:
             raise CryptoError(
                 f"plaintext at index {i} must be in [0, n) (use encoding for negatives). "
                 f"Got a value of bit length {m.bit_length()}{' (negative)' if m < 0 else ''}."
             )
+        return m
 
     # -- operations ---------------------------------------------------------------
     def precompute(self) -> None:
@@ -150,9 +157,7 @@ class PaillierPublicKey:
 
     def encrypt_ints(self, values: Sequence[int]) -> list[int]:
         """Encrypt plaintexts in ``[0, n)`` (DJN fast path if ``h`` is set; all cores)."""
-        values = list(values)
-        for i, m in enumerate(values):
-            self._check_plaintext(i, m)
+        values = [self._check_plaintext(i, m) for i, m in enumerate(values)]
         if self.h is None:
             return _pool.map_chunks(_classic_chunk, values, args=(self.n,), min_parallel=4)
         return _pool.map_chunks(fast.encrypt_chunk, values, args=(self.n, self.h))

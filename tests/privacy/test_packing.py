@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -49,6 +50,14 @@ def test_out_of_range_values_refused(bad: object) -> None:
     layout = SlotLayout(slot_bits=8, slots=2, max_terms=2)
     with pytest.raises(CryptoError, match=r"slot 1 value must be an int in \[0, 255\]"):
         layout.pack([0, bad])  # type: ignore[list-item]
+
+
+def test_numpy_integers_accepted() -> None:
+    layout = SlotLayout(slot_bits=8, slots=3)
+    packed = layout.pack(np.array([0, 7, 255], dtype=np.int64))
+    assert layout.unpack(packed) == [0, 7, 255]
+    with pytest.raises(CryptoError, match="slot 0 value"):
+        layout.pack(np.array([256, 0, 0]))
 
 
 def test_wrong_count_and_bad_layouts_refused() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gmpy2
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -163,6 +164,13 @@ def test_out_of_range_ciphertexts_rejected(
         public.validate_ciphertext(True)
     with pytest.raises(CryptoError):
         public.add(good, public.n_square)
+
+
+def test_numpy_integer_plaintexts(keys: tuple[PaillierPublicKey, PaillierPrivateKey]) -> None:
+    public, private = keys
+    assert private.decrypt_ints(public.encrypt_ints(np.arange(3, dtype=np.int64))) == [0, 1, 2]
+    with pytest.raises(CryptoError, match="index 0 must be an int"):
+        public.encrypt_ints([1.0])  # type: ignore[list-item]
 
 
 def test_plaintexts_out_of_range_rejected(
