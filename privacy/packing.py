@@ -15,8 +15,9 @@ layout (a sign of more than ``max_terms`` terms or of the wrong layout).
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import SupportsIndex
 
 from privacy.errors import CryptoError
 
@@ -83,8 +84,9 @@ class SlotLayout:
         width = cls(slot_bits=slot_bits, slots=1, max_terms=max_terms).slot_width
         return (n_bits - 1) // width
 
-    def pack(self, values: Sequence[int]) -> int:
+    def pack(self, values: Iterable[SupportsIndex]) -> int:
         """Pack exactly ``slots`` values, each in ``[0, max_value]``."""
+        values = list(values)
         if len(values) != self.slots:
             raise CryptoError(f"pack needs exactly {self.slots} values. Got {len(values)}.")
         packed = 0
@@ -110,7 +112,7 @@ class SlotLayout:
         mask = (1 << width) - 1
         return [(packed >> (i * width)) & mask for i in range(self.slots)]
 
-    def pack_many(self, rows: Sequence[Sequence[int]]) -> list[int]:
+    def pack_many(self, rows: Iterable[Iterable[SupportsIndex]]) -> list[int]:
         """:meth:`pack` each row; the error names the failing row."""
         out = []
         for r, row in enumerate(rows):

@@ -22,7 +22,8 @@ import hashlib
 import logging
 import operator
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import SupportsIndex
 
 import gmpy2
 from phe import paillier as phe_paillier
@@ -126,7 +127,7 @@ class PaillierPublicKey:
             except CryptoError as exc:
                 raise CryptoError(f"ciphertext at index {i}: {exc}") from None
 
-    def _check_plaintext(self, i: int, value: int) -> int:
+    def _check_plaintext(self, i: int, value: SupportsIndex) -> int:
         try:
             m = operator.index(value)  # int or an integer scalar such as numpy.int64
         except TypeError:
@@ -155,7 +156,7 @@ class PaillierPublicKey:
         _pool.map_chunks(fast.warm_chunk, slots, args=(self.n, self.h), min_parallel=2,
                          chunks_per_worker=4)
 
-    def encrypt_ints(self, values: Sequence[int]) -> list[int]:
+    def encrypt_ints(self, values: Iterable[SupportsIndex]) -> list[int]:
         """Encrypt plaintexts in ``[0, n)`` (DJN fast path if ``h`` is set; all cores)."""
         values = [self._check_plaintext(i, m) for i, m in enumerate(values)]
         if self.h is None:
