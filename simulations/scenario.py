@@ -129,7 +129,7 @@ class Scenario:
     martyr_rate: float = 0.0008
     special_care_rate: float = 0.01  # veterans' families on the roll, not martyrs
     student_disability_rate: float = 0.01  # DOMAIN: 0.5-1.5 %
-    adult_disability_rate: float = 0.02
+    adult_disability_rate: float = 0.035
     # --- family (DOMAIN: single parent 8-12 %, left-behind 10-15 % of rural K-12)
     divorced_rate: float = 0.07
     bereaved_rate: float = 0.03
@@ -148,6 +148,7 @@ class Scenario:
     economic_flag_share: float = 0.583
     academic_flag_share: float = 0.327
     psychological_flag_share: float = 0.245
+    compound_share: float = 0.42  # plan: over 40 % with two or more dimensions
     #: SD of the latent (unobserved) term added to each sub-score, in rubric points
     latent_noise_sd: float = 2.0
     # --- simulated self-report and review (plan figures)
@@ -174,7 +175,8 @@ class Scenario:
             "student_disability_rate", "adult_disability_rate", "divorced_rate",
             "bereaved_rate", "orphan_rate", "left_behind_rural_k12", "special_level_share",
             "hardship_level_share", "economic_flag_share", "academic_flag_share",
-            "psychological_flag_share", "hidden_rate", "wrong_aid_rate", "missed_rate",
+            "psychological_flag_share", "compound_share", "hidden_rate", "wrong_aid_rate",
+            "missed_rate",
             "label_level_accuracy", "label_flag_flip", "legacy_id_share",
         ):
             _share(name, float(getattr(self, name)))

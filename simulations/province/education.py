@@ -80,11 +80,11 @@ def student_frame(scn: Scenario, rng: np.random.Generator, people: People) -> pd
     spend = _SPEND_STAGE[stage] * np.exp(np.log(1100.0) - 0.35 * z + rng.normal(0, 0.25, n))
     spend = np.where(rng.random(n) < 0.02, spend * 2.6, spend)
     psych_latent = (
-        rng.normal(0, 1, n) + 0.12 * z + 0.45 * left_behind + 0.25 * (structure > 0)
+        rng.normal(0, 1, n) + 0.25 * z + 0.45 * left_behind + 0.25 * (structure > 0)
     )
     cuts = _PSYCH_CUTS[stage]
     psych = (psych_latent[:, None] > cuts).sum(axis=1)
-    ability = rng.normal(0, 1, n) - 0.2 * z - 0.25 * (psych >= 2)
+    ability = rng.normal(0, 1, n) - 0.45 * z - 0.6 * psych_latent
     frame = pd.DataFrame({
         "student_id": st["id"].to_numpy(),
         "guardian1_id": g1[home],

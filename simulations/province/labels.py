@@ -5,12 +5,15 @@ level, never on the indicators, so label noise is independent of the indicators 
 truth: a model trained on these labels sees systematic-looking noise it cannot reproduce
 and can therefore beat the self-report baseline (DOMAIN.md, plan figures as defaults):
 
-- a true-hardship student never applies with probability ``hidden_rate`` (hidden hardship);
-- a true-hardship applicant is recognised with probability
-  ``(1 - missed_rate) / (1 - hidden_rate)``, so the missed rate is ``missed_rate``;
-- students not in hardship apply and 60 % of their applications pass review, at a rate set
-  from the realised number of hardship students so that ``wrong_aid_rate`` of the aided
-  are not in hardship;
+- ``hidden_rate`` of the true-hardship students, drawn at random, never apply (hidden
+  hardship);
+- of the applicants in hardship, enough are recognised that ``missed_rate`` of all
+  hardship students are not;
+- students not in hardship apply and 60 % of their applications pass review, so many that
+  ``wrong_aid_rate`` of the aided are not in hardship;
+
+Counts are drawn exactly (random subsets of fixed size), so the realised rates equal the
+targets up to rounding whatever the province size.
 - a recognised hardship student gets the true level with probability
   ``label_level_accuracy``, otherwise a neighbouring level; each dimension flag is recorded
   wrongly with probability ``label_flag_flip``; wrongly aided students mostly get the lowest
@@ -53,15 +56,23 @@ def self_report(
     """Simulate application and review for every student (see module docstring)."""
     n = len(true_level)
     hard = true_level >= 1
-    n_hard = int(hard.sum())
-    applied = np.where(hard, rng.random(n) >= scn.hidden_rate, False)
-    p_rec = (1.0 - scn.missed_rate) / (1.0 - scn.hidden_rate)
-    recognised_true = hard & applied & (rng.random(n) < p_rec)
-    fp_target = scn.wrong_aid_rate / (1.0 - scn.wrong_aid_rate) * (1.0 - scn.missed_rate) * n_hard
-    n_not = max(n - n_hard, 1)
-    p_apply_not = min(1.0, fp_target / (_FALSE_PASS * n_not))
-    applied = np.where(hard, applied, rng.random(n) < p_apply_not)
-    recognised_false = ~hard & applied & (rng.random(n) < _FALSE_PASS)
+    hard_idx = np.flatnonzero(hard)
+    n_hard = hard_idx.size
+    # exact counts: the realised rates equal the targets up to rounding
+    ranked = hard_idx[rng.permutation(n_hard)]
+    n_hidden = round(scn.hidden_rate * n_hard)
+    n_recognised = round((1.0 - scn.missed_rate) * n_hard)
+    applied = np.zeros(n, dtype=bool)
+    applied[ranked[n_hidden:]] = True
+    recognised_true = np.zeros(n, dtype=bool)
+    recognised_true[ranked[n_hidden : n_hidden + n_recognised]] = True
+    n_false = round(scn.wrong_aid_rate / (1.0 - scn.wrong_aid_rate) * n_recognised)
+    not_idx = np.flatnonzero(~hard)
+    n_apply_not = min(round(n_false / _FALSE_PASS), not_idx.size)
+    chosen = not_idx[rng.permutation(not_idx.size)[:n_apply_not]]
+    applied[chosen] = True
+    recognised_false = np.zeros(n, dtype=bool)
+    recognised_false[chosen[: min(n_false, chosen.size)]] = True
 
     shift = np.where(rng.random(n) < 0.5, -1, 1)
     exact = rng.random(n) < scn.label_level_accuracy

@@ -1,30 +1,20 @@
-"""The few schema facts the generator and the reference join need, read from the TOML.
+"""The few schema facts the generator and the reference join need, from :mod:`fedid.schema`.
 
-A tiny adapter over the schema file (``fedid/data/default_schema.toml`` by default) so the
-generator does not depend on the full schema API: indicator names, owning departments,
+A tiny adapter over the validated schema (``fedid/data/default_schema.toml`` by default)
+that also keeps the file's text (copied next to the tables): indicator names, owning departments,
 types, keys (``keyed_by``), ``source_field`` and ``combine`` rules, categories, levels,
 dimension flags and departments by side.
 """
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from fedid.errors import SchemaError
+from fedid.schema import Indicator, default_schema_path, load_schema
 
 __all__ = ["IndicatorView", "SchemaView", "default_schema_path", "load_schema_view"]
-
-_COMBINES = frozenset({"sum", "max", "any", "min_positive"})
-
-
-def default_schema_path() -> Path:
-    """Path of the packaged default schema."""
-    return Path(str(resources.files("fedid.data").joinpath("default_schema.toml")))
-
 
 @dataclass(frozen=True, slots=True)
 class IndicatorView:
@@ -82,53 +72,34 @@ class SchemaView:
         return tuple(out)
 
 
-def _indicator(raw: dict[str, Any], sides: dict[str, str]) -> IndicatorView:
-    name = str(raw.get("name", ""))
-    dept = str(raw.get("department", ""))
-    if dept not in sides:
-        raise SchemaError(f"indicator {name!r}: unknown department {dept!r}")
-    keyed_by = str(raw.get("keyed_by", "student"))
-    combine = raw.get("combine")
-    if keyed_by == "guardian" and combine not in _COMBINES:
-        raise SchemaError(
-            f"indicator {name!r}: guardian-keyed needs combine in {sorted(_COMBINES)}. "
-            f"Got {combine!r}"
-        )
+def _indicator(ind: Indicator) -> IndicatorView:
     return IndicatorView(
-        name=name,
-        dimension=str(raw.get("dimension", "")),
-        department=dept,
-        type=str(raw.get("type", "")),
-        keyed_by=keyed_by,
-        source_field=str(raw.get("source_field", name)),
-        combine=None if combine is None else str(combine),
-        categories=tuple(str(c) for c in raw.get("categories", ())),
-        min=None if raw.get("min") is None else float(raw["min"]),
-        max=None if raw.get("max") is None else float(raw["max"]),
+        name=ind.name,
+        dimension=ind.dimension,
+        department=ind.department,
+        type=ind.type,
+        keyed_by=ind.keyed_by,
+        source_field=ind.source_field or ind.name,
+        combine=ind.combine,
+        categories=tuple(ind.categories),
+        min=None if ind.min is None else float(ind.min),
+        max=None if ind.max is None else float(ind.max),
     )
 
 
 def load_schema_view(path: Path | None = None) -> SchemaView:
-    """Read a schema TOML file (default: the packaged default schema)."""
+    """Load and validate a schema file with :func:`fedid.schema.load_schema` (default: the
+    packaged default schema) and keep the facts the generator and the join need."""
     src = default_schema_path() if path is None else path
+    schema = load_schema(src)
     try:
         text = src.read_text(encoding="utf-8")
-        data = tomllib.loads(text)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except OSError as exc:  # pragma: no cover - load_schema read it a moment ago
         raise SchemaError(f"cannot read schema file {src.name}: {exc}") from exc
-    sides = {str(k): str(v.get("side", "")) for k, v in data.get("departments", {}).items()}
-    indicators = tuple(_indicator(raw, sides) for raw in data.get("indicators", []))
-    levels = tuple(str(x) for x in data.get("levels", {}).get("names", ()))
-    flags = tuple(str(x) for x in data.get("outputs", {}).get("dimension_flags", ()))
-    if not indicators or len(levels) < 3 or not flags:
-        raise SchemaError(
-            f"schema needs indicators, >= 3 level names and dimension flags. Got "
-            f"{len(indicators)} indicators, {len(levels)} levels, {len(flags)} flags"
-        )
     return SchemaView(
-        indicators=indicators,
-        levels=levels,
-        dimension_flags=flags,
-        department_sides=sides,
+        indicators=tuple(_indicator(i) for i in schema.indicators),
+        levels=tuple(schema.levels.names),
+        dimension_flags=tuple(schema.dimension_flags),
+        department_sides={name: d.side for name, d in schema.departments.items()},
         text=text,
     )

@@ -6,7 +6,8 @@ after matching), plus a latent term for circumstances no agency records:
 1. Direct recognition, as the rule layer does: 低保, 特困, poverty monitoring, orphan,
    martyr family or a severe (grade 1-2) student disability put the student at the top level.
 2. Everyone else gets a quantified-scoring rubric (as schools use) of three sub-scores in
-   points: economic ``E`` (low-income edge, checked household income, medical cost, illness,
+   points: economic ``E`` (low-income edge, former poverty household (agriculture's roll,
+   no longer monitored), checked household income, medical cost, illness,
    unemployment, parent disability, family structure, dependency ratio, siblings in school,
    rural hukou, left-behind, milder student disability, disaster loss, relief; minus taxable
    income, insurance base, housing fund, properties, vehicles, business; plus low campus
@@ -16,11 +17,16 @@ after matching), plus a latent term for circumstances no agency records:
    the student-weighted mean of the regional targets (the regional and rural gradient comes
    from the indicators, not from the thresholds), with ``special_level_share`` and
    ``hardship_level_share`` of hardship students at the top and middle levels.
-4. Flags (hardship students only): special_group for any special-group indicator; economic
+4. Flags (hardship students only): special_group for any special-group indicator (former
+   poverty households, 脱贫家庭, included, as the national guidance lists them); economic
    for a special-group economic category or ``E`` above a threshold; academic and
    psychological for ``A``, ``P`` above thresholds. Thresholds are set so the mix among
    university hardship students matches the plan (58.3 / 32.7 / 24.5 %); a hardship student
-   with no flag gets the flag of its largest sub-score excess.
+   with no flag gets the flag of its largest sub-score excess, and a student with a single
+   flag also gets the nearest further dimension when its sub-score is within a margin of
+   that threshold; the margin is the smallest (0.5-point grid) for which the share with two
+   or more flags reaches ``compound_share`` (plan: over 40 %) while each dimension's share
+   stays within 2 points of its target (else the margin with the largest such share).
 
 The noiseless rubric (same thresholds, no latent term) gives the "explainable" share
 reported in the manifest: how often the truth is a function of observable indicators.
@@ -72,6 +78,7 @@ def _scores(j: pd.DataFrame) -> tuple[FloatArray, FloatArray, FloatArray]:
     lf = _num(j, "labour_force_count", 0)
     e = (
         25 * _num(j, "low_income_edge", 0)
+        + 8 * (_num(j, "poverty_monitoring", 1) == 0)
         + 20 * np.clip((20_000 - hipc) / 15_000, 0, 1)
         + np.minimum(_num(j, "medical_out_of_pocket", 0) / 4000, 15)
         + 8 * _num(j, "major_illness_in_family", 0)
@@ -110,7 +117,8 @@ def _direct(j: pd.DataFrame) -> tuple[BoolArray, BoolArray, BoolArray]:
     edge = _num(j, "low_income_edge", 0) > 0
     direct = (econ_group & ~edge) | orphan | martyr | ((sdg >= 1) & (sdg <= 2))
     parent_disabled = _num(j, "parent_disability_grade", 0) > 0
-    any_group = econ_group | orphan | martyr | (sdg > 0) | parent_disabled
+    former_poverty = _num(j, "poverty_monitoring", 1) == 0  # on agriculture's roll, exited
+    any_group = econ_group | orphan | martyr | (sdg > 0) | parent_disabled | former_poverty
     return direct, econ_group, any_group
 
 
@@ -147,7 +155,74 @@ def _flags(
     econ |= none & (best == 0)
     acad |= none & (best == 1)
     psych |= none & (best == 2)
+    # a single-flag student gets its nearest further dimension when within ``second`` points
+    single = hard & ((econ.astype(np.int8) + acad + psych + group) == 1)
+    excess = np.stack([e - t["economic"], a - t["academic"], p - t["psychological"]])
+    excess[np.stack([econ, acad, psych])] = -np.inf
+    near = np.argmax(excess, 0)
+    add = single & (excess.max(axis=0) >= -t["second"])
+    econ |= add & (near == 0)
+    acad |= add & (near == 1)
+    psych |= add & (near == 2)
     return {"economic": econ, "academic": acad, "psychological": psych, "special_group": group}
+
+
+def _calibrate_flags(
+    scn: Scenario,
+    subs: tuple[FloatArray, FloatArray, FloatArray],
+    ref: BoolArray,
+    hard: BoolArray,
+    econ_group: BoolArray,
+    any_group: BoolArray,
+    t: dict[str, float],
+) -> dict[str, BoolArray]:
+    """Set the flag thresholds in ``t`` so the mix among ``ref`` students hits the targets.
+
+    A few fixed-point steps: the no-flag fallback adds flags, so each step lowers the number
+    of students a threshold selects by the excess the previous step realised.
+    """
+    e, a, p = subs
+    n_ref = int(ref.sum())
+    forced = int((ref & econ_group).sum())
+    free = ref & ~econ_group
+    targets = {
+        "economic": scn.economic_flag_share,
+        "academic": scn.academic_flag_share,
+        "psychological": scn.psychological_flag_share,
+    }
+    values = {"economic": e[free], "academic": a[ref], "psychological": p[ref]}
+
+    def fit(second: float) -> tuple[dict[str, BoolArray], float]:
+        t["second"] = second
+        counts = {
+            k: round(v * n_ref) - (forced if k == "economic" else 0) for k, v in targets.items()
+        }
+        flags: dict[str, BoolArray] = {}
+        for _ in range(6):
+            for name in targets:
+                t[name] = _kth_largest(values[name], counts[name])
+            flags = _flags(subs, hard, econ_group, any_group, t)
+            for name, share in targets.items():
+                excess = int(flags[name][ref].sum()) - round(share * n_ref)
+                counts[name] = max(counts[name] - excess, 0)
+        stacked = np.stack([f[ref] for f in flags.values()], axis=1)
+        compound = float((stacked.sum(axis=1) >= 2).mean()) if n_ref else 1.0
+        return flags, compound
+
+    def marginals_ok(flags: dict[str, BoolArray]) -> bool:
+        return all(
+            abs(float(flags[k][ref].mean()) - v) <= 0.02 for k, v in targets.items()
+        ) if n_ref else True
+
+    best: tuple[float, float] = (-1.0, 0.0)  # (compound, margin) of the best fitting margin
+    for second in np.arange(0.0, 12.5, 0.5):  # smallest margin reaching the compound target
+        flags, compound = fit(float(second))
+        if marginals_ok(flags):
+            if compound >= scn.compound_share:
+                return flags
+            best = max(best, (compound, float(second)))
+    flags, _ = fit(best[1])
+    return flags
 
 
 def assign_truth(
@@ -178,14 +253,7 @@ def assign_truth(
     level = _levels(total, direct, t)
     hard = level >= 1
     ref = hard & university if (hard & university).any() else hard
-    free = ref & ~econ_group
-    n_ref = int(ref.sum())
-    t["economic"] = _kth_largest(
-        e[free], round(scn.economic_flag_share * n_ref) - int((ref & econ_group).sum())
-    )
-    t["academic"] = _kth_largest(a[ref], round(scn.academic_flag_share * n_ref))
-    t["psychological"] = _kth_largest(p[ref], round(scn.psychological_flag_share * n_ref))
-    flags = _flags(noisy, hard, econ_group, any_group, t)
+    flags = _calibrate_flags(scn, noisy, ref, hard, econ_group, any_group, t)
     clean_level = _levels(clean[0] + clean[1] + clean[2], direct, t)
     return Truth(
         level=level,
