@@ -143,13 +143,9 @@ def _parse_number(raw: pd.Series, spec: ColumnSpec) -> Parsed:
 
 
 def _parse_bool(raw: pd.Series, spec: ColumnSpec) -> Parsed:
-    if raw.dtype.kind == "b":
-        null = np.zeros(len(raw), dtype=bool)
-        truth = raw.to_numpy(dtype=bool)
-        wrong = null
-    elif str(raw.dtype) == "boolean":
+    if raw.dtype.kind == "b":  # numpy bool, nullable "boolean" or bool[pyarrow]
         null = raw.isna().to_numpy()
-        truth = raw.fillna(False).to_numpy(dtype=bool)
+        truth = raw.to_numpy(dtype=bool, na_value=False)
         wrong = np.zeros(len(raw), dtype=bool)
     else:
         text, null = _stripped(raw)

@@ -322,9 +322,16 @@ def _run(
         k: Kind = kind or "education"
         dept = department or (schema.education_departments[0] if k == "education" else "?")
         return _unreadable(path, k, dept, exc), None, schema, k, dept
-    if kind is None:
-        kind, inferred = infer_kind(path, raw.header, schema)
-        department = department or inferred
+    if kind is None or department is None:
+        try:
+            inferred_kind, inferred = infer_kind(path, raw.header, schema)
+        except ConfigError:
+            if kind is None:
+                raise
+            inferred_kind, inferred = kind, None
+        kind = kind or inferred_kind
+        if department is None and inferred_kind == kind:
+            department = inferred
     dept = resolve(schema, kind, department)
     report, typed = _validate(
         raw, source=str(path), schema=schema, kind=kind, department=dept, strict=strict
