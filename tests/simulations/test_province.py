@@ -111,7 +111,8 @@ def test_students_and_scale_set_the_size() -> None:
 def test_all_ids_valid_and_unique(province: Province) -> None:
     students = _all_students(province)
     sid = students["student_id"].to_numpy().astype(str)
-    assert validate(sid).all_ok and not validate(sid).legacy.any()
+    assert validate(sid).all_ok
+    assert not validate(sid).legacy.any()
     assert len(np.unique(sid)) == len(sid)
     guardians = pd.concat([students["guardian1_id"], students["guardian2_id"].dropna()])
     assert validate(guardians.to_numpy().astype(str)).all_ok
@@ -152,7 +153,8 @@ def test_birth_years_fit_stage(province: Province) -> None:
     for name, low, high in (("k12", 6, 15), ("senior_high", 15, 18), ("university", 18, 22)):
         sel = stage == name
         assert sel.any()
-        assert age[sel].min() >= low - 0.01 and age[sel].max() <= high + 0.01
+        assert age[sel].min() >= low - 0.01
+        assert age[sel].max() <= high + 0.01
     students = _all_students(province)
     g_age = (ref - parse(students["guardian1_id"].to_numpy().astype(str)).birth_date).astype(int)
     assert (g_age / 365.25 >= 18).all()
@@ -203,7 +205,8 @@ def test_dimension_mix_among_university_hardship(province: Province) -> None:
     gt = province.ground_truth
     hard = gt["true_level"].to_numpy().astype(str) != "none"
     flags = gt[[f"true_{f}" for f in province.schema.dimension_flags]].to_numpy(dtype=bool)
-    assert flags[hard].any(axis=1).all() and not flags[~hard].any()
+    assert flags[hard].any(axis=1).all()
+    assert not flags[~hard].any()
 
 
 def test_truth_is_mostly_explained_by_indicators(province: Province) -> None:
@@ -280,7 +283,8 @@ def test_ground_truth_equals_plaintext_join_of_written_tables(written: Path) -> 
     cols = ["home_agency", "student_id", *schema.indicator_names]
     pd.testing.assert_frame_equal(ref[cols], gt[cols])
     # guardian-keyed and legacy-keyed evidence is present, and nulls where nobody holds it
-    assert gt["dibao"].notna().any() and gt["dibao"].isna().any()
+    assert gt["dibao"].notna().any()
+    assert gt["dibao"].isna().any()
     assert gt["parent_disability_grade"].notna().any()
 
 
@@ -322,7 +326,8 @@ def test_cli_writes_readable_csv(tmp_path: Path) -> None:
     cols = ["home_agency", "student_id", *schema.indicator_names]
     pd.testing.assert_frame_equal(ref[cols], gt[cols])
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    assert manifest["format"] == "csv" and manifest["scenario"]["legacy_id_share"] == 0.1
+    assert manifest["format"] == "csv"
+    assert manifest["scenario"]["legacy_id_share"] == 0.1
     again = CliRunner().invoke(app, ["synth", "--out", str(out)])
     assert again.exit_code != 0
 
