@@ -87,6 +87,10 @@ def _shown(raw: pd.Series, mask: npt.NDArray[np.bool_]) -> list[str]:
     return out
 
 
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(value)
+
+
 def _stripped(raw: pd.Series) -> tuple[pd.Series, npt.NDArray[np.bool_]]:
     """String view of a column (stripped) and its null mask."""
     if raw.dtype.kind in "biuf":
@@ -128,7 +132,10 @@ def _parse_number(raw: pd.Series, spec: ColumnSpec) -> Parsed:
             out,
             kind=ProblemKind.OUT_OF_RANGE,
             column=spec.name,
-            messages=[f"must be in [{spec.min:g}, {spec.max:g}]; got {v}" for v in _shown(raw, out)]
+            messages=[
+                f"must be in [{_num(spec.min)}, {_num(spec.max)}]; got {v}"
+                for v in _shown(raw, out)
+            ]
             if spec.min is not None and spec.max is not None
             else "outside the allowed range",
         )

@@ -227,3 +227,23 @@ def test_dataclasses_validate_on_construction() -> None:
     s = load_schema()
     with pytest.raises(SchemaError, match="duplicate name"):
         dataclasses.replace(s, indicators=(*s.indicators, s.indicators[0]))
+
+
+def test_cli_schema_show_and_validate(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from fedid.cli.main import app
+
+    runner = CliRunner()
+    shown = runner.invoke(app, ["schema", "show", "--toml"])
+    assert shown.exit_code == 0
+    assert parse_schema(tomllib.loads(shown.output)) == load_schema()
+    table = runner.invoke(app, ["schema", "show"])
+    assert "28 indicators" in table.output
+    assert "特别困难" in table.output
+    ok = runner.invoke(app, ["schema", "validate", str(default_schema_path())])
+    assert ok.exit_code == 0
+    assert "28 indicators, 3 hardship levels" in ok.output
+    bad = _mutated(tmp_path, _levels(["none", "x"]))
+    result = runner.invoke(app, ["schema", "validate", str(bad)])
+    assert isinstance(result.exception, SchemaError)

@@ -1,0 +1,100 @@
+"""``fedid schema``: show the indicator schema or validate a province's schema file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fedid.schema import Indicator, Schema, load_schema
+
+__all__ = ["register", "schema_app"]
+
+schema_app = typer.Typer(
+    name="schema",
+    help="Show the indicator schema (default or a province's file) or validate a schema file.",
+    no_args_is_help=True,
+)
+
+
+def _range(ind: Indicator) -> str:
+    if ind.categories:
+        return " | ".join(ind.categories)
+    if ind.min is None:
+        return ""
+    return f"{_num(ind.min)} .. {_num(ind.max)}"
+
+
+def _num(value: float | int | None) -> str:
+    if value is None:
+        return ""
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:,}"
+
+
+def _indicators_table(schema: Schema) -> Table:
+    table = Table(title=f"{len(schema.indicators)} indicators", title_justify="left")
+    for col in ("name", "dimension", "department", "type", "range / categories", "unit",
+                "keyed by", "combine", "source field"):  # fmt: skip
+        table.add_column(col, overflow="fold")
+    for i in schema.indicators:
+        table.add_row(
+            i.name, i.dimension, i.department, i.type, _range(i), i.unit, i.keyed_by,
+            i.combine or "", "" if i.source_field == i.name else i.source_field,
+        )  # fmt: skip
+    return table
+
+
+def _overview(schema: Schema) -> str:
+    levels = ", ".join(
+        f"{n} ({lab})" for n, lab in zip(schema.levels, schema.levels.labels, strict=True)
+    )
+    return (
+        f"schema {schema.name!r} v{schema.version} from {schema.source}\n"
+        f"levels: {levels}\n"
+        f"dimension flags: {', '.join(schema.dimension_flags)}\n"
+        f"departments: {len(schema.education_departments)} education-side, "
+        f"{len(schema.evidence_departments)} evidence-side\n"
+        f"rules: {len(schema.direct_rules)} direct recognition, "
+        f"{len(schema.exclusion_rules)} exclusion"
+    )
+
+
+@schema_app.command("show")
+def show(
+    file: Annotated[
+        Path | None, typer.Argument(help="Schema TOML (default: the embedded default).")
+    ] = None,
+    as_toml: Annotated[
+        bool, typer.Option("--toml", help="Print the validated schema as normalised TOML.")
+    ] = False,
+) -> None:
+    """Print the schema: levels, flags, departments, rules and every indicator."""
+    schema = load_schema(file)
+    if as_toml:
+        typer.echo(schema.to_toml(), nl=False)
+        return
+    console = Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 160)
+    console.print(_overview(schema))
+    console.print(_indicators_table(schema))
+
+
+@schema_app.command("validate")
+def validate(
+    file: Annotated[Path, typer.Argument(help="Schema TOML to check.")],
+) -> None:
+    """Check a schema file; exit 2 with the file, entry and rule broken if it is invalid."""
+    schema = load_schema(file)
+    typer.echo(
+        f"OK: {file} is a valid schema ({len(schema.indicators)} indicators, "
+        f"{len(schema.levels) - 1} hardship levels, {len(schema.departments)} departments)"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``fedid schema show|validate`` to the CLI."""
+    app.add_typer(schema_app, name="schema")
