@@ -34,18 +34,42 @@ __all__ = ["join_evidence", "load_province_tables", "reference_join"]
 FloatArray = npt.NDArray[np.float64]
 
 
-def _canonical(ids: pd.Series, *, what: str) -> npt.NDArray[np.str_]:
+_POWERS = 10 ** np.arange(16, -1, -1, dtype=np.int64)
+
+
+def _canonical_keys(ids: pd.Series, *, what: str) -> npt.NDArray[np.int64]:
+    """Canonical IDs as int64 keys (their first 17 digits; -1 for null).
+
+    The check character is a function of the first 17 digits, so the key is one-to-one on
+    valid canonical numbers; 15-digit legacy numbers are upgraded first.
+    """
     present = ids.notna().to_numpy()
-    out = np.full(len(ids), "", dtype="U18")
+    keys = np.full(len(ids), -1, dtype=np.int64)
     if present.any():
-        out[present] = to_canonical(ids[present].astype(str).to_numpy())
+        canon = to_canonical(ids[present].to_numpy(dtype=str))
+        codes = np.ascontiguousarray(canon, dtype="U18").view(np.uint32).reshape(len(canon), 18)
+        keys[present] = (codes[:, :17].astype(np.int64) - 48) @ _POWERS
     if what == "person_id":
         if not present.all():
             raise DataValidationError("person_id must not be null in a departmental table")
-        if len(np.unique(out)) != len(out):
+        if len(np.unique(keys)) != len(keys):
             raise DataValidationError(
                 "person_id must be unique in a departmental table (after canonicalisation)"
             )
+    return keys
+
+
+def _positions(
+    table_keys: npt.NDArray[np.int64], keys: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """Row of ``table_keys`` holding each of ``keys``; -1 where none (or the key is null)."""
+    order = np.argsort(table_keys, kind="stable")
+    ranked = table_keys[order]
+    idx = np.minimum(np.searchsorted(ranked, keys), max(len(ranked) - 1, 0))
+    if len(ranked) == 0:
+        return np.full(len(keys), -1, dtype=np.int64)
+    hit = (ranked[idx] == keys) & (keys >= 0)
+    out: npt.NDArray[np.int64] = np.where(hit, order[idx], -1)
     return out
 
 
@@ -56,12 +80,11 @@ def _as_float(column: pd.Series) -> FloatArray:
     return out
 
 
-def _lookup(index: pd.Index, keys: npt.NDArray[np.str_], values: FloatArray) -> FloatArray:
-    pos = index.get_indexer(keys)
-    out = np.where(pos >= 0, values[np.maximum(pos, 0)], np.nan)
-    out[keys == ""] = np.nan
-    result: FloatArray = out
-    return result
+def _lookup(pos: npt.NDArray[np.int64], values: FloatArray) -> FloatArray:
+    out: FloatArray = np.where(
+        pos >= 0, values[np.maximum(pos, 0)] if len(values) else np.nan, np.nan
+    )
+    return out
 
 
 def _combine(rule: str, a: FloatArray, b: FloatArray) -> FloatArray:
@@ -90,13 +113,19 @@ def join_evidence(
     indicator columns; ``departments`` maps department name to its table. The result has
     one column per indicator, in schema order, on ``students``' index.
     """
-    sid = _canonical(students["student_id"], what="student_id")
-    g1 = _canonical(students["guardian1_id"], what="guardian1_id")
-    g2 = _canonical(students["guardian2_id"], what="guardian2_id")
-    indexes = {
-        dept: pd.Index(_canonical(table["person_id"], what="person_id"))
-        for dept, table in departments.items()
+    keys = {
+        col: _canonical_keys(students[col], what=col)
+        for col in ("student_id", "guardian1_id", "guardian2_id")
     }
+    positions: dict[tuple[str, str], npt.NDArray[np.int64]] = {}
+
+    def pos(dept: str, col: str) -> npt.NDArray[np.int64]:
+        if (dept, "") not in positions:
+            positions[dept, ""] = _canonical_keys(departments[dept]["person_id"], what="person_id")
+        if (dept, col) not in positions:
+            positions[dept, col] = _positions(positions[dept, ""], keys[col])
+        return positions[dept, col]
+
     out: dict[str, object] = {}
     for ind in schema.indicators:
         if schema.department_sides.get(ind.department) == "education":
@@ -105,19 +134,20 @@ def join_evidence(
         table = departments.get(ind.department)
         if table is None:
             raise DataValidationError(f"no table for department {ind.department!r}")
-        index = indexes[ind.department]
         if ind.type == "category":
-            pos = index.get_indexer(sid)
+            where = pos(ind.department, "student_id")
             vals = table[ind.source_field].to_numpy(dtype=object, na_value=None)
-            picked = np.where(pos >= 0, vals[np.maximum(pos, 0)], None)
+            picked = np.where(where >= 0, vals[np.maximum(where, 0)] if len(vals) else None, None)
             out[ind.name] = typed_column(picked, "category")
             continue
         values = _as_float(table[ind.source_field])
         if ind.keyed_by == "student":
-            joined = _lookup(index, sid, values)
+            joined = _lookup(pos(ind.department, "student_id"), values)
         else:
             joined = _combine(
-                ind.combine or "", _lookup(index, g1, values), _lookup(index, g2, values)
+                ind.combine or "",
+                _lookup(pos(ind.department, "guardian1_id"), values),
+                _lookup(pos(ind.department, "guardian2_id"), values),
             )
         out[ind.name] = typed_column(joined, ind.type)
     return pd.DataFrame(out, index=students.index)
@@ -133,9 +163,9 @@ def load_province_tables(
     tables: list[dict[str, pd.DataFrame]] = []
     for folder in ("education", "departments"):
         paths = sorted((root / "agencies" / folder).iterdir())
-        tables.append({
-            p.stem: read_table(p, schema) for p in paths if p.suffix in (".parquet", ".csv")
-        })
+        tables.append(
+            {p.stem: read_table(p, schema) for p in paths if p.suffix in (".parquet", ".csv")}
+        )
     return tables[0], tables[1], schema
 
 
