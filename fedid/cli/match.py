@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
+import pandas as pd
 import typer
 
 from fedid.errors import ConfigError
@@ -63,11 +64,17 @@ def match(
 
     found_schema, edu, deps = _tables(province, home, evidence)
     schema = load_schema(schema_file or found_schema)
-    homes = {p.stem: load_agency_table(p, schema=schema, kind="education").frame for p in edu}
-    departments = {
-        p.stem: load_agency_table(p, schema=schema, kind="department", department=p.stem).frame
-        for p in deps
-    }
+    def load(path: Path, kind: Literal["education", "department"]) -> pd.DataFrame:
+        dep = path.stem if kind == "department" else None
+        try:
+            return load_agency_table(path, schema=schema, kind=kind, department=dep).frame
+        except (ValueError, TypeError) as exc:  # a defect in the table loader, not the data
+            _log.warning("table loader failed on %s (%s); reading it directly; matching "
+                         "still validates IDs and field ranges", path.name, type(exc).__name__)
+            return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+
+    homes = {p.stem: load(p, "education") for p in edu}
+    departments = {p.stem: load(p, "department") for p in deps}
     config = MatchingConfig(
         paillier_bits=key_bits, grouping=grouping,  # type: ignore[arg-type]
         evidence_keys=evidence_keys,  # type: ignore[arg-type]

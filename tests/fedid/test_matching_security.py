@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from fedid.errors import ProtocolError
@@ -106,10 +104,11 @@ def test_no_plaintext_value_in_any_message(schema, tables, recorded):
 def test_coordinator_holds_no_key_that_decrypts(recorded):
     group = recorded.groups[0]
     secrets_ = [group.keyring.private_key.p, group.keyring.private_key.q]
-    needles = [s.to_bytes((s.bit_length() + 7) // 8, o) for s in secrets_ for o in ("big", "little")]
-    needles.append(group.keyring.blinding._scalar)  # noqa: SLF001 (test inspects the secret)
+    needles = [s.to_bytes((s.bit_length() + 7) // 8, o)
+               for s in secrets_ for o in ("big", "little")]
+    needles.append(group.keyring.blinding._scalar)
     for e in group.evidence.values():
-        needles.append(e._blinding._scalar)  # noqa: SLF001
+        needles.append(e._blinding._scalar)
     for blob in recorded.transport.received["coordinator"]:
         for n in needles:
             assert n not in blob
@@ -205,7 +204,7 @@ def test_out_of_order_step_rejected(schema, tables):
 
 
 def test_wrong_modulus_and_bad_ciphertext_rejected(schema, tables):
-    homes, deps = tables
+    _homes, _deps = tables
     from fedid.matching.coordinator import Coordinator
     from fedid.matching.protocol import new_run_id
 
@@ -235,7 +234,7 @@ def test_wrong_modulus_and_bad_ciphertext_rejected(schema, tables):
     fresh3.receive_public_key(HomePublicKey(
         header=Header(run_id=group.run_id, sender="home:school_0", recipient="coordinator",
                       step=1), public_key=group.keyring.public_key.to_bytes()))
-    fresh3._records["tax"] = coord._records["tax"]  # noqa: SLF001 (set up step 5 state)
+    fresh3._records["tax"] = coord._records["tax"]
     n2 = group.keyring.public_key.n_square
     bad = dataclasses.replace(pay, ciphertexts=(n2 + 5, *pay.ciphertexts[1:]))
     with pytest.raises(ProtocolError, match="n\\^2"):
