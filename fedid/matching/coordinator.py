@@ -180,7 +180,19 @@ class Coordinator:
                 raise self.guard.fail("identity point in a token list")
 
     # -- step 7 -------------------------------------------------------------------
-    def results(self, *, batch: int = 0,
+    def batch_matches(self, home: str, batch: int) -> dict[str, _Matches]:
+        """Join a later key list (batch > 0) of one home against the stored records."""
+        self.guard.live()
+        self.guard.require(batch > 0, "batch matches need batch > 0")
+        out: dict[str, _Matches] = {}
+        for dep, m in self._matches.items():
+            joined = self._join(dep, home, self._records[dep], m.slots, batch=batch)
+            out[dep] = _Matches(m.ciphertexts, m.slots, {home: joined})
+        for dep in self.departments:
+            self._index_cache.pop((self.domain_of[dep], home, batch), None)
+        return out
+
+    def results(self, *, batch: int = 0, homes: Sequence[str] | None = None,
                 matches: Mapping[str, _Matches] | None = None) -> list[CoordinatorResults]:
         """One message per home agency: masked ciphertexts holding its matches."""
         self.guard.live()
@@ -193,7 +205,8 @@ class Coordinator:
         plan: list[tuple[str, int, int, int]] = []  # (home, dep index, ct index, mask) order
         masks: list[int] = []
         per_home_parts: dict[str, list[tuple[int, int, np.ndarray, np.ndarray]]] = {}
-        for h in self.homes:
+        targets = tuple(self.homes if homes is None else homes)
+        for h in targets:
             parts: list[tuple[int, int, np.ndarray, np.ndarray]] = []
             for d_i, dep in enumerate(self.departments):
                 m = table.get(dep)
@@ -215,7 +228,7 @@ class Coordinator:
         enc = pk.encrypt_ints(masks) if masks else []
         out: list[CoordinatorResults] = []
         cursor = 0
-        for h in self.homes:
+        for h in targets:
             cts: list[int] = []
             ct_dep: list[int] = []
             m_ct: list[np.ndarray] = []

@@ -20,7 +20,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,11 +28,17 @@ from fedid.errors import ConfigError
 from fedid.matching.aggregates import ReleaseConfig, compute_counts, release_counts
 from fedid.matching.coordinator import Coordinator, CoordinatorView
 from fedid.matching.evidence import EvidenceAgency
-from fedid.matching.home import HomeAgency
+from fedid.matching.home import HomeAgency, canonical_keys
 from fedid.matching.leakage import PartyLeakage, leakage_record
 from fedid.matching.merge import decode_positions, merge_evidence
 from fedid.matching.messages import HomeAggregates, MessageKind
-from fedid.matching.policy import MASK_BITS, EvidencePolicy, build_layouts, default_policies
+from fedid.matching.policy import (
+    MASK_BITS,
+    DepartmentLayout,
+    EvidencePolicy,
+    build_layouts,
+    default_policies,
+)
 from fedid.matching.protocol import (
     COORDINATOR,
     EvidenceKeys,
@@ -48,7 +53,7 @@ from privacy.blinding import BlindingKey
 from privacy.paillier import DEFAULT_KEYSIZE
 
 __all__ = ["MatchingConfig", "MatchingResult", "RunGroup", "resolve_home",
-           "run_matching", "write_outputs"]
+           "resolve_students", "run_matching", "write_outputs"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -109,29 +114,47 @@ class _Clock:
             self.t[name] += time.perf_counter() - t0
 
 
-def resolve_home(home: HomeAgency, *, schema: Schema, students: pd.DataFrame) -> pd.DataFrame:
-    """The home agency's students with the decrypted evidence merged (schema rules)."""
-    fields = {dep: decode_positions(home.layouts[dep], pos, payloads, home.key_count)
-              for dep, (pos, payloads) in home.results.items()}
-    s_pos = home.key_positions(home.student_ids)
-    g_pos = [home.key_positions(g) for g in home.guardian_ids]
+def resolve_students(
+    *, schema: Schema, layouts: Mapping[str, DepartmentLayout], students: pd.DataFrame,
+    results: Mapping[str, tuple[np.ndarray, list[int]]], position: Mapping[str, int],
+    key_count: int,
+) -> pd.DataFrame:
+    """Students with the decrypted evidence merged; ``position``: canonical ID -> key slot."""
+    sids = canonical_keys(students, "student_id", required=True)
+    gids = [canonical_keys(students, c, required=False) for c in ("guardian1_id", "guardian2_id")]
+
+    def pos(ids: np.ndarray) -> np.ndarray:
+        return np.asarray([-1 if k is None else position[k] for k in ids.tolist()],
+                          dtype=np.int64)
+
+    fields = {dep: decode_positions(layouts[dep], p, payloads, key_count)
+              for dep, (p, payloads) in results.items()}
+    s_pos = pos(sids)
+    g_pos = [pos(g) for g in gids]
     matched: dict[str, np.ndarray] = {}
-    for dep in home.layouts:
-        hit = np.zeros(home.key_count + 1, dtype=bool)  # last entry: "no key" (-1)
-        if dep in home.results:
-            hit[home.results[dep][0]] = True
+    for dep in layouts:
+        hit = np.zeros(key_count + 1, dtype=bool)  # last entry: "no key" (-1)
+        if dep in results:
+            hit[results[dep][0]] = True
         m = hit[s_pos]
         for g in g_pos:
             m = m | hit[g]
         matched[dep] = m
     return merge_evidence(schema=schema, students=students.reset_index(drop=True),
-                          layouts=home.layouts, fields_by_department=fields,
+                          layouts=layouts, fields_by_department=fields,
                           student_pos=s_pos, guardian_pos=g_pos, matched_by_department=matched)
+
+
+def resolve_home(home: HomeAgency, *, schema: Schema, students: pd.DataFrame) -> pd.DataFrame:
+    """The home agency's students with the evidence of the full run merged (schema rules)."""
+    return resolve_students(schema=schema, layouts=home.layouts, students=students,
+                            results=home.results, position=home.position,
+                            key_count=home.key_count)
 
 
 def _run_group(
     *, schema: Schema, homes: Mapping[str, pd.DataFrame], departments: Mapping[str, pd.DataFrame],
-    config: MatchingConfig, layouts: Mapping[str, Any], transport: InMemoryTransport,
+    config: MatchingConfig, layouts: Mapping[str, DepartmentLayout], transport: InMemoryTransport,
     clock: _Clock,
 ) -> tuple[RunGroup, dict[str, pd.DataFrame]]:
     run_id = new_run_id()

@@ -134,3 +134,23 @@ def test_write_outputs_atomic(tmp_path, province_run):
         write_outputs(broken, bad)
     assert not bad.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_green_channel_batch_equals_full_run(schema, tables, province_run):
+    from fedid.matching.incremental import GreenChannel
+
+    homes, _ = tables
+    table = homes["school_1"]
+    full = province_run.resolved["school_1"]
+    gc = GreenChannel(province_run.groups[0], schema=schema)
+    evidence = [i.name for i in schema.indicators if i.department != "education"]
+    for rows in ([0], [1, 2, 3]):
+        out = gc.resolve("school_1", table.iloc[rows])
+        assert out.latency_s > 0
+        for ind in evidence:
+            for x, y in zip(out.resolved[ind].tolist(), full.iloc[rows][ind].tolist(),
+                            strict=True):
+                assert _same(x, y), ind
+    assert gc.transport.entries  # went through bytes
+    assert {e.kind for e in gc.transport.entries} == {
+        "HOME_BLINDED_KEYS", "EVIDENCE_REBLINDED_HOME_KEYS", "COORDINATOR_RESULTS"}
