@@ -121,14 +121,11 @@ class Coordinator:
         """Check the ciphertexts and join the department's records to every home list."""
         self.guard.accept(msg, senders=self._evidence)
         dep = msg.header.sender.removeprefix("evidence:")
-        pk = self._public_key
-        self.guard.require(pk is not None, "payloads before the public key")
-        assert pk is not None  # noqa: S101  (narrowing only; require() failed closed above)
+        pk = self.guard.need(self._public_key, "payloads before the public key")
         self.guard.require(msg.key_fingerprint == pk.fingerprint,
                            f"{dep}: payloads encrypted under another key")
-        records = self._records.get(dep)
-        self.guard.require(records is not None, f"{dep}: payloads before its reblinded records")
-        assert records is not None  # noqa: S101
+        records = self.guard.need(self._records.get(dep),
+                                  f"{dep}: payloads before its reblinded records")
         self.guard.require(msg.record_count == len(records),
                            f"{dep}: {msg.record_count} payload records for {len(records)} tokens")
         k = self.layouts[dep].slots(pk.bits)
@@ -151,9 +148,8 @@ class Coordinator:
         key = (domain, home, batch)
         idx = self._index_cache.get(key)
         if idx is None:
-            pts = self._home_lists.get(key)
-            self.guard.require(pts is not None, f"no key list of {home} from {domain}")
-            assert pts is not None  # noqa: S101
+            pts = self.guard.need(self._home_lists.get(key),
+                                  f"no key list of {home} from {domain}")
             idx = {p: i for i, p in enumerate(split_points(pts))}
             self._index_cache[key] = idx
         return idx
@@ -196,9 +192,7 @@ class Coordinator:
                 matches: Mapping[str, _Matches] | None = None) -> list[CoordinatorResults]:
         """One message per home agency: masked ciphertexts holding its matches."""
         self.guard.live()
-        pk = self._public_key
-        self.guard.require(pk is not None, "results before the public key")
-        assert pk is not None  # noqa: S101
+        pk = self.guard.need(self._public_key, "results before the public key")
         table = self._matches if matches is None else matches
         self.guard.require(set(table) == set(self.departments) or batch > 0,
                            "results before every department's payloads")

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from fedid.errors import CryptoError as FedCryptoError
-from fedid.errors import DataValidationError, IdNumberError, ProtocolError
+from fedid.errors import DataValidationError, IdNumberError
 from fedid.ids import to_canonical
 from fedid.matching.messages import (
     POINT_BYTES,
@@ -124,10 +124,7 @@ class EvidenceAgency:
 
     def payloads(self) -> EvidencePayloads:
         """Step 6: packed encrypted payloads (same shuffled order) to C."""
-        self.guard.require(self._public_key is not None, "payloads requested before the key")
-        pk = self._public_key
-        if pk is None:  # for the type checker; require() above already failed closed
-            raise ProtocolError("no public key")
+        pk = self.guard.need(self._public_key, "payloads requested before the key")
         plaintexts = self.layout.pack(self._payloads, modulus_bits=pk.bits)
         k = self.layout.slots(pk.bits)
         cts = pk.encrypt_ints(plaintexts)

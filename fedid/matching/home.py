@@ -104,11 +104,6 @@ class HomeAgency:
     def key_count(self) -> int:
         return len(self._keys)
 
-    def key_positions(self, ids: np.ndarray) -> np.ndarray:
-        """Key position of each canonical ID (-1 for None)."""
-        return np.asarray([-1 if k is None else self.position[k] for k in ids.tolist()],
-                          dtype=np.int64)
-
     # -- step 1 -----------------------------------------------------------------------
     def public_key_messages(self, recipients: Sequence[str]) -> list[HomePublicKey]:
         """Lead only: the run's Paillier public key to C and every evidence agency."""

@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 from fedid.errors import ProtocolError
 from fedid.matching.messages import RUN_ID_BYTES, Header, Message, MessageKind
@@ -96,6 +96,7 @@ STEP_OF: dict[MessageKind, int] = {
     MessageKind.HOME_AGGREGATES: 8,
 }
 
+T = TypeVar("T")
 EvidenceKeys = Literal["per_department", "shared"]
 Grouping = Literal["per_agency", "province"]
 
@@ -191,3 +192,9 @@ class StepGuard:
     def require(self, condition: bool, message: str) -> None:
         if not condition:
             raise self.fail(message)
+
+    def need(self, value: T | None, message: str) -> T:
+        """``value`` if it is set; otherwise fail closed with ``message``."""
+        if value is None:
+            raise self.fail(message)
+        return value
