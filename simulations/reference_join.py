@@ -59,15 +59,20 @@ def _canonical_keys(ids: pd.Series, *, what: str) -> npt.NDArray[np.int64]:
     return keys
 
 
-def _positions(
-    table_keys: npt.NDArray[np.int64], keys: npt.NDArray[np.int64]
-) -> npt.NDArray[np.int64]:
-    """Row of ``table_keys`` holding each of ``keys``; -1 where none (or the key is null)."""
+def _sorted(table_keys: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], ...]:
+    """(order, sorted keys) of a departmental table's keys, computed once per table."""
     order = np.argsort(table_keys, kind="stable")
-    ranked = table_keys[order]
-    idx = np.minimum(np.searchsorted(ranked, keys), max(len(ranked) - 1, 0))
+    return order, table_keys[order]
+
+
+def _positions(
+    table: tuple[npt.NDArray[np.int64], ...], keys: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """Row of the table holding each of ``keys``; -1 where none (or the key is null)."""
+    order, ranked = table
     if len(ranked) == 0:
         return np.full(len(keys), -1, dtype=np.int64)
+    idx = np.minimum(np.searchsorted(ranked, keys), len(ranked) - 1)
     hit = (ranked[idx] == keys) & (keys >= 0)
     out: npt.NDArray[np.int64] = np.where(hit, order[idx], -1)
     return out
@@ -117,13 +122,15 @@ def join_evidence(
         col: _canonical_keys(students[col], what=col)
         for col in ("student_id", "guardian1_id", "guardian2_id")
     }
+    tables: dict[str, tuple[npt.NDArray[np.int64], ...]] = {}
     positions: dict[tuple[str, str], npt.NDArray[np.int64]] = {}
 
     def pos(dept: str, col: str) -> npt.NDArray[np.int64]:
-        if (dept, "") not in positions:
-            positions[dept, ""] = _canonical_keys(departments[dept]["person_id"], what="person_id")
+        if dept not in tables:
+            person = departments[dept]["person_id"]
+            tables[dept] = _sorted(_canonical_keys(person, what="person_id"))
         if (dept, col) not in positions:
-            positions[dept, col] = _positions(positions[dept, ""], keys[col])
+            positions[dept, col] = _positions(tables[dept], keys[col])
         return positions[dept, col]
 
     out: dict[str, object] = {}
