@@ -26,6 +26,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 __all__ = ["map_chunks", "shutdown_pool", "worker_count"]
@@ -95,11 +96,17 @@ def map_chunks(
     n_chunks = min(len(items), workers * chunks_per_worker)
     size = -(-len(items) // n_chunks)
     chunks = [items[i : i + size] for i in range(0, len(items), size)]
-    pool = _get_pool()
-    futures = [pool.submit(func, chunk, *args) for chunk in chunks]
+    try:
+        pool = _get_pool()
+        futures = [pool.submit(func, chunk, *args) for chunk in chunks]
+        parts = [future.result() for future in futures]
+    except BrokenProcessPool:
+        # A worker died (killed, out of memory): drop the pool, do this batch inline.
+        _LOG.warning("crypto process pool broke; running the batch in this process")
+        shutdown_pool()
+        return func(items, *args)
     out: list[R] = []
-    for future, chunk in zip(futures, chunks, strict=True):
-        part = future.result()
+    for part, chunk in zip(parts, chunks, strict=True):
         if len(part) != len(chunk):
             raise RuntimeError("worker returned a result of the wrong length")
         out.extend(part)

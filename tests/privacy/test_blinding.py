@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 
 import pytest
 import rbcl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from privacy import _pool
 from privacy.blinding import BlindingKey, hash_to_group, make_domain
 from privacy.errors import CryptoError
 
@@ -135,3 +138,16 @@ def test_key_checks() -> None:
         key.hash_and_blind([b"x"], domain=b"")
     with pytest.raises(CryptoError, match="index 1 must be bytes"):
         hash_to_group([b"x", "y"], domain=DOMAIN)  # type: ignore[list-item]
+
+
+def test_pool_recovers_from_a_dead_worker() -> None:
+    ids = [f"{i:018d}".encode() for i in range(1200)]
+    key = BlindingKey.generate()
+    expected = key.hash_and_blind(ids, domain=DOMAIN)
+    pool = _pool._get_pool()
+    pids = list(pool._processes)
+    if not pids:
+        pytest.skip("pool has no live workers to kill")
+    os.kill(pids[0], signal.SIGKILL)
+    assert key.hash_and_blind(ids, domain=DOMAIN) == expected  # inline fallback
+    assert key.hash_and_blind(ids, domain=DOMAIN) == expected  # fresh pool
