@@ -192,12 +192,11 @@ def _parse_category(raw: pd.Series, spec: ColumnSpec) -> Parsed:
 
 def _parse_id(raw: pd.Series, spec: ColumnSpec) -> Parsed:
     if raw.dtype.kind in "iu":
-        cells = raw.astype(str).to_numpy()
-        null = np.zeros(len(raw), dtype=bool)
+        text = raw.astype(str)
+        null = raw.isna().to_numpy()
     else:
         text, null = _stripped(raw)
-        cells = text.to_numpy(dtype=object, na_value="")
-    check = ids.validate(np.where(null, "", cells).astype(str) if len(cells) else [])
+    check = ids.validate(text)  # arrow-backed text is read straight from its buffer
     missing = null | (check.reason == ids.IdReason.MISSING)
     parts = []
     if not spec.nullable:

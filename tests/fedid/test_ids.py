@@ -214,3 +214,33 @@ def test_one_corrupted_character_is_caught() -> None:
         corrupted.append(s[:k] + str(d) + s[k + 1 :])
     reasons = validate(corrupted).reason
     assert (reasons == IdReason.CHECK).all()
+
+
+def test_arrow_backed_inputs_match_numpy_path() -> None:
+    import pandas as pd
+    import pyarrow as pa
+
+    values = [
+        STANDARD[0],
+        None,
+        "110105491231002",
+        " 11010519491231002x",
+        "１１０１０５１９４９１２３１００２Ｘ",
+        "",
+        "110105194912310021",
+        "12",
+    ]
+    reference = validate(np.array(values, dtype=object))
+    for arrow_like in (
+        pd.Series(values, dtype="str"),
+        pa.array(values),
+        pa.chunked_array([values[:3], values[3:]]),
+        pd.Series(values[2:], dtype="str").iloc[1:],  # a sliced buffer (non-zero offset)
+    ):
+        got = validate(arrow_like)
+        expect = reference if len(got) == len(values) else validate(np.array(values[3:], object))
+        assert got.reason.tolist() == expect.reason.tolist()
+        assert got.canonical.tolist() == expect.canonical.tolist()
+    same_width = pa.array([STANDARD[0], STANDARD[1]])  # the zero-copy reshape path
+    assert validate(same_width).ok.all()
+    assert validate(pa.array([], type=pa.string())).ok.shape == (0,)
