@@ -43,7 +43,7 @@ __all__ = [
     "warm_chunk",
 ]
 
-DEFAULT_WINDOW = 8  # 2^8 entries per row: 192 rows, ~38 MB at 3072 bits; 1 mult per 8 bits
+DEFAULT_WINDOW = 8  # 2^8 entries a row; 1 mult per 8 exponent bits; ~18 MB (2048), ~40 MB (3072)
 
 
 def exponent_bits(n_bits: int) -> int:
@@ -92,6 +92,7 @@ class FixedBaseTable:
         return result
 
 
+_MAX_TABLES = 2  # live keys per process (one run key, plus one being replaced)
 _TABLES: dict[tuple[int, int], FixedBaseTable] = {}
 
 
@@ -100,7 +101,7 @@ def table_for(*, n: int, h: int) -> FixedBaseTable:
     key = (n, h)
     table = _TABLES.get(key)
     if table is None:
-        if len(_TABLES) >= 4:  # a few live keys per process; drop the oldest
+        if len(_TABLES) >= _MAX_TABLES:  # tables are ~40 MB at 3072 bits; drop the oldest
             _TABLES.pop(next(iter(_TABLES)))
         table = FixedBaseTable(base=h, modulus=n * n, bits=exponent_bits(n.bit_length()))
         _TABLES[key] = table
