@@ -264,8 +264,12 @@ def build_people(scn: Scenario, rng: np.random.Generator) -> People:
     moved = adult & (rng.random(len(persons)) > _HOME_CODE_SHARE)
     code[moved] = _origin_codes(rng, region[moved])
     birth = _birth_dates(scn, rng, persons["age"].to_numpy())
-    ymd_str = np.datetime_as_string(birth, unit="D")
-    ymd = np.char.replace(ymd_str, "-", "").astype(np.int64)
+    month_start = birth.astype("datetime64[M]")
+    ymd = (
+        (birth.astype("datetime64[Y]").astype(np.int64) + 1970) * 10_000
+        + (month_start.astype(np.int64) % 12 + 1) * 100
+        + (birth - month_start.astype("datetime64[D]")).astype(np.int64) + 1
+    )
     seq = _unique_sequences(rng, code, ymd, persons["male"].to_numpy())
     ids = np.empty(len(persons), dtype="U18")
     step = 500_000
