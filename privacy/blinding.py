@@ -101,7 +101,11 @@ def _point_problem(p: object) -> str:
 
 
 def _mult_chunk(points: Sequence[bytes], scalar: bytes) -> list[bytes | None]:
-    """``scalar * P`` per point; None where libsodium rejects the input."""
+    """``scalar * P`` per point; None where libsodium rejects the input.
+
+    libsodium's ``crypto_scalarmult_ristretto255`` does not clamp (rbcl's docstring says
+    it does); it only clears bit 255, which is zero for every canonical scalar (< L).
+    """
     mult = rbcl.crypto_scalarmult_ristretto255
     out: list[bytes | None] = []
     for p in points:
