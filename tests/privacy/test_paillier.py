@@ -290,3 +290,28 @@ def test_default_3072_round_trip_and_interop() -> None:
     assert private.decrypt_ints(cts) == list(range(100))
     assert private.to_phe().raw_decrypt(cts[7]) == 7
     assert gmpy2.gcd(public.h, public.n) == 1
+
+
+def test_key_without_h_uses_classic_form() -> None:
+    toy_public, toy_private = toy_keys_256()
+    classic = PaillierPublicKey(toy_public.n, _allow_insecure=True)
+    (c,) = classic.encrypt_ints([9])
+    fresh = classic.rerandomize(c)
+    assert fresh != c
+    assert toy_private.decrypt_ints([c, fresh]) == [9, 9]
+    classic.precompute()  # nothing to build without h
+
+
+def test_precompute_then_encrypt(keys: tuple[PaillierPublicKey, PaillierPrivateKey]) -> None:
+    public, private = keys
+    public.precompute()
+    assert public.h is not None
+    assert private.decrypt_ints(public.encrypt_ints(list(range(70)))) == list(range(70))
+
+
+def test_batch_create_validates(keys: tuple[PaillierPublicKey, PaillierPrivateKey]) -> None:
+    public, _ = keys
+    with pytest.raises(CryptoError, match="index 1"):
+        CiphertextBatch.create(public, [*public.encrypt_ints([1]), 0])
+    with pytest.raises(CryptoError, match="fingerprint must be 32 bytes"):
+        CiphertextBatch(b"short", 512, ())
