@@ -36,6 +36,18 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from fedid._id_codes import (
+    NINE,
+    ZERO,
+    BoolArray,
+    StrArray,
+    X,
+    codes_of,
+    from_codes,
+    input_codes,
+    normalise_codes,
+    to_str_array,
+)
 from fedid.errors import IdNumberError
 
 __all__ = [
@@ -84,12 +96,6 @@ for _p, _r in REGION_BY_PROVINCE.items():
 
 _CHECK_CODES = np.array([ord(c) for c in CHECK_CHARACTERS], dtype=np.uint32)
 _DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
-_WHITESPACE = np.array(
-    [0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x20, 0xA0, 0x3000, 0x200B, 0xFEFF], dtype=np.uint32
-)
-_X = 0x58
-_ZERO = 0x30
-_NINE = 0x39
 
 
 class IdReason(enum.IntEnum):
@@ -130,8 +136,6 @@ _RULES: dict[IdReason, str] = {
 }
 
 Errors = Literal["raise", "mask"]
-StrArray = npt.NDArray[np.str_]
-BoolArray = npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,66 +213,6 @@ class ParsedIds:
 # --------------------------------------------------------------------------- internals
 
 
-def _to_str_array(ids: Any) -> tuple[StrArray, BoolArray]:
-    """A 1-D native ``str_`` array and a null mask from any 1-D array-like of strings."""
-    if isinstance(ids, str):
-        raise TypeError("expected a 1-D array-like of ID strings, got a single str")
-    arr = np.asarray(ids)
-    if arr.ndim != 1:
-        raise TypeError(f"expected a 1-D array-like of ID strings, got {arr.ndim} dimensions")
-    if arr.dtype.kind == "U":
-        return np.ascontiguousarray(arr, dtype=np.str_), np.zeros(len(arr), dtype=bool)
-    if arr.dtype.kind == "O":
-        null = np.fromiter(
-            (not isinstance(x, str | int | np.integer) for x in arr), dtype=bool, count=len(arr)
-        )
-        vals = ["" if m else str(x) for x, m in zip(arr, null, strict=True)]
-        return np.asarray(vals if vals else np.empty(0, dtype="U1"), dtype=np.str_), null
-    if arr.dtype.kind == "f":
-        null = np.isnan(arr)
-        out = np.where(null, "", arr.astype(str))
-        return np.ascontiguousarray(out, dtype=np.str_), null
-    if arr.dtype.kind in "iuS":
-        return np.ascontiguousarray(arr.astype(np.str_)), np.zeros(len(arr), dtype=bool)
-    raise TypeError(f"expected ID strings, got an array of dtype {arr.dtype}")
-
-
-def _codes(arr: StrArray, min_width: int = 0) -> npt.NDArray[np.uint32]:
-    """The ``(n, width)`` uint32 code-point matrix of a native ``str_`` array."""
-    n = len(arr)
-    width = max(arr.dtype.itemsize // 4, 1)
-    codes = (
-        np.ascontiguousarray(arr).view(np.uint32).reshape(n, width)
-        if n
-        else (np.zeros((0, width), dtype=np.uint32))
-    )
-    if width < min_width:
-        codes = np.pad(codes, ((0, 0), (0, min_width - width)))
-    return codes
-
-
-def _from_codes(codes: npt.NDArray[np.uint32]) -> StrArray:
-    n, width = codes.shape
-    return np.ascontiguousarray(codes).view(f"U{width}").reshape(n)
-
-
-def _normalise_codes(codes: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
-    """Normalise a code matrix; only rows holding a character other than 0-9, X are touched."""
-    clean = ((codes >= _ZERO) & (codes <= _NINE)) | (codes == _X) | (codes == 0)
-    dirty = np.flatnonzero(~clean.all(axis=1))
-    if dirty.size == 0:
-        return codes
-    out = codes.copy()
-    sub = out[dirty]
-    full_width_digit = (sub >= 0xFF10) & (sub <= 0xFF19)
-    sub = np.where(full_width_digit, sub - 0xFEE0, sub)
-    sub = np.where((sub == 0x78) | (sub == 0xFF38) | (sub == 0xFF58), _X, sub)
-    sub = np.where(np.isin(sub, _WHITESPACE), 0, sub)
-    order = np.argsort(sub == 0, axis=1, kind="stable")  # move removed characters to the end
-    out[dirty] = np.take_along_axis(sub, order, axis=1)
-    return out
-
-
 @dataclass(frozen=True, slots=True)
 class _Checked:
     check: IdCheck
@@ -288,68 +232,17 @@ def _is_leap(year: npt.NDArray[np.int32]) -> BoolArray:
     return leap
 
 
-def _arrow_strings(ids: Any) -> Any | None:
-    """A pyarrow string array behind ``ids`` (pyarrow array, pandas arrow-backed column)."""
-    candidate = getattr(ids, "array", ids)
-    if not (
-        type(candidate).__module__.startswith("pyarrow") or hasattr(candidate, "__arrow_array__")
-    ):
-        return None
-    import pyarrow as pa
-
-    arr = candidate if isinstance(candidate, pa.Array | pa.ChunkedArray) else pa.array(candidate)
-    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
-        return None
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    return arr.cast(pa.large_string())
-
-
-def _arrow_codes(arr: Any) -> tuple[npt.NDArray[np.uint32], BoolArray] | None:
-    """Code matrix straight from an ASCII arrow string buffer; None if not plain ASCII."""
-    n = len(arr)
-    null = arr.is_null().to_numpy(zero_copy_only=False) if arr.null_count else np.zeros(n, bool)
-    _, offsets_buf, data_buf = arr.buffers()
-    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[arr.offset : arr.offset + n + 1]
-    lengths = np.diff(offsets)
-    width = int(lengths.max(initial=0))
-    if data_buf is None or width == 0:
-        return np.zeros((n, 18), dtype=np.uint32), null
-    data = np.frombuffer(data_buf, dtype=np.uint8)
-    if width > 64 or (data[offsets[0] : offsets[-1]] >= 0x80).any():
-        return None
-    if (lengths == width).all():  # every string the same length: a zero-copy reshape
-        block = data[offsets[0] : offsets[-1]].reshape(n, width)
-        return np.pad(block.astype(np.uint32), ((0, 0), (0, max(18 - width, 0)))), null
-    width = max(width, 18)
-    cols = np.arange(width, dtype=np.int64)
-    index = np.minimum(offsets[:-1, None] + cols, len(data) - 1)
-    codes = np.where(cols < lengths[:, None], data[index], 0).astype(np.uint32)
-    return codes, null
-
-
-def _input_codes(ids: Any) -> tuple[npt.NDArray[np.uint32], BoolArray]:
-    arrow = _arrow_strings(ids)
-    if arrow is not None:
-        fast = _arrow_codes(arrow)
-        if fast is not None:
-            return fast
-        ids = arrow.to_numpy(zero_copy_only=False)
-    arr, null = _to_str_array(ids)
-    return _codes(arr, min_width=18), null
-
-
 def _check(ids: Any, *, today: _dt.date | None) -> _Checked:
-    codes, null = _input_codes(ids)
-    codes = _normalise_codes(codes)
+    codes, null = input_codes(ids)
+    codes = normalise_codes(codes)
     n = codes.shape[0]
     length = np.count_nonzero(codes, axis=1)
     is18 = length == 18
     is15 = length == 15
-    digit = (codes[:, :18] >= _ZERO) & (codes[:, :18] <= _NINE)
+    digit = (codes[:, :18] >= ZERO) & (codes[:, :18] <= NINE)
     chars_ok = np.where(
         is18,
-        digit[:, :17].all(axis=1) & (digit[:, 17] | (codes[:, 17] == _X)),
+        digit[:, :17].all(axis=1) & (digit[:, 17] | (codes[:, 17] == X)),
         digit[:, :15].all(axis=1),
     ) & (is18 | is15)
 
@@ -357,13 +250,13 @@ def _check(ids: Any, *, today: _dt.date | None) -> _Checked:
     legacy_rows = np.flatnonzero(is15 & chars_ok)
     if legacy_rows.size:
         src = codes[legacy_rows]
-        seq = (src[:, 12] - _ZERO) * 100 + (src[:, 13] - _ZERO) * 10 + (src[:, 14] - _ZERO)
+        seq = (src[:, 12] - ZERO) * 100 + (src[:, 13] - ZERO) * 10 + (src[:, 14] - ZERO)
         block = np.empty((legacy_rows.size, 11), dtype=np.uint32)
         block[:, 0] = ord("1")
         block[:, 1] = np.where(seq >= 996, ord("8"), ord("9"))
         block[:, 2:] = src[:, 6:15]
         first17[legacy_rows, 6:17] = block
-    digits = first17.astype(np.int32) - _ZERO
+    digits = first17.astype(np.int32) - ZERO
     digits[~chars_ok] = 0
 
     province = digits[:, 0] * 10 + digits[:, 1]
@@ -395,7 +288,7 @@ def _check(ids: Any, *, today: _dt.date | None) -> _Checked:
     out[:, :17] = first17
     out[:, 17] = expected
     out[~ok] = 0
-    check = IdCheck(ok=ok, reason=reason, canonical=_from_codes(out), legacy=ok & is15)
+    check = IdCheck(ok=ok, reason=reason, canonical=from_codes(out), legacy=ok & is15)
     return _Checked(check=check, digits=digits, year=year, month=month, day=day)
 
 
@@ -407,8 +300,8 @@ def normalise(ids: Any) -> StrArray:
 
     Nulls become ``""``. No validation; see :func:`validate`.
     """
-    arr, _ = _to_str_array(ids)
-    return _from_codes(_normalise_codes(_codes(arr)))
+    arr, _ = to_str_array(ids)
+    return from_codes(normalise_codes(codes_of(arr)))
 
 
 def check_characters(first17: Any) -> StrArray:
@@ -416,9 +309,9 @@ def check_characters(first17: Any) -> StrArray:
 
     Raises :class:`IdNumberError` if an element is not exactly 17 ASCII digits.
     """
-    arr, null = _to_str_array(first17)
-    codes = _codes(arr, min_width=17)
-    ok = ~null & (codes[:, :17] >= _ZERO).all(axis=1) & (codes[:, :17] <= _NINE).all(axis=1)
+    arr, null = to_str_array(first17)
+    codes = codes_of(arr, min_width=17)
+    ok = ~null & (codes[:, :17] >= ZERO).all(axis=1) & (codes[:, :17] <= NINE).all(axis=1)
     if codes.shape[1] > 17:
         ok &= (codes[:, 17:] == 0).all(axis=1)
     bad = np.flatnonzero(~ok)
@@ -427,8 +320,8 @@ def check_characters(first17: Any) -> StrArray:
             f"check_characters needs exactly 17 ASCII digits per element; {bad.size} of "
             f"{len(arr)} elements are not (first at index {int(bad[0])})"
         )
-    digits = codes[:, :17].astype(np.int64) - _ZERO
-    return _from_codes(_CHECK_CODES[(digits @ WEIGHTS) % 11].reshape(-1, 1))
+    digits = codes[:, :17].astype(np.int64) - ZERO
+    return from_codes(_CHECK_CODES[(digits @ WEIGHTS) % 11].reshape(-1, 1))
 
 
 def validate(ids: Any, *, today: _dt.date | None = None) -> IdCheck:
@@ -476,7 +369,7 @@ def parse(ids: Any, *, errors: Errors = "raise", today: _dt.date | None = None) 
     birth[~ok] = np.datetime64("NaT")
     province = np.where(ok, digits[:, 0] * 10 + digits[:, 1], 0)
     sex = np.where(ok, np.where(digits[:, 16] % 2 == 1, "male", "female"), "")
-    address = _from_codes(_codes(check.canonical, min_width=18)[:, :6].copy())
+    address = from_codes(codes_of(check.canonical, min_width=18)[:, :6].copy())
     return ParsedIds(
         ok=ok,
         canonical=check.canonical,
@@ -533,6 +426,6 @@ def make_ids(*, address_codes: Any, birth_dates: Any, sequences: Any) -> StrArra
     for k in range(3):
         digits[:, 14 + k] = seq // 10 ** (2 - k) % 10
     out = np.empty((len(address), 18), dtype=np.uint32)
-    out[:, :17] = digits + _ZERO
+    out[:, :17] = digits + ZERO
     out[:, 17] = _CHECK_CODES[(digits @ WEIGHTS) % 11]
-    return _from_codes(out)
+    return from_codes(out)
