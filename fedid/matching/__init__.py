@@ -1,8 +1,29 @@
 """Private matching of students with departmental evidence (see :mod:`.protocol`).
 
 Roles (transport-free, one method per step): :class:`HomeAgency`, :class:`EvidenceAgency`,
-:class:`Coordinator`; messages in :mod:`.messages`; a whole round in one process:
-:func:`run_matching`.
+:class:`Coordinator`; messages in :mod:`.messages` (``to_bytes``/``decode_message``); a
+whole round in one process: :func:`run_matching`; the green channel:
+:class:`~fedid.matching.incremental.GreenChannel`.
+
+Driving the roles over a transport (what :func:`run_matching` does; a Flower app carries
+each message's bytes in a query message, in this order, per department ``d``):
+
+1. lead ``H.public_key_messages([coordinator, evidence:d...])`` ->
+   ``C.receive_public_key`` / ``E_d.receive_public_key``
+2. every ``H.blinded_keys()`` -> one message per key department
+3. ``E_d.reblind_home_keys(msg)`` -> ``C.receive_reblinded_home_keys``
+4. ``E_d.blinded_records()`` -> lead ``H.reblind_records(msg)``
+5. -> ``C.receive_reblinded_records``
+6. ``E_d.payloads()`` -> ``C.receive_payloads``   (steps 3-6 for every department)
+7. ``C.results()`` -> one message per home -> ``H.receive_results``; then
+   :func:`~fedid.matching.run.resolve_home` gives the merged table
+8. ``HomeAggregates`` (from :func:`~fedid.matching.aggregates.release_counts`) ->
+   ``C.receive_aggregates``
+
+Every role raises :class:`~fedid.errors.ProtocolError` on a bad message and refuses
+every later call (fail closed). Across processes, use ``grouping="per_agency"``: the
+province grouping shares one :class:`HomeKeyring` among home agencies, which this
+package hands over only in-process.
 """
 
 from __future__ import annotations

@@ -207,9 +207,12 @@ class Coordinator:
                 if m is None:
                     continue
                 ct_idx, slot, pos = m.per_home[h]
+                if not len(ct_idx):
+                    continue
                 lay = self.layouts[dep]
-                for g in np.unique(ct_idx):
-                    sel = ct_idx == g
+                order = np.argsort(ct_idx, kind="stable")
+                groups, starts = np.unique(ct_idx[order], return_index=True)
+                for g, sel in zip(groups.tolist(), np.split(order, starts[1:]), strict=True):
                     matched = set(slot[sel].tolist())
                     mask = 0
                     for s in range(m.slots):
