@@ -26,7 +26,6 @@ from simulations.province.latent import add_latent
 from simulations.province.people import agency_ids, build_people
 from simulations.province.schema_view import SchemaView, load_schema_view
 from simulations.province.truth import assign_truth
-from simulations.reference_join import join_evidence
 from simulations.scenario import REGIONS, Scenario
 
 __all__ = ["GENERATOR_VERSION", "Province", "generate_province"]
@@ -95,6 +94,8 @@ def generate_province(
     ``schema_path``: a schema TOML with the default schema's indicators (default: the
     packaged schema). Deterministic: the same arguments give identical frames.
     """
+    from simulations.reference_join import join_evidence  # it imports this package
+
     scn = Scenario() if scenario is None else scenario
     schema = load_schema_view(schema_path)
     rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(7)]
@@ -131,8 +132,7 @@ def generate_province(
         gt[f"true_{name}"] = pd.array(truth.flags[name], dtype="boolean")
     gt["hidden_hardship"] = pd.array(hard & ~labels.applied, dtype="boolean")
     for col in joined.columns:
-        gt[col] = joined[col].to_numpy()
-    gt = gt.astype({c: joined[c].dtype for c in joined.columns})
+        gt[col] = joined[col].array
     calibration = calibration_report(
         scn, people=people, students=st, joined=joined, truth=truth, labels=labels,
         departments=departments, education=education,

@@ -356,3 +356,12 @@ def test_scenario_rejects_bad_rates() -> None:
         Scenario(hidden_rate=1.5)
     with pytest.raises(ConfigError, match="missed_rate"):
         replace(Scenario(), missed_rate=0.05)
+
+
+@pytest.mark.parametrize("module", ["simulations.reference_join", "simulations.province.io"])
+def test_modules_import_first_without_a_cycle(module: str) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
