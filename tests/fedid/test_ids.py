@@ -244,3 +244,19 @@ def test_arrow_backed_inputs_match_numpy_path() -> None:
     same_width = pa.array([STANDARD[0], STANDARD[1]])  # the zero-copy reshape path
     assert validate(same_width).ok.all()
     assert validate(pa.array([], type=pa.string())).ok.shape == (0,)
+
+
+id_like = st.text(alphabet=st.sampled_from("0123456789xX １２Ｘ\u3000-a"), max_size=22)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(id_like | st.none(), max_size=12))
+def test_validate_total_on_junk(values: list[str | None]) -> None:
+    check = validate(np.array(values, dtype=object))
+    assert len(check) == len(values)
+    assert set(check.reason.tolist()) <= {int(r) for r in IdReason}
+    assert (check.ok == (check.reason == 0)).all()
+    for ok, canon in zip(check.ok, check.canonical, strict=True):
+        assert (len(canon) == 18) == bool(ok)
+    again = normalise(normalise(np.array(values, dtype=object)))
+    assert again.tolist() == normalise(np.array(values, dtype=object)).tolist()

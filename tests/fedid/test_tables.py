@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fedid.errors import ConfigError, DataValidationError
 from fedid.schema import Schema, load_schema
@@ -241,3 +243,44 @@ def test_million_rows_vectorised_smoke(schema: Schema) -> None:
     assert counts["duplicate_key"] == n - 6 - (n % 6)
     assert counts["bad_id"] == n % 6
     assert counts["out_of_range"] == sum(1 for i in range(n) if i % 6 == 5)
+
+
+_POOL = education_frame(load_schema(), n=6)["student_id"].tolist()
+_cells = st.one_of(
+    st.integers(-2, 7).map(str),
+    st.sampled_from(["", "NA", "2.0", "2.5", "abc", " 3 ", "1e0"]),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    grades=st.lists(_cells, min_size=1, max_size=15),
+    people=st.lists(st.sampled_from([*_POOL, "", "123", _POOL[0][:-1] + "Y"]), min_size=15),
+)
+def test_every_bad_cell_reported_once(grades: list[str], people: list[str]) -> None:
+    schema = load_schema()
+    ids = people[: len(grades)]
+    frame = pd.DataFrame({"person_id": ids, "disability_grade": grades})
+    report = validate_frame(frame, schema=schema, kind="department",
+                            department="disability_federation")  # fmt: skip
+    got = {(p.row, p.column, p.kind.value) for p in report}
+    assert len(got) == len(report)  # one problem per cell and rule
+    expect: set[tuple[int | None, str | None, str]] = set()
+    seen: set[str] = set()
+    for row, (pid, grade) in enumerate(zip(ids, grades, strict=True), start=1):
+        text = grade.strip()
+        if text not in ("", "NA"):
+            value = float(text) if text.replace(".", "", 1).replace("e", "", 1).lstrip(
+                "-").isdigit() else None  # fmt: skip
+            if value is None or value != int(value):
+                expect.add((row, "disability_grade", "wrong_type"))
+            elif not 0 <= value <= 4:
+                expect.add((row, "disability_grade", "out_of_range"))
+        if pid == "":
+            expect.add((row, "person_id", "missing_value"))
+        elif pid not in _POOL:
+            expect.add((row, "person_id", "bad_id"))
+        elif pid in seen:
+            expect.add((row, "person_id", "duplicate_key"))
+        seen.add(pid)
+    assert got == expect
