@@ -89,7 +89,7 @@ def _student_figures(st: pd.DataFrame, joined: pd.DataFrame) -> dict[str, Any]:
 
 
 def _truth_figures(
-    st: pd.DataFrame, truth: Truth, labels: Labels
+    st: pd.DataFrame, joined: pd.DataFrame, truth: Truth, labels: Labels
 ) -> dict[str, Any]:
     stage = st["stage"].to_numpy().astype(str)
     region = st["region"].to_numpy()
@@ -98,6 +98,7 @@ def _truth_figures(
     uni = hard & (stage == "university")
     flags = np.stack(list(truth.flags.values()), axis=1)
     aided = labels.level >= 1
+    relief = joined["temporary_relief"].fillna(0).to_numpy(dtype=float) > 0
     return {
         "true_hardship_share": _by_stage_region(hard, stage, region),
         "true_hardship_share_rural_urban": {
@@ -130,6 +131,8 @@ def _truth_figures(
                 labels.level == truth.level, hard & aided
             ),
             "labelled_aided_share": _by_stage_region(aided, stage, region),
+            # DOMAIN (plan): education aid and temporary relief overlap for 15 % of recipients
+            "aided_with_temporary_relief": _share(relief, aided),
         },
     }
 
@@ -154,6 +157,6 @@ def calibration_report(
     return {
         **_people_figures(scn, people),
         "students": _student_figures(students, joined),
-        **_truth_figures(students, truth, labels),
+        **_truth_figures(students, joined, truth, labels),
         "tables": tables,
     }

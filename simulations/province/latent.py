@@ -143,7 +143,10 @@ def _assets_and_events(scn: Scenario, rng: np.random.Generator, people: People) 
     np.logical_or.at(ill_any, home, ps["major_illness"].to_numpy())
     poor = (hh["dibao"] | hh["tekun"]).to_numpy()
     edge = hh["edge"].to_numpy()
-    p_relief = 0.01 + 0.4 * hh["disaster"].to_numpy() + 0.2 * ill_any + 0.15 * poor + 0.05 * edge
+    p_relief = (
+        0.015 + 0.5 * hh["disaster"].to_numpy() + 0.3 * ill_any + 0.4 * poor + 0.2 * edge
+        + 0.03 * (hh["z"].to_numpy() > 1.0)
+    )
     relief = rng.random(len(hh)) < p_relief
     amount = np.round(np.exp(rng.normal(8.0, 0.6, len(hh))))
     ps["temporary_relief"] = np.where(first & relief[home], amount[home], 0.0)

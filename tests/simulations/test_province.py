@@ -236,6 +236,8 @@ def test_self_report_rates_near_plan(province: Province) -> None:
     assert abs((~applied[hard]).mean() - 0.127) <= 0.02
     assert abs((~aided[hard]).mean() - 0.17) <= 0.02
     assert abs((~hard[aided]).mean() - 0.23) <= 0.02
+    # plan: education aid and temporary relief overlap for about 15 % of recipients
+    assert 0.10 <= province.calibration["self_report"]["aided_with_temporary_relief"] <= 0.20
     hidden = gt["hidden_hardship"].to_numpy(dtype=bool)
     assert (hidden == (hard & ~applied)).all()
     assert not (aided & ~applied).any()
