@@ -363,8 +363,6 @@ def _rules(data: Mapping[str, Any], kind: str, where: str) -> tuple[Rule, ...]:
 
 def build_schema(data: Mapping[str, Any], *, source: str) -> Schema:
     """Build a :class:`~fedid.schema.Schema` from a TOML-shaped mapping."""
-    from types import MappingProxyType
-
     from fedid.schema import Department, Levels, Schema
 
     where = f"schema {source}"
@@ -404,7 +402,7 @@ def build_schema(data: Mapping[str, Any], *, source: str) -> Schema:
         dimension_flags=_str_list(
             f"{where}: outputs.dimension_flags", outputs.get("dimension_flags", [])
         ),
-        departments=MappingProxyType(departments),
+        departments=departments,
         indicators=tuple(_indicator(raw, i, where) for i, raw in enumerate(raw_inds)),
         direct_rules=_rules(data, "direct", where),
         exclusion_rules=_rules(data, "exclusion", where),

@@ -247,6 +247,30 @@ _OPS: dict[str, Any] = {
 }
 
 
+class FrozenMapping(Mapping[str, Department]):
+    """A read-only, picklable mapping (``types.MappingProxyType`` cannot be pickled)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Department]) -> None:
+        self._data = dict(data)
+
+    def __getitem__(self, key: str) -> Department:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"FrozenMapping({self._data!r})"
+
+    def __reduce__(self) -> tuple[type[FrozenMapping], tuple[dict[str, Department]]]:
+        return (FrozenMapping, (self._data,))
+
+
 @dataclass(frozen=True, slots=True)
 class Schema:
     """A validated schema. Build with :func:`load_schema` or :func:`parse_schema`."""
@@ -262,6 +286,8 @@ class Schema:
     source: str = field(default="<memory>", compare=False)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.departments, FrozenMapping):
+            object.__setattr__(self, "departments", FrozenMapping(self.departments))
         check_schema(self)
 
     @property

@@ -247,3 +247,14 @@ def test_cli_schema_show_and_validate(tmp_path: Path) -> None:
     bad = _mutated(tmp_path, _levels(["none", "x"]))
     result = runner.invoke(app, ["schema", "validate", str(bad)])
     assert isinstance(result.exception, SchemaError)
+
+
+def test_schema_pickles_and_departments_are_read_only() -> None:
+    import pickle
+
+    s = load_schema()
+    again = pickle.loads(pickle.dumps(s))
+    assert again == s
+    assert again.levels.labels == s.levels.labels
+    with pytest.raises(TypeError):
+        s.departments["x"] = s.departments["tax"]  # type: ignore[index]
