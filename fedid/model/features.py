@@ -177,7 +177,8 @@ def encode(frame: pd.DataFrame, schema: Schema) -> npt.NDArray[np.float32]:
         col = inds[ind.name]
         if ind.type == "category":
             missing = col.isna().to_numpy()
-            values = col.astype(object).to_numpy()
+            obj = col.astype(object)
+            values = obj.where(obj.notna(), "").to_numpy(dtype=object)
             onehot = np.stack(
                 [(values == cat) & ~missing for cat in ind.categories], axis=1
             ).astype(np.float64)

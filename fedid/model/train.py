@@ -79,6 +79,8 @@ class TrainConfig:
     local_epochs: int = 2
     rounds: int = 1
     learning_rate: float = 0.005
+    optimizer: str = "adam"
+    momentum: float = 0.0
     max_grad_norm: float = 1.0
     flag_weight: float = 0.5
     grad_sample_mode: str = "ghost"
@@ -89,6 +91,11 @@ class TrainConfig:
         for name in ("batch_size", "local_epochs", "rounds", "plain_epochs"):
             if int(getattr(self, name)) < 1:
                 raise TrainingError(f"{name} must be >= 1. Got {getattr(self, name)}.")
+        if self.optimizer not in ("adam", "sgd") or not (0 <= self.momentum < 1):
+            raise TrainingError(
+                "optimizer must be 'adam' or 'sgd' with momentum in [0, 1)."
+                f" Got {self.optimizer!r}, {self.momentum}."
+            )
         if not self.hidden or min(self.hidden) < 1:
             raise TrainingError(f"hidden widths must be >= 1. Got {list(self.hidden)}.")
         if self.learning_rate <= 0 or self.max_grad_norm <= 0 or self.flag_weight < 0:
@@ -105,7 +112,8 @@ class TrainConfig:
             batch_size=self.batch_size,
             epochs=self.local_epochs,
             learning_rate=self.learning_rate,
-            optimizer="adam",
+            optimizer=self.optimizer,
+            momentum=self.momentum,
             grad_sample_mode=self.grad_sample_mode,
             accountant=self.accountant,
         )
@@ -118,6 +126,8 @@ class TrainConfig:
             "local_epochs": self.local_epochs,
             "rounds": self.rounds,
             "learning_rate": self.learning_rate,
+            "optimizer": self.optimizer,
+            "momentum": self.momentum,
             "max_grad_norm": self.max_grad_norm,
             "flag_weight": self.flag_weight,
             "grad_sample_mode": self.grad_sample_mode,
