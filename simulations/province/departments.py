@@ -42,10 +42,10 @@ def typed_column(values: object, kind: str) -> pd.api.extensions.ExtensionArray:
 
 
 def _frame(
-    ps: pd.DataFrame, rows: BoolArray, fields: dict[str, tuple[str, npt.NDArray[np.float64]]]
+    people: People, rows: BoolArray, fields: dict[str, tuple[str, npt.NDArray[np.float64]]]
 ) -> pd.DataFrame:
     idx = np.flatnonzero(rows)
-    data: dict[str, object] = {"person_id": ps["id"].to_numpy()[idx]}
+    data: dict[str, object] = {"person_id": people.ids[idx]}
     for name, (kind, values) in fields.items():
         data[name] = typed_column(values[idx], kind)
     return pd.DataFrame(data)
@@ -73,7 +73,7 @@ def _civil_affairs(people: People) -> pd.DataFrame:
     fs = np.array(STRUCTURES, dtype=object)[structure]
     fs = np.where(kin, fs, None)
     hipc = np.where(covered & (flags["checked"] > 0), _h(people, "hipc"), nan)
-    out = _frame(ps, rows, {
+    out = _frame(people, rows, {
         "household_income_per_capita": ("float", hipc),
         "dibao": ("bool", np.where(covered, flags["dibao"], nan)),
         "tekun": ("bool", np.where(covered, flags["tekun"], nan)),
@@ -92,17 +92,17 @@ def _adult(people: People) -> BoolArray:
 def _agriculture(people: People) -> pd.DataFrame:
     pm, former = _h(people, "poverty_monitoring"), _h(people, "former_poverty")
     rows = _adult(people) & ((pm + former) > 0)
-    return _frame(people.persons, rows, {"poverty_monitoring": ("bool", pm)})
+    return _frame(people, rows, {"poverty_monitoring": ("bool", pm)})
 
 
 def _disability(people: People) -> pd.DataFrame:
     grade = people.persons["disability_grade"].to_numpy().astype(np.float64)
-    return _frame(people.persons, grade > 0, {"disability_grade": ("ordinal", grade)})
+    return _frame(people, grade > 0, {"disability_grade": ("ordinal", grade)})
 
 
 def _health(people: People) -> pd.DataFrame:
     ps = people.persons
-    return _frame(ps, ps["health_record"].to_numpy(), {
+    return _frame(people, ps["health_record"].to_numpy(), {
         "medical_out_of_pocket": ("float", ps["medical_out_of_pocket"].to_numpy()),
         "major_illness": ("bool", ps["major_illness"].to_numpy().astype(np.float64)),
     })
@@ -111,7 +111,7 @@ def _health(people: People) -> pd.DataFrame:
 def _human_resources(people: People) -> pd.DataFrame:
     ps = people.persons
     rows = ps["formal"].to_numpy() | ps["unemployed"].to_numpy()
-    return _frame(ps, rows, {
+    return _frame(people, rows, {
         "social_insurance_base": ("float", ps["insurance_base"].to_numpy()),
         "unemployed": ("bool", ps["unemployed"].to_numpy().astype(np.float64)),
     })
@@ -119,40 +119,40 @@ def _human_resources(people: People) -> pd.DataFrame:
 
 def _tax(people: People) -> pd.DataFrame:
     taxable = people.persons["taxable"].to_numpy()
-    return _frame(people.persons, taxable > 60_000, {"taxable_income": ("float", taxable)})
+    return _frame(people, taxable > 60_000, {"taxable_income": ("float", taxable)})
 
 
 def _housing_fund(people: People) -> pd.DataFrame:
     fund = people.persons["housing_fund"].to_numpy()
-    return _frame(people.persons, fund > 0, {"housing_fund_deposit": ("float", fund)})
+    return _frame(people, fund > 0, {"housing_fund_deposit": ("float", fund)})
 
 
 def _natural_resources(people: People) -> pd.DataFrame:
     props = people.persons["properties"].to_numpy().astype(np.float64)
-    return _frame(people.persons, props > 0, {"num_properties": ("int", props)})
+    return _frame(people, props > 0, {"num_properties": ("int", props)})
 
 
 def _traffic_police(people: People) -> pd.DataFrame:
     veh = people.persons["vehicles"].to_numpy().astype(np.float64)
-    return _frame(people.persons, veh > 0, {"num_vehicles": ("int", veh)})
+    return _frame(people, veh > 0, {"num_vehicles": ("int", veh)})
 
 
 def _market_regulation(people: People) -> pd.DataFrame:
     ps = people.persons
     owner = ps["business"].to_numpy()
     rows = owner | ps["deregistered"].to_numpy()
-    return _frame(ps, rows, {"business_owner": ("bool", owner.astype(np.float64))})
+    return _frame(people, rows, {"business_owner": ("bool", owner.astype(np.float64))})
 
 
 def _veterans(people: People) -> pd.DataFrame:
     martyr, care = _h(people, "martyr"), _h(people, "special_care")
     rows = _adult(people) & ((martyr + care) > 0)
-    return _frame(people.persons, rows, {"martyr_family": ("bool", martyr)})
+    return _frame(people, rows, {"martyr_family": ("bool", martyr)})
 
 
 def _emergency(people: People) -> pd.DataFrame:
     loss = people.persons["disaster_loss"].to_numpy()
-    return _frame(people.persons, loss > 0, {"disaster_loss": ("float", loss)})
+    return _frame(people, loss > 0, {"disaster_loss": ("float", loss)})
 
 
 _BUILDERS: dict[str, Callable[[People], pd.DataFrame]] = {

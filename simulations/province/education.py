@@ -33,7 +33,7 @@ def _guardian_ids(people: People) -> tuple[npt.NDArray[np.object_], npt.NDArray[
     adult = ps["role"].to_numpy() != ROLE_STUDENT
     home = ps["household"].to_numpy()
     slot = ps["slot"].to_numpy()
-    ids = ps["id"].to_numpy().astype(object)
+    ids = people.ids.astype(object)
     g1[home[adult & (slot == 0)]] = ids[adult & (slot == 0)]
     g2[home[adult & (slot == 1)]] = ids[adult & (slot == 1)]
     return g1, g2
@@ -57,7 +57,8 @@ def student_frame(scn: Scenario, rng: np.random.Generator, people: People) -> pd
     (index), rural, household, and the education-owned indicators of the default schema.
     """
     hh, ps = people.households, people.persons
-    st = ps[ps["role"].to_numpy() == ROLE_STUDENT]
+    is_student = ps["role"].to_numpy() == ROLE_STUDENT
+    st = ps[is_student]
     n = len(st)
     home = st["household"].to_numpy()
     g1, g2 = _guardian_ids(people)
@@ -86,7 +87,7 @@ def student_frame(scn: Scenario, rng: np.random.Generator, people: People) -> pd
     psych = (psych_latent[:, None] > cuts).sum(axis=1)
     ability = rng.normal(0, 1, n) - 0.45 * z - 0.6 * psych_latent
     frame = pd.DataFrame({
-        "student_id": st["id"].to_numpy(),
+        "student_id": people.ids[is_student],
         "guardian1_id": g1[home],
         "guardian2_id": g2[home],
         "agency": st["agency"].to_numpy(),

@@ -58,11 +58,13 @@ class People:
     (0 east, 1 central, 2 west), rural, code, structure (index into STRUCTURES),
     n_students, n_guardians.
     ``persons``: household, role, slot (guardian slot 0/1), male, birth (datetime64[D]),
-    age, code, region, rural, stage (-1 unless student), agency (-1 unless student), id.
+    age, code, region, rural, stage (-1 unless student), agency (-1 unless student).
+    ``ids``: each person's ID, aligned with ``persons``.
     """
 
     households: pd.DataFrame
     persons: pd.DataFrame
+    ids: npt.NDArray[np.str_]  # persons' IDs as a native numpy array (fast to index)
 
 
 def agency_ids(scn: Scenario) -> tuple[str, ...]:
@@ -280,5 +282,4 @@ def build_people(scn: Scenario, rng: np.random.Generator) -> People:
     persons["code"] = code
     persons["region"] = region
     persons["rural"] = hh["rural"].to_numpy()[home]
-    persons["id"] = ids
-    return People(households=hh, persons=persons)
+    return People(households=hh, persons=persons, ids=ids)
