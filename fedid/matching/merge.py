@@ -38,23 +38,35 @@ def decode_positions(
     return out
 
 
+def _floats(values: np.ndarray) -> np.ndarray:
+    out = np.full(len(values), np.nan)
+    ok = np.array([v is not None for v in values.tolist()], dtype=bool)
+    if ok.any():
+        out[ok] = np.asarray([float(v) for v in values[ok].tolist()])
+    return out
+
+
 def _combine(rule: str | None, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    out = np.full(len(a), None, dtype=object)
-    for i, (x, y) in enumerate(zip(a.tolist(), b.tolist(), strict=True)):
-        vals = [v for v in (x, y) if v is not None]
-        if not vals:
-            continue
+    """Combine two guardians' values (object arrays, None = null), vectorised over floats."""
+    x, y = _floats(a), _floats(b)
+    some = ~(np.isnan(x) & np.isnan(y))
+    with np.errstate(invalid="ignore"):
         if rule == "sum":
-            out[i] = round(sum(vals), 6) if isinstance(vals[0], float) else sum(vals)
+            r = np.nansum(np.stack([x, y]), axis=0)
         elif rule == "max":
-            out[i] = max(vals)
+            r = np.fmax(x, y)
         elif rule == "any":
-            out[i] = any(bool(v) for v in vals)
+            r = ((x == 1) | (y == 1)).astype(float)
         elif rule == "min_positive":
-            pos = [v for v in vals if v > 0]
-            out[i] = min(pos) if pos else 0
+            px = np.where(x > 0, x, np.inf)
+            py = np.where(y > 0, y, np.inf)
+            m = np.minimum(px, py)
+            r = np.where(np.isinf(m), 0.0, m)
         else:
-            out[i] = vals[0]
+            r = np.where(np.isnan(x), y, x)
+    r = np.round(r, 6)
+    out = np.full(len(a), None, dtype=object)
+    out[some] = r[some]
     return out
 
 
@@ -68,9 +80,9 @@ def _gather(col: np.ndarray, pos: np.ndarray) -> np.ndarray:
 def _typed(ind: Indicator, values: np.ndarray) -> pd.Series:
     s = pd.Series(values, dtype=object)
     if ind.type == "bool":
-        return s.astype("boolean")
+        return s.map(lambda v: None if v is None else bool(v)).astype("boolean")
     if ind.type in ("int", "ordinal"):
-        return s.astype("Int64")
+        return s.map(lambda v: None if v is None else round(v)).astype("Int64")
     if ind.type == "float":
         return s.astype("Float64")
     return s.astype("string")
