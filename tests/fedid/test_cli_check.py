@@ -13,7 +13,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from fedid.cli.main import app
+from fedid.errors import FedIdError
 from fedid.schema import load_schema
 from tests.fedid.tables_data import civil_affairs_frame, education_frame
 
@@ -28,8 +31,13 @@ def _fedid(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _json(*args: str) -> tuple[int, dict[str, Any]]:
-    proc = _fedid("check", "--json", *args)
-    return proc.returncode, json.loads(proc.stdout)
+    """Run in-process (fast); fedid errors map to their exit codes as in ``main()``."""
+    result = CliRunner().invoke(app, ["check", "--json", *args])
+    exc = result.exception
+    code = exc.exit_code if isinstance(exc, FedIdError) else result.exit_code
+    if exc is not None and not isinstance(exc, FedIdError | SystemExit):
+        raise exc
+    return code, json.loads(result.stdout)
 
 
 def _digests(folder: Path) -> dict[str, str]:
@@ -140,9 +148,19 @@ def test_department_file_kind_and_department_flags(tmp_path: Path) -> None:
 def test_bad_flags_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
     path = tmp_path / "school.csv"
     education_frame(load_schema()).to_csv(path, index=False)
-    proc = _fedid("check", str(path), *args)
-    assert proc.returncode == 2
-    assert message in " ".join(proc.stderr.split())  # rich wraps long lines
+    result = CliRunner().invoke(app, ["check", str(path), *args])
+    assert isinstance(result.exception, FedIdError)
+    assert result.exception.exit_code == 2
+    assert message in str(result.exception)
+
+
+def test_console_exit_codes(tmp_path: Path) -> None:
+    path = tmp_path / "school.csv"
+    education_frame(load_schema()).to_csv(path, index=False)
+    assert _fedid("check", str(path)).returncode == 0
+    bad = _fedid("check", str(path), "--kind", "school")
+    assert bad.returncode == 2
+    assert "--kind must be education or department" in bad.stderr
 
 
 def test_text_output_lists_problems_with_limit(tmp_path: Path) -> None:
@@ -150,7 +168,8 @@ def test_text_output_lists_problems_with_limit(tmp_path: Path) -> None:
     frame = civil_affairs_frame()
     frame["dibao"] = np.array(["maybe"] * len(frame), dtype=object)
     frame.to_csv(path, index=False)
-    proc = _fedid("check", str(path), "--max-problems", "2")
-    assert proc.returncode == 3
-    assert "problems (5 in total)" in proc.stdout
-    assert proc.stdout.count("wrong_type") == 3  # two rows listed plus the summary
+    result = CliRunner().invoke(app, ["check", str(path), "--max-problems", "2"])
+    assert isinstance(result.exception, FedIdError)
+    assert result.exception.exit_code == 3
+    assert "problems (5 in total)" in result.stdout
+    assert result.stdout.count("wrong_type") == 3  # two rows listed plus the summary
