@@ -11,21 +11,22 @@ so the same seed and scenario give identical tables.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from fedid.errors import ConfigError
 from simulations.province.calibration import calibration_report
 from simulations.province.departments import build_departments, typed_column
 from simulations.province.education import student_frame
-from simulations.province.labels import self_report
+from simulations.province.labels import Labels, self_report
 from simulations.province.latent import add_latent
 from simulations.province.people import agency_ids, build_people
 from simulations.province.schema_view import SchemaView, load_schema_view
-from simulations.province.truth import assign_truth
+from simulations.province.truth import Truth, assign_truth
 from simulations.scenario import REGIONS, Scenario
 
 __all__ = ["GENERATOR_VERSION", "Province", "generate_province"]
@@ -83,6 +84,48 @@ def _label_frame(
     return out
 
 
+def _ground_truth(
+    schema: SchemaView,
+    agencies: tuple[str, ...],
+    st: pd.DataFrame,
+    joined: pd.DataFrame,
+    truth: Truth,
+    labels: Labels,
+) -> pd.DataFrame:
+    levels = np.array(schema.levels, dtype=object)
+    gt = pd.DataFrame({
+        "student_id": pd.array(st["student_id"].to_numpy(), dtype="string"),
+        "home_agency": pd.array(np.array(agencies, dtype=object)[st["agency"]], dtype="string"),
+        "sex": pd.array(np.where(st["male"], "male", "female"), dtype="string"),
+        "region": pd.array(np.array(REGIONS, dtype=object)[st["region"]], dtype="string"),
+        "rural": pd.array(st["rural"].to_numpy(), dtype="boolean"),
+        "stage": pd.array(st["stage"].to_numpy(), dtype="string"),
+        "applied": pd.array(labels.applied, dtype="boolean"),
+        "true_level": pd.array(levels[truth.level], dtype="string"),
+    })
+    for name in schema.dimension_flags:
+        gt[f"true_{name}"] = pd.array(truth.flags[name], dtype="boolean")
+    gt["hidden_hardship"] = pd.array((truth.level >= 1) & ~labels.applied, dtype="boolean")
+    for col in joined.columns:
+        gt[col] = joined[col].array
+    return gt
+
+
+def _check_schema(schema: SchemaView) -> None:
+    """The generator models the default schema's indicators, flags and 2-3 hardship levels."""
+    default = load_schema_view()
+    missing = {i.name for i in default.indicators} - {i.name for i in schema.indicators}
+    if missing or set(schema.dimension_flags) != set(default.dimension_flags):
+        raise ConfigError(
+            "the generator needs the default schema's indicators and dimension flags; "
+            f"missing indicators: {sorted(missing)}, flags: {list(schema.dimension_flags)}"
+        )
+    if len(schema.levels) not in (3, 4):
+        raise ConfigError(
+            f"the generator supports 2 or 3 hardship levels plus none. Got {len(schema.levels)}"
+        )
+
+
 def generate_province(
     scenario: Scenario | None = None,
     *,
@@ -98,6 +141,7 @@ def generate_province(
 
     scn = Scenario() if scenario is None else scenario
     schema = load_schema_view(schema_path)
+    _check_schema(schema)
     rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(7)]
     people = build_people(scn, rngs[0])
     add_latent(scn, rngs[1], people)
@@ -110,6 +154,8 @@ def generate_province(
         scn, rngs[5], joined=joined, region=st["region"].to_numpy(),
         university=st["stage"].to_numpy() == "university",
     )
+    if len(schema.levels) == 3:  # two hardship levels: the middle two collapse into one
+        truth = replace(truth, level=np.array([0, 1, 1, 2])[truth.level])
     labels = self_report(
         scn, rngs[6], true_level=truth.level, true_flags=truth.flags,
         top_level=len(schema.levels) - 1,
@@ -117,22 +163,7 @@ def generate_province(
     agencies = agency_ids(scn)
     label_frame = _label_frame(schema, labels.applied, labels.level, labels.flags)
     education = _education_tables(schema, agencies, st, label_frame)
-    hard = truth.level >= 1
-    gt = pd.DataFrame({
-        "student_id": pd.array(st["student_id"].to_numpy(), dtype="string"),
-        "home_agency": pd.array(np.array(agencies, dtype=object)[st["agency"]], dtype="string"),
-        "sex": pd.array(np.where(st["male"], "male", "female"), dtype="string"),
-        "region": pd.array(np.array(REGIONS, dtype=object)[st["region"]], dtype="string"),
-        "rural": pd.array(st["rural"].to_numpy(), dtype="boolean"),
-        "stage": pd.array(st["stage"].to_numpy(), dtype="string"),
-        "applied": pd.array(labels.applied, dtype="boolean"),
-        "true_level": pd.array(np.array(schema.levels, dtype=object)[truth.level], dtype="string"),
-    })
-    for name in schema.dimension_flags:
-        gt[f"true_{name}"] = pd.array(truth.flags[name], dtype="boolean")
-    gt["hidden_hardship"] = pd.array(hard & ~labels.applied, dtype="boolean")
-    for col in joined.columns:
-        gt[col] = joined[col].array
+    gt = _ground_truth(schema, agencies, st, joined, truth, labels)
     calibration = calibration_report(
         scn, people=people, students=st, joined=joined, truth=truth, labels=labels,
         departments=departments, education=education,

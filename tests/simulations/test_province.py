@@ -367,3 +367,19 @@ def test_modules_import_first_without_a_cycle(module: str) -> None:
 
     done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True)
     assert done.returncode == 0, done.stderr.decode()
+
+
+def test_two_hardship_levels_schema(tmp_path: Path) -> None:
+    text = (REPO / "fedid" / "data" / "default_schema.toml").read_text(encoding="utf-8")
+    text = text.replace(
+        'names = ["none", "general", "hardship", "special"]',
+        'names = ["none", "hardship", "special"]',
+    ).replace('"一般困难", ', "")
+    path = tmp_path / "three.toml"
+    path.write_text(text, encoding="utf-8")
+    province = generate_province(Scenario(students=2000), seed=4, schema_path=path)
+    levels = set(province.ground_truth["true_level"])
+    assert levels == {"none", "hardship", "special"}
+    labels = set(pd.concat(province.education.values())["label_level"])
+    assert labels <= {"none", "hardship", "special"}
+    assert "general" not in labels
