@@ -119,8 +119,7 @@ def identify(msg: Message, context: Context) -> RecordDict:
 
 def match(msg: Message, context: Context) -> RecordDict:
     """One step of the matching protocol, dispatched on ``config.step``."""
-    from clients import matching
+    from clients.matching import handle
 
-    s = settings_of(context)
-    return matching.handle(s, msg, context)
+    return handle(settings_of(context), msg, context)
 

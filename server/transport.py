@@ -117,6 +117,37 @@ class Messenger:
             _log.warning("%s: no reply within %.0f s from %s", message_type, self.timeout, missing)
         return replies
 
+    def exchange_pairs(
+        self, message_type: str, pairs: list[tuple[str, RecordDict]]
+    ) -> list[Message | None]:
+        """Send several messages (possibly several to one agency); replies in send order."""
+        msgs: list[Message] = []
+        for agency, content in pairs:
+            info = self.agencies.get(agency)
+            if info is None:
+                raise FederationError(f"unknown agency {agency!r}.")
+            msgs.append(Message(content, dst_node_id=info.node_id, message_type=message_type))
+        ids = list(self.grid.push_messages(msgs))
+        index = {mid: i for i, mid in enumerate(ids) if mid}
+        out: list[Message | None] = [None] * len(msgs)
+        deadline = time.monotonic() + self.timeout
+        pending = set(index)
+        while pending and time.monotonic() < deadline:
+            for reply in self.grid.pull_messages(list(pending)):
+                mid = reply.metadata.reply_to_message_id
+                if mid in pending:
+                    out[index[mid]] = reply
+                    pending.discard(mid)
+                    if self.on_message is not None:
+                        sender = pairs[index[mid]][0]
+                        self.on_message(sender, reply)
+            if pending:
+                time.sleep(0.1)
+        if pending:
+            _log.warning("%s: %d of %d replies missing after %.0f s", message_type,
+                         len(pending), len(msgs), self.timeout)
+        return out
+
     def one(self, message_type: str, agency: str, content: RecordDict) -> Message:
         """Exchange with one agency; FederationError if it does not answer or fails."""
         reply = self.exchange(message_type, {agency: content}).get(agency)

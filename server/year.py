@@ -58,6 +58,7 @@ class YearConfig:
     session: str = "year"
     weighting: str = "examples"
     matching: bool = True
+    schema: str = ""
     seed: int = 0
     train: dict[str, float] = field(default_factory=dict)
 
@@ -82,6 +83,7 @@ class YearConfig:
             session=str(raw.get("session", "year")),
             weighting=str(raw.get("weighting", "examples")),
             matching=bool(raw.get("matching", True)),
+            schema=str(raw.get("schema", "")),
             seed=int(raw.get("seed", 0)),
             train=train,
         )
@@ -113,11 +115,14 @@ def run_year(grid: Grid, cfg: YearConfig, progress: Progress | None = None) -> d
     phases["nodes"] = time.perf_counter() - t0
 
     if cfg.matching:
+        from fedid.schema import load_schema
         from server.matching import run_matching
 
         t0 = time.perf_counter()
         say("phase", {"name": "matching"})
-        year["matching"] = run_matching(messenger, session=cfg.session, progress=say)
+        schema = load_schema(Path(cfg.schema) if cfg.schema else None)
+        year["matching"] = run_matching(messenger, schema=schema, session=cfg.session,
+                                        progress=say)
         phases["matching"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

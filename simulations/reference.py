@@ -30,18 +30,22 @@ def pooled_inputs(
     from clients.training import _split
     from fedid.model.features import build_inputs
     from fedid.schema import load_schema
+    from fedid.tables import load_agency_table
 
     schema = load_schema(schema_path)
     sim = json.loads(sim_file.read_text(encoding="utf-8"))
     evidence_cols = [i.name for i in schema.indicators
                      if schema.departments[i.department].side == "evidence"]
-    evidence = truth[["student_id", *[c for c in evidence_cols if c in truth.columns]]]
+    evidence = truth[["student_id", *[c for c in evidence_cols if c in truth.columns]]].copy()
+    for ind in schema.indicators:
+        if ind.type == "category" and ind.name in evidence.columns:
+            col = evidence[ind.name].astype(object)
+            evidence[ind.name] = col.where(col.notna(), None)
     frames, masks = [], []
     for agency in sim["agencies"]:
         if agency["kind"] != "education":
             continue
-        path = Path(agency["data"])
-        edu = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+        edu = load_agency_table(Path(agency["data"]), schema=schema, kind="education").frame
         inputs = build_inputs(edu, evidence, schema)
         labelled = inputs["label_level"].notna().to_numpy()
         train = np.zeros(len(inputs), dtype=bool)

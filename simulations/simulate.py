@@ -43,7 +43,7 @@ class SimulationConfig:
     out: Path
     data: Path | None = None
     schema: Path | None = None
-    students: int = 6000
+    students: int | None = None  # None: the generator's default province (12,000)
     seed: int = 20261129
     rounds: int = 5
     epsilon: float = 1.0
@@ -62,7 +62,7 @@ class SimulationConfig:
             raise ConfigError(f"epsilon must be > 0. Got {self.epsilon}.")
         if not 0 < self.delta < 1:
             raise ConfigError(f"delta must be in (0, 1). Got {self.delta}.")
-        if self.students < 100:
+        if self.students is not None and self.students < 100:
             raise ConfigError(f"students must be >= 100. Got {self.students}.")
         if self.workers < 1:
             raise ConfigError(f"workers must be >= 1. Got {self.workers}.")
@@ -70,7 +70,9 @@ class SimulationConfig:
 
 def _synth(cfg: SimulationConfig, target: Path) -> None:
     cmd = [sys.executable, "-m", "fedid.cli.main", "synth", "--out", str(target),
-           "--seed", str(cfg.seed), "--students", str(cfg.students)]
+           "--seed", str(cfg.seed)]
+    if cfg.students is not None:
+        cmd += ["--students", str(cfg.students)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
     if done.returncode != 0:
         raise FederationError(f"fedid synth failed (exit {done.returncode}): {done.stderr[-800:]}")
@@ -102,6 +104,7 @@ def _write_simulation_file(cfg: SimulationConfig, province: Path, schema: Path) 
     coordinator: dict[str, Any] = {
         "out": str(cfg.out.resolve()), "rounds": cfg.rounds, "min-nodes": cfg.min_nodes,
         "session": "year", "matching": cfg.matching, "seed": cfg.seed,
+        "schema": str(schema.resolve()),
         "wait-nodes": 120.0, "timeout": 900.0,
         **{f"train-{k}": v for k, v in cfg.train},
     }

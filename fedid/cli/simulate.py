@@ -33,8 +33,8 @@ def register(app: typer.Typer) -> None:
             "agencies/departments/*) instead of a generated one.")] = None,
         schema: Annotated[Path | None, typer.Option(
             "--schema", help="Schema TOML for --data (default: DATA/schema.toml).")] = None,
-        students: Annotated[int, typer.Option(
-            "--students", help="Size of a generated province.")] = 6000,
+        students: Annotated[int | None, typer.Option(
+            "--students", help="Size of a generated province (default: 12,000).")] = None,
         seed: Annotated[int, typer.Option("--seed", help="Seed of a generated province.")
                         ] = 20261129,
         rounds: Annotated[int, typer.Option("--rounds", help="Federated training rounds.")] = 5,

@@ -1,0 +1,100 @@
+"""The node's train handler: budget enforced on the node, accountant persisted, replay."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from flwr.app import Context, Message, RecordDict
+
+from clients import node
+from clients.config import NodeSettings, node_settings
+from clients.privacy_state import NodePrivacyLedger
+from clients.records import arrays_of, content, metrics_of
+from fedid.errors import ConfigError
+from fedid.model.train import LocalState
+
+
+@pytest.fixture(autouse=True)
+def _task_identity() -> None:
+    """Messages built outside a Flower runtime need a run and node identity."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    TaskIdentity.run_id = 1
+    TaskIdentity.node_id = 1
+    TaskIdentity.task_id = 1
+
+
+def _settings(province: Path, out: Path, epsilon: float = 1.0) -> dict[str, str | float]:
+    table = sorted((province / "agencies" / "education").glob("*.parquet"))[0]
+    return {"agency-id": table.stem, "kind": "education", "data": str(table),
+            "schema": str(province / "schema.toml"), "out": str(out),
+            "epsilon": epsilon, "delta": 1e-5}
+
+
+def _context(node_config: dict[str, str | float]) -> Context:
+    return Context(run_id=1, node_id=7, node_config=dict(node_config), state=RecordDict(),
+                   run_config={})
+
+
+def _train_msg(arrays: list[np.ndarray], rnd: int, rounds: int) -> Message:
+    return Message(content(config={"session": "t", "round": rnd, "rounds": rounds, "seed": 1,
+                                   "train-local_epochs": 1},
+                           arrays=arrays), dst_node_id=7, message_type="train")
+
+
+def test_budget_enforced_state_persisted_and_replay(small_province: Path, tmp_path: Path) -> None:
+    ctx = _context(_settings(small_province, tmp_path / "n"))
+    init = arrays_of(Message(node.init(Message(content(config={"seed": 3}), dst_node_id=7,
+                                               message_type="query.init"), ctx),
+                             dst_node_id=0, message_type="query"))
+    assert init is not None
+    first = node.train(_train_msg(init, 1, 2), ctx)
+    eps1 = metrics_of(Message(first, dst_node_id=0, message_type="query"))["epsilon_spent"]
+    assert 0 < eps1 < 1.0
+    second = node.train(_train_msg(init, 2, 2), ctx)
+    eps2 = metrics_of(Message(second, dst_node_id=0, message_type="query"))["epsilon_spent"]
+    assert eps1 < eps2 <= 1.0
+    # The accountant state lives in the node's context and on its disk.
+    state = LocalState.from_bytes((tmp_path / "n" / "local_state.bin").read_bytes())
+    assert state.accountant.epsilon(1e-5) == pytest.approx(eps2, rel=1e-6)
+    assert "fedid_privacy" in ctx.state.config_records
+    # The same (session, round) again: the stored reply, no new spend.
+    again = node.train(_train_msg(init, 2, 2), ctx)
+    np.testing.assert_array_equal(
+        arrays_of(Message(again, dst_node_id=0, message_type="query"))[0],  # type: ignore[index]
+        arrays_of(Message(second, dst_node_id=0, message_type="query"))[0])  # type: ignore[index]
+    ledger = json.loads((tmp_path / "n" / "privacy_ledger.json").read_text())
+    assert len(ledger["epsilon_after"]) == 2
+    # A third round was not planned: the node refuses it, whatever the coordinator asks.
+    third = node.train(_train_msg(init, 3, 2), ctx)
+    reply = Message(third, dst_node_id=0, message_type="query")
+    assert "refused" in str(reply.content["config"]["refused"])
+    assert "arrays" not in reply.content.array_records
+    after = LocalState.from_bytes((tmp_path / "n" / "local_state.bin").read_bytes())
+    assert after.accountant.epsilon(1e-5) == pytest.approx(eps2, rel=1e-6)
+    # A restarted node (fresh context) resumes from its disk, not from zero.
+    fresh = _context(_settings(small_province, tmp_path / "n"))
+    assert NodePrivacyLedger.load(fresh, tmp_path / "n").state is not None
+
+
+def test_node_settings_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match="epsilon must be > 0"):
+        NodeSettings.from_mapping({"agency-id": "a", "kind": "education", "data": "x",
+                                   "out": "o", "epsilon": -1})
+    with pytest.raises(ConfigError, match="plain name"):
+        NodeSettings.from_mapping({"agency-id": "../a", "kind": "education", "data": "x",
+                                   "out": "o"})
+    monkeypatch.delenv("FEDID_SIMULATION_CONFIG", raising=False)
+    with pytest.raises(ConfigError, match="node-config"):
+        node_settings({"partition-id": 0})
+    sim = tmp_path / "sim.json"
+    sim.write_text(json.dumps({"agencies": [
+        {"agency-id": "x", "kind": "department", "department": "tax", "data": "t.parquet",
+         "out": "o"}]}))
+    monkeypatch.setenv("FEDID_SIMULATION_CONFIG", str(sim))
+    assert node_settings({"partition-id": 0}).department == "tax"
+    with pytest.raises(ConfigError, match="partition-id"):
+        node_settings({"partition-id": 3})

@@ -1,0 +1,108 @@
+"""A whole simulated year in Flower's simulation engine on the small province.
+
+One run (module fixture) with every message leaving every node recorded; the tests check
+the outputs, where student-level results live, the privacy figures, and scan the
+transcript for raw IDs and plaintext values.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from simulations.leakscan import needles_from_province, scan
+from simulations.simulate import SimulationConfig, run
+
+ROUNDS = 2
+
+
+@pytest.fixture(scope="module")
+def year(
+    small_province: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("sim") / "run"
+    cfg = SimulationConfig(out=out, data=small_province, rounds=ROUNDS, epsilon=1.0,
+                           transcript=True, min_nodes=3)
+    return out, run(cfg)
+
+
+def test_outputs_and_report(year: tuple[Path, dict[str, Any]]) -> None:
+    out, summary = year
+    on_disk = json.loads((out / "summary.json").read_text())
+    fed = summary["identification"]["federated"]
+    assert on_disk["identification"]["federated"]["n"] == fed["n"]
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 5
+    ident = summary["identification"]
+    for key in ("federated", "self_report_baseline", "centralized_nonprivate"):
+        assert 0.0 <= ident[key]["macro_f1"] <= 1.0
+        assert 0.0 <= ident[key]["missed_rate"] <= 1.0
+    assert "rural_minus_urban_missed_points" in summary["fairness"]["gaps"]
+    walls = summary["wall_seconds"]
+    assert {"year_matching", "year_training", "year_identify", "review"} <= set(walls)
+
+
+def test_privacy_spend_from_each_node_accountant(year: tuple[Path, dict[str, Any]]) -> None:
+    _, summary = year
+    per = summary["privacy"]["per_agency"]
+    assert len(per) == 6
+    for rec in per.values():
+        series = rec["epsilon_by_round"]
+        assert len(series) == ROUNDS
+        assert series == sorted(series)
+        assert 0 < rec["epsilon_spent"] <= rec["epsilon_budget"] == 1.0
+        assert rec["accountant"] == "prv"
+    declared = summary["privacy"]["declared_to_coordinator"]
+    for agency, rec in per.items():
+        assert declared[agency] == pytest.approx(rec["epsilon_spent"], rel=1e-6)
+
+
+def test_results_stay_on_each_agency_node(year: tuple[Path, dict[str, Any]]) -> None:
+    out, summary = year
+    education = [a for a, i in summary["agencies"].items() if i["kind"] == "education"]
+    for agency in education:
+        rec = pd.read_parquet(out / "nodes" / agency / "recommendations.parquet")
+        assert len(rec) > 0
+        assert "reasons" in rec.columns
+        assert (out / "nodes" / agency / "evidence.parquet").exists()
+    coordinator_files = list((out / "coordinator").rglob("*"))
+    assert coordinator_files
+    assert not [p for p in coordinator_files if p.suffix == ".parquet"]
+    totals = summary["coordinator_aggregates"]["total"]
+    assert totals["students"] == summary["identification"]["students_scored"]
+
+
+def test_matching_figures(year: tuple[Path, dict[str, Any]]) -> None:
+    _, summary = year
+    per_home = summary["matching"]["per_home"]
+    assert len(per_home) == 6
+    for fig in per_home.values():
+        assert 0.0 < fig["coverage"] <= 1.0
+        assert fig["key_positions_matched"] <= fig["key_positions"]
+
+
+def test_no_raw_id_or_plaintext_value_in_any_message(
+    year: tuple[Path, dict[str, Any]], small_province: Path, tmp_path: Path
+) -> None:
+    out, _ = year
+    files = sorted((out / "transcript").glob("*.bin"))
+    kinds = {f.name.split("-")[1] for f in files}
+    assert {"train", "evaluate", "query.match", "query.identify", "query.info"} <= kinds
+    needles = needles_from_province(small_province)
+    assert len(needles.ids) > 1000
+    assert len(needles.floats) > 100
+    report = scan(files, needles)
+    assert report.bytes > 100_000
+    assert report.clean, (report.id_hits, report.value_hits)
+    # The scanner does find what it looks for.
+    some_id = sorted(needles.ids)[0]
+    some_value = sorted(needles.floats)[0]
+    planted = tmp_path / "planted.bin"
+    planted.write_bytes(b"\x01" + some_id.encode("utf-16-le") + b"\x02" + repr(some_value).encode())
+    caught = scan([planted], needles)
+    assert caught.id_hits
+    assert caught.value_hits
