@@ -19,8 +19,9 @@ __all__ = ["PartyLeakage", "leakage_record"]
 _STATEMENTS = {
     "home": (
         "Learns the released fields of the department records matched to its own students "
-        "and guardians (and which departments hold them) and the size of each department's "
-        "list. Unmatched records reach it only under a uniform {mask}-bit statistical mask."
+        "and guardians (and which departments hold them); the lead home agency also learns "
+        "each department's list size. Other records in the ciphertexts it receives are "
+        "hidden by the coordinator's masks (statistical distance <= 2^-{mask} per slot)."
     ),
     "evidence": (
         "Learns the size of each home key list it reblinds ({home_sizes}); nothing about "
