@@ -4,8 +4,9 @@
 agency table of a province folder (``DIR/agencies/education/*``,
 ``DIR/agencies/departments/*``; ground truth is never read) or, for any other folder, every
 CSV/Parquet file in it, with one summary line per file. Kind and department are inferred
-from the path or the columns unless given. The schema is ``--schema``, else the province's
-``schema.toml``, else the embedded default. Exit status: 0 when no file has an error
+from the path or the columns unless given; in a folder, a file whose kind cannot be inferred
+is listed as skipped (with the reason), not validated. The schema is ``--schema``, else
+the province's ``schema.toml``, else the embedded default. Exit status: 0 when no file has an error
 (warnings allowed), 3 when any has. Input files are only read, never written.
 """
 
@@ -124,17 +125,26 @@ def check(
     if path.is_dir() and (kind is not None or department is not None):
         raise ConfigError("--kind and --department apply to a single file, not a folder")
     the_kind: Kind | None = kind  # type: ignore[assignment]  # checked above
-    reports = [
-        validate_agency_table(
-            f,
-            schema=the_schema,
-            kind=the_kind,
-            department=department,
-            encoding=encoding,
-            strict=strict,
-        )
-        for f in files
-    ]
+    reports: list[ValidationReport] = []
+    skipped: list[tuple[Path, str]] = []  # folder mode: files that are not agency tables
+    for f in files:
+        try:
+            reports.append(
+                validate_agency_table(
+                    f,
+                    schema=the_schema,
+                    kind=the_kind,
+                    department=department,
+                    encoding=encoding,
+                    strict=strict,
+                )
+            )
+        except ConfigError as exc:
+            if not path.is_dir():
+                raise
+            skipped.append((f, str(exc)))
+    if not reports:
+        raise ConfigError(f"{path}: none of the {len(files)} files is a recognisable agency table")
     seconds = time.perf_counter() - started
     rows = sum(r.rows for r in reports)
     failed = any(not r.ok for r in reports)
@@ -144,6 +154,7 @@ def check(
             "schema": schema_source,
             "ok": not failed,
             "files": [r.to_dict(max_problems=max_problems) for r in reports],
+            "skipped": [{"path": str(f), "reason": why} for f, why in skipped],
             "rows": rows,
             "seconds": round(seconds, 3),
         }
@@ -157,6 +168,8 @@ def check(
             if len(r) and limit:
                 console.print(f"\n[bold]{r.path}[/]")
                 console.print(_problems_table(r, limit))
+        for f, why in skipped:
+            console.print(f"[yellow]skipped[/] {f}: {why}")
         verdict = "[red]FAILED[/]" if failed else "[green]OK[/]"
         console.print(_summary_table(reports, f"{path} (schema: {schema_source})"))
         console.print(

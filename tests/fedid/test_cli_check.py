@@ -173,3 +173,17 @@ def test_text_output_lists_problems_with_limit(tmp_path: Path) -> None:
     assert result.exception.exit_code == 3
     assert "problems (5 in total)" in result.stdout
     assert result.stdout.count("wrong_type") == 3  # two rows listed plus the summary
+
+
+def test_plain_folder_lists_unrecognised_files_as_skipped(tmp_path: Path) -> None:
+    education_frame(load_schema()).to_csv(tmp_path / "school.csv", index=False)
+    civil_affairs_frame().to_parquet(tmp_path / "minzheng.parquet")
+    pd.DataFrame({"name": ["x"]}).to_csv(tmp_path / "notes.csv", index=False)
+    code, doc = _json(str(tmp_path))
+    assert code == 0
+    assert sorted((f["kind"], f["department"]) for f in doc["files"]) == [
+        ("department", "civil_affairs"),
+        ("education", "education"),
+    ]
+    assert [Path(s["path"]).name for s in doc["skipped"]] == ["notes.csv"]
+    assert "--kind" in doc["skipped"][0]["reason"]
