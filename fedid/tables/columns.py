@@ -3,11 +3,14 @@
 Each parser takes the raw column (strings from a CSV, typed values from Parquet) and
 returns the typed column plus a frame of problems (1-based rows). Null cells are empty
 strings, ``NA``, ``N/A``, ``null``, ``None``, ``NaN`` (any case, surrounding spaces
-ignored) or real nulls. Booleans accept true/false, 1/0, yes/no, y/n, t/f and 是/否.
+ignored) or real nulls. Messages quote the observed value, except values that look like an
+ID number (15 or more digits), which are withheld. Booleans accept true/false, 1/0,
+yes/no, y/n, t/f and 是/否.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -25,6 +28,7 @@ NULL_TOKENS = frozenset({"", "na", "n/a", "null", "none", "nan", "#n/a"})
 TRUE_TOKENS = frozenset({"true", "1", "1.0", "yes", "y", "t", "是"})
 FALSE_TOKENS = frozenset({"false", "0", "0.0", "no", "n", "f", "否"})
 _MAX_SHOWN = 40
+_ID_LIKE = re.compile(r"[0-9０-９]{14,}[0-9０-９xXＸ]")
 
 ColumnType = Literal["id", "float", "int", "ordinal", "bool", "category"]
 
@@ -83,7 +87,10 @@ def _shown(raw: pd.Series, mask: npt.NDArray[np.bool_]) -> list[str]:
         return out
     for v in raw.iloc[np.flatnonzero(mask)]:
         s = str(v)
-        out.append(repr(s if len(s) <= _MAX_SHOWN else s[:_MAX_SHOWN] + "..."))
+        if _ID_LIKE.search(s.replace(" ", "")):
+            out.append("an ID-like value (withheld)")  # e.g. shifted columns: never echo IDs
+        else:
+            out.append(repr(s if len(s) <= _MAX_SHOWN else s[:_MAX_SHOWN] + "..."))
     return out
 
 

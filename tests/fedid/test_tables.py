@@ -284,3 +284,14 @@ def test_every_bad_cell_reported_once(grades: list[str], people: list[str]) -> N
             expect.add((row, "person_id", "duplicate_key"))
         seen.add(pid)
     assert got == expect
+
+
+def test_id_like_values_in_other_columns_are_withheld(schema: Schema) -> None:
+    pid = education_frame(schema)["student_id"].iloc[0]
+    frame = pd.DataFrame({"person_id": [pid], "disability_grade": [pid]})  # shifted column
+    report = validate_frame(frame, schema=schema, kind="department",
+                            department="disability_federation")  # fmt: skip
+    (problem,) = report.problems()
+    assert problem.kind.value == "wrong_type"
+    assert "withheld" in problem.message
+    assert pid not in problem.message
