@@ -292,6 +292,6 @@ def test_id_like_values_in_other_columns_are_withheld(schema: Schema) -> None:
     report = validate_frame(frame, schema=schema, kind="department",
                             department="disability_federation")  # fmt: skip
     (problem,) = report.problems()
-    assert problem.kind.value == "wrong_type"
+    assert problem.kind.value in ("wrong_type", "out_of_range")  # X or digit check character
     assert "withheld" in problem.message
     assert pid not in problem.message
