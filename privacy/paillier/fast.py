@@ -41,9 +41,15 @@ __all__ = [
     "rerandomize_chunk",
     "table_for",
     "warm_chunk",
+    "window_for",
 ]
 
-DEFAULT_WINDOW = 8  # 2^8 entries a row; 1 mult per 8 exponent bits; ~18 MB (2048), ~40 MB (3072)
+DEFAULT_WINDOW = 8  # 2^8 entries a row; 1 mult per 8 exponent bits; ~40 MB at 3072 bits
+
+
+def window_for(n_bits: int) -> int:
+    """Table window: 9 bits up to 2048-bit keys (~30 MB, ~9 % faster than 8), else 8."""
+    return 9 if n_bits <= 2048 else DEFAULT_WINDOW
 
 
 def exponent_bits(n_bits: int) -> int:
@@ -103,7 +109,9 @@ def table_for(*, n: int, h: int) -> FixedBaseTable:
     if table is None:
         if len(_TABLES) >= _MAX_TABLES:  # tables are ~40 MB at 3072 bits; drop the oldest
             _TABLES.pop(next(iter(_TABLES)))
-        table = FixedBaseTable(base=h, modulus=n * n, bits=exponent_bits(n.bit_length()))
+        n_bits = n.bit_length()
+        table = FixedBaseTable(base=h, modulus=n * n, bits=exponent_bits(n_bits),
+                               window=window_for(n_bits))
         _TABLES[key] = table
     return table
 

@@ -146,7 +146,7 @@ class PaillierPublicKey:
     def precompute(self) -> None:
         """Build the DJN fixed-base tables now, here and in every pool worker.
 
-        Optional: encryption builds them on first use (measured 0.2-0.4 s and 18 MB at 2048
+        Optional: encryption builds them on first use (measured 0.3-0.5 s and 33 MB at 2048
         bits, 0.5-1.1 s and 40 MB at 3072 bits, per process, on the shared 2-core machine);
         calling this first keeps that out of latency-sensitive phases.
         """
