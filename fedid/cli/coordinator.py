@@ -1,0 +1,64 @@
+"""``fedid coordinator``: start a SuperLink, register the agencies' nodes, run a year."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``coordinator`` command."""
+
+    @app.command("coordinator")
+    def coordinator(
+        out: Annotated[Path, typer.Option("--out", help="Coordinator folder.")
+                       ] = Path("fedid-coordinator"),
+        certs: Annotated[Path | None, typer.Option(
+            "--certs", help="Folder from `fedid certs` (CA, server cert, nodes/*.pub).")
+            ] = None,
+        port: Annotated[int, typer.Option("--port", help="SuperLink port.")] = 9093,
+        rounds: Annotated[int, typer.Option("--rounds", help="Training rounds.")] = 5,
+        min_nodes: Annotated[int, typer.Option(
+            "--min-nodes", help="Nodes needed before the year starts.")] = 2,
+        wait_nodes: Annotated[float, typer.Option(
+            "--wait-nodes", help="Seconds to wait for --min-nodes before giving up.")] = 300.0,
+        timeout: Annotated[float, typer.Option(
+            "--timeout", help="Seconds to wait for replies to each step.")] = 600.0,
+        schema: Annotated[Path | None, typer.Option("--schema", help="Schema TOML.")] = None,
+        no_matching: Annotated[bool, typer.Option("--no-matching", help="Skip matching.")
+                               ] = False,
+        insecure: Annotated[bool, typer.Option(
+            "--insecure", help="No TLS, no node authentication (local experiments).")] = False,
+        run_timeout: Annotated[float, typer.Option(
+            "--run-timeout", help="Seconds to wait for the whole run.")] = 7200.0,
+    ) -> None:
+        """Start the SuperLink, register node keys, run the year, report its status."""
+        from fedid.errors import ConfigError
+        from server.deploy import Coordinator
+
+        if certs is None and not insecure:
+            raise ConfigError("--certs is required unless --insecure (see `fedid certs`).")
+        coord = Coordinator(out=out, certs=None if insecure else certs, port=port)
+        coord.start()
+        try:
+            if certs is not None and not insecure:
+                for pub in sorted((certs / "nodes").glob("*.pub")):
+                    coord.register(pub, pub.stem)
+                    typer.echo(f"registered node key {pub.stem}")
+            config: dict[str, object] = {
+                "out": str(out.resolve()), "rounds": rounds, "min-nodes": min_nodes,
+                "wait-nodes": wait_nodes, "timeout": timeout, "matching": not no_matching,
+            }
+            if schema is not None:
+                config["schema"] = str(schema.resolve())
+            run_id = coord.submit(config)
+            typer.echo(f"run {run_id} started; waiting for it to finish")
+            info = coord.wait(run_id, timeout=run_timeout)
+            typer.echo(f"run {run_id}: {info['status']} in {float(info['elapsed']):.0f} s; "
+                       f"results in {out / 'coordinator'}")
+        finally:
+            coord.stop()

@@ -1,0 +1,193 @@
+"""Running the coordinator for real: a SuperLink, registered SuperNodes, one run.
+
+:class:`Coordinator` drives Flower's own executables (``flower-superlink``, ``flwr``):
+
+1. writes a Flower home (``<out>/flwr/config.toml``) with one SuperLink connection
+   named ``fedid`` (address, CA certificate);
+2. starts ``flower-superlink`` with TLS (``--ssl-ca-certfile/--ssl-certfile/
+   --ssl-keyfile``), SuperNode authentication (``--enable-supernode-auth``) and runtime
+   dependency installation off, its state in ``<out>/superlink.db``;
+3. registers each agency's SuperNode public key (``flwr supernode register``); a
+   node whose key is not registered is refused by the SuperLink;
+4. submits the fedid app (``flwr run``) with the run config, then polls the run's status
+   until it finishes (``flwr run --stream`` exits 0 even when a run fails, so the status
+   is what counts) and raises FederationError if it did not finish completed.
+
+``TEMPORARILY_DISABLE_PROTOBUF_VERSION_CHECK=true`` is set for these processes: the
+installed grpcio-health-checking was generated with a newer protobuf than the runtime
+(the SuperLink does not start otherwise on this machine).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fedid.errors import ConfigError, FederationError
+
+__all__ = ["Coordinator", "flower_env", "run_config_arg"]
+
+_log = logging.getLogger(__name__)
+CONNECTION = "fedid"
+
+
+def flower_env(flwr_home: Path | None = None) -> dict[str, str]:
+    """Environment for Flower's executables (telemetry off, no dependency installs)."""
+    env = dict(os.environ)
+    env["TEMPORARILY_DISABLE_PROTOBUF_VERSION_CHECK"] = "true"
+    env["FLWR_TELEMETRY_ENABLED"] = "0"
+    env["FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION"] = "1"
+    env["PYTHONWARNINGS"] = "ignore"
+    if flwr_home is not None:
+        env["FLWR_HOME"] = str(flwr_home)
+    return env
+
+
+def _exe(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise FederationError(f"{name} is not on PATH; install flwr (the fedid dependencies).")
+    return path
+
+
+def run_config_arg(config: dict[str, Any]) -> str:
+    """``key=value`` pairs in Flower's run-config syntax (strings quoted)."""
+    parts = []
+    for key, value in config.items():
+        if isinstance(value, bool):
+            parts.append(f"{key}={'true' if value else 'false'}")
+        elif isinstance(value, int | float):
+            parts.append(f"{key}={value}")
+        else:
+            parts.append(f'{key}="{value}"')
+    return " ".join(parts)
+
+
+@dataclass
+class Coordinator:
+    """One SuperLink plus the run of the fedid app on it."""
+
+    out: Path
+    certs: Path | None
+    port: int = 9093
+    app_dir: Path = field(default_factory=lambda: Path(__file__).resolve().parents[1])
+    process: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        if not (self.app_dir / "pyproject.toml").exists():
+            raise ConfigError(f"no pyproject.toml with the fedid app in {self.app_dir}.")
+        if self.certs is not None:
+            for name in ("ca.crt", "server.crt", "server.key"):
+                if not (self.certs / name).exists():
+                    raise ConfigError(f"{self.certs / name} is missing; run `fedid certs`.")
+
+    @property
+    def flwr_home(self) -> Path:
+        return self.out / "flwr"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _write_home(self) -> None:
+        self.flwr_home.mkdir(parents=True, exist_ok=True)
+        lines = ["[superlink]", f'default = "{CONNECTION}"', "", f"[superlink.{CONNECTION}]",
+                 f'address = "{self.address}"']
+        if self.certs is None:
+            lines.append("insecure = true")
+        else:
+            lines.append(f'root-certificates = "{(self.certs / "ca.crt").resolve()}"')
+        (self.flwr_home / "config.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def start(self, *, wait: float = 90.0) -> None:
+        """Start the SuperLink and wait until its Control API answers."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._write_home()
+        cmd = [_exe("flower-superlink"), "--port", str(self.port),
+               "--database", str((self.out / "superlink.db").resolve()),
+               "--disable-runtime-dependency-installation"]
+        if self.certs is None:
+            cmd.append("--insecure")
+        else:
+            c = self.certs.resolve()
+            cmd += ["--ssl-ca-certfile", str(c / "ca.crt"), "--ssl-certfile",
+                    str(c / "server.crt"), "--ssl-keyfile", str(c / "server.key"),
+                    "--enable-supernode-auth"]
+        log = (self.out / "superlink.log").open("wb")
+        self.process = subprocess.Popen(  # noqa: S603 - fixed executable and arguments
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=flower_env(self.flwr_home))
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise FederationError(
+                    f"the SuperLink exited with code {self.process.returncode}; "
+                    f"see {self.out / 'superlink.log'}.")
+            if self._flwr(["ls", CONNECTION, "--format", "json"], check=False)[0] == 0:
+                return
+            time.sleep(1.0)
+        raise FederationError(f"the SuperLink did not answer within {wait:.0f} s.")
+
+    def _flwr(self, args: list[str], *, check: bool = True, cwd: Path | None = None,
+              timeout: float = 120.0) -> tuple[int, str]:
+        done = subprocess.run(  # noqa: S603 - fixed executable and arguments
+            [_exe("flwr"), *args], capture_output=True, text=True, timeout=timeout,
+            env=flower_env(self.flwr_home), cwd=cwd, check=False)
+        if check and done.returncode != 0:
+            raise FederationError(
+                f"flwr {args[0]} failed (exit {done.returncode}): {done.stdout[-400:]}"
+                f"{done.stderr[-400:]}")
+        return done.returncode, done.stdout
+
+    def register(self, public_key: Path, name: str) -> None:
+        """Allow the SuperNode holding the private half of ``public_key`` to connect."""
+        if not public_key.exists():
+            raise ConfigError(f"public key {public_key} does not exist.")
+        self._flwr(["supernode", "register", str(public_key.resolve()), CONNECTION,
+                    "--name", name])
+
+    def submit(self, run_config: dict[str, Any]) -> int:
+        """Start the fedid app on the SuperLink; return the run id."""
+        _, out = self._flwr(["run", str(self.app_dir), CONNECTION, "--run-config",
+                             run_config_arg(run_config), "--format", "json"],
+                            cwd=self.app_dir)
+        start = out.find("{")
+        try:
+            return int(json.loads(out[start:])["run-id"])
+        except (ValueError, KeyError) as exc:
+            raise FederationError(f"flwr run gave no run id: {out[-300:]}") from exc
+
+    def status(self, run_id: int) -> dict[str, Any]:
+        _, out = self._flwr(["ls", CONNECTION, "--run-id", str(run_id), "--format", "json"])
+        runs = json.loads(out[out.find("{"):]).get("runs", [])
+        if not runs:
+            raise FederationError(f"run {run_id} is unknown to the SuperLink.")
+        return dict(runs[0])
+
+    def wait(self, run_id: int, *, timeout: float) -> dict[str, Any]:
+        """Poll until the run finishes; FederationError unless it completed."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            info = self.status(run_id)
+            status = str(info.get("status", ""))
+            if status.startswith("finished"):
+                if status != "finished:completed":
+                    raise FederationError(
+                        f"run {run_id} ended {status}: {info.get('status-details', '')}.")
+                return info
+            time.sleep(2.0)
+        raise FederationError(f"run {run_id} did not finish within {timeout:.0f} s.")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
