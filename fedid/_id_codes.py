@@ -112,7 +112,7 @@ def _arrow_strings(ids: Any) -> Any | None:
     return arr.cast(pa.large_string())
 
 
-def _arrowcodes_of(arr: Any) -> tuple[npt.NDArray[np.uint32], BoolArray] | None:
+def _arrow_codes(arr: Any) -> tuple[npt.NDArray[np.uint32], BoolArray] | None:
     """Code matrix straight from an ASCII arrow string buffer; None if not plain ASCII."""
     n = len(arr)
     null = arr.is_null().to_numpy(zero_copy_only=False) if arr.null_count else np.zeros(n, bool)
@@ -127,7 +127,9 @@ def _arrowcodes_of(arr: Any) -> tuple[npt.NDArray[np.uint32], BoolArray] | None:
         return None
     if (lengths == width).all():  # every string the same length: a zero-copy reshape
         block = data[offsets[0] : offsets[-1]].reshape(n, width)
-        return np.pad(block.astype(np.uint32), ((0, 0), (0, max(18 - width, 0)))), null
+        out = np.zeros((n, max(width, 18)), dtype=np.uint32)
+        out[:, :width] = block
+        return out, null
     width = max(width, 18)
     cols = np.arange(width, dtype=np.int64)
     index = np.minimum(offsets[:-1, None] + cols, len(data) - 1)
@@ -138,7 +140,7 @@ def _arrowcodes_of(arr: Any) -> tuple[npt.NDArray[np.uint32], BoolArray] | None:
 def input_codes(ids: Any) -> tuple[npt.NDArray[np.uint32], BoolArray]:
     arrow = _arrow_strings(ids)
     if arrow is not None:
-        fast = _arrowcodes_of(arrow)
+        fast = _arrow_codes(arrow)
         if fast is not None:
             return fast
         ids = arrow.to_numpy(zero_copy_only=False)
