@@ -24,7 +24,11 @@ def read_frame(path: Path) -> pd.DataFrame:
 
 
 def load_inputs(data: Path, evidence: Path | None, schema: Schema) -> pd.DataFrame:
-    """Validate the education table, join the matched evidence, return the model's inputs."""
+    """Validate the education table, join the matched evidence, return the model's inputs.
+
+    Evidence comes from ``evidence`` (student_id + evidence-side indicators) or, without it,
+    from evidence-side indicator columns already merged into ``data``.
+    """
     from fedid.tables import load_agency_table
 
     table = load_agency_table(data, schema=schema, kind="education")
@@ -34,4 +38,13 @@ def load_inputs(data: Path, evidence: Path | None, schema: Schema) -> pd.DataFra
     if labels and len(raw) == len(frame):
         frame = frame.assign(**{c: raw[c].to_numpy() for c in labels})
     ev = read_frame(evidence) if evidence is not None else None
+    merged = [  # a table with evidence already merged in (``fedid match`` resolved output)
+        ind.name
+        for ind in schema.indicators
+        if schema.departments[ind.department].side == "evidence"
+        and ind.name in raw.columns
+        and ind.name not in frame.columns
+    ]
+    if ev is None and merged and "student_id" in raw.columns:
+        ev = raw[["student_id", *merged]]
     return build_inputs(frame, ev, schema)

@@ -26,9 +26,10 @@ class HardshipNet(nn.Module):
         self, n_inputs: int, n_levels: int, n_flags: int, hidden: Sequence[int] = (64, 32)
     ) -> None:
         super().__init__()
-        if n_inputs < 1 or n_levels < 2 or n_flags < 0 or not hidden:
+        if n_inputs < 1 or n_levels < 2 or n_flags < 0 or any(h < 1 for h in hidden):
             raise TrainingError(
-                "network needs >= 1 input, >= 2 levels, >= 0 flags and a hidden layer."
+                "network needs >= 1 input, >= 2 levels, >= 0 flags, hidden widths >= 1"
+                " (none: a linear model)."
                 f" Got {n_inputs}, {n_levels}, {n_flags}, {list(hidden)}."
             )
         layers: list[nn.Module] = []
@@ -36,7 +37,7 @@ class HardshipNet(nn.Module):
         for h in hidden:
             layers += [nn.Linear(width, h), nn.ReLU()]
             width = h
-        self.trunk = nn.Sequential(*layers)
+        self.trunk = nn.Sequential(*layers) if layers else nn.Identity()
         self.score = nn.Linear(width, 1, bias=False)
         self.thresholds = nn.Linear(1, n_levels - 1, bias=False)
         self.flags = nn.Linear(width, max(n_flags, 1))

@@ -96,7 +96,7 @@ class TrainConfig:
                 "optimizer must be 'adam' or 'sgd' with momentum in [0, 1)."
                 f" Got {self.optimizer!r}, {self.momentum}."
             )
-        if not self.hidden or min(self.hidden) < 1:
+        if any(h < 1 for h in self.hidden):
             raise TrainingError(f"hidden widths must be >= 1. Got {list(self.hidden)}.")
         if self.learning_rate <= 0 or self.max_grad_norm <= 0 or self.flag_weight < 0:
             raise TrainingError(
