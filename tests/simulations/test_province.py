@@ -290,19 +290,60 @@ def test_ground_truth_equals_plaintext_join_of_written_tables(written: Path) -> 
     assert gt["parent_disability_grade"].notna().any()
 
 
-def test_reference_join_combines_guardians(written: Path) -> None:
+def _independent_join(written: Path, ind_name: str, edu: pd.DataFrame) -> pd.Series:
+    """One indicator's join written with pandas merges, independent of reference_join."""
+    ind = load_schema(written / "schema.toml").indicator(ind_name)
+    table = pd.read_parquet(written / "agencies" / "departments" / f"{ind.department}.parquet")
+    canon = validate(table["person_id"].to_numpy().astype(str)).canonical
+    values = pd.Series(table[ind.source_field].to_numpy(dtype=object), index=canon)
+    if ind.keyed_by == "student":
+        return values.reindex(edu.index.astype(str))
+    both = pd.concat(
+        [
+            values.reindex(edu["guardian1_id"].fillna("").astype(str)).reset_index(drop=True),
+            values.reindex(edu["guardian2_id"].fillna("").astype(str)).reset_index(drop=True),
+        ],
+        axis=1,
+    ).astype(float)
+    if ind.combine == "sum":
+        out = both.sum(axis=1, min_count=1)
+    elif ind.combine in ("max", "any"):
+        out = both.max(axis=1)
+    else:  # min_positive
+        out = both.where(both > 0).min(axis=1)
+        out = out.where(out.notna() | both.isna().all(axis=1), 0.0)
+    return pd.Series(out.to_numpy(), index=edu.index)
+
+
+def test_reference_join_agrees_with_an_independent_join(written: Path) -> None:
     ref = reference_join(written).set_index("student_id")
     edu = pd.concat(
         [pd.read_parquet(p) for p in (written / "agencies" / "education").glob("*.parquet")]
     ).set_index("student_id").loc[ref.index]
+    schema = load_schema(written / "schema.toml")
+    for ind in schema.indicators:
+        if ind.department == "education":
+            continue
+        expected = _independent_join(written, ind.name, edu)
+        got = ref[ind.name]
+        assert (got.isna().to_numpy() == expected.isna().to_numpy()).all(), ind.name
+        present = got.notna().to_numpy()
+        assert present.any(), ind.name
+        if ind.type == "category":
+            assert (got[present].astype(str) == expected[present].astype(str)).all()
+        else:
+            np.testing.assert_array_equal(
+                got[present].to_numpy(dtype=float), expected[present].to_numpy(dtype=float),
+                err_msg=ind.name,
+            )
+    # some evidence reaches students only through a 15-digit legacy ID
     tax = pd.read_parquet(written / "agencies" / "departments" / "tax.parquet")
-    canon = validate(tax["person_id"].to_numpy().astype(str)).canonical
-    income = pd.Series(tax["taxable_income"].to_numpy(dtype=float), index=canon)
-    g1 = income.reindex(edu["guardian1_id"].astype(str)).to_numpy()
-    g2 = income.reindex(edu["guardian2_id"].fillna("").astype(str)).to_numpy()
-    expected = np.where(np.isnan(g1) & np.isnan(g2), np.nan, np.nansum([g1, g2], axis=0))
-    got = ref["taxable_income"].to_numpy(dtype=float, na_value=np.nan)
-    np.testing.assert_array_equal(got, expected)
+    legacy = tax["person_id"].str.len() == 15
+    assert legacy.any()
+    upgraded = set(validate(tax.loc[legacy, "person_id"].to_numpy().astype(str)).canonical)
+    assert upgraded & set(edu["guardian1_id"].dropna()) | upgraded & set(
+        edu["guardian2_id"].dropna()
+    )
 
 
 def test_written_tables_pass_the_agency_validator(written: Path) -> None:
