@@ -52,8 +52,16 @@ from fedid.schema import Schema
 from privacy.blinding import BlindingKey
 from privacy.paillier import DEFAULT_KEYSIZE
 
-__all__ = ["MatchingConfig", "MatchingResult", "RunGroup", "resolve_home",
-           "resolve_students", "run_matching", "write_outputs"]
+__all__ = [
+    "MatchingConfig",
+    "MatchingResult",
+    "RunGroup",
+    "province_totals",
+    "resolve_home",
+    "resolve_students",
+    "run_matching",
+    "write_outputs",
+]
 
 _LOG = logging.getLogger(__name__)
 
@@ -277,6 +285,20 @@ def run_matching(
                           groups=groups, transport=transport)
 
 
+def province_totals(released: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, int]]:
+    """Per count: the sum over home agencies of released cells and how many were suppressed
+    (a total with suppressed cells is a lower bound)."""
+    out: dict[str, dict[str, int]] = {}
+    for counts in released.values():
+        for name, value in counts.items():
+            cell = out.setdefault(name, {"total": 0, "suppressed_cells": 0})
+            if value < 0:
+                cell["suppressed_cells"] += 1
+            else:
+                cell["total"] += value
+    return out
+
+
 def write_outputs(result: MatchingResult, out: Path) -> None:
     """Write resolved tables, released aggregates, leakage and timings; all or nothing."""
     out = Path(out)
@@ -287,6 +309,7 @@ def write_outputs(result: MatchingResult, out: Path) -> None:
         for agency, frame in result.resolved.items():
             frame.to_parquet(tmp / "resolved" / f"{agency}.parquet", index=False)
         summary = {"released": result.released, "released_epsilon": result.released_epsilon,
+                   "province_totals": province_totals(result.released),
                    "timings_s": result.timings, "bytes_received": result.bytes_received}
         (tmp / "aggregates.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
         (tmp / "leakage.json").write_text(

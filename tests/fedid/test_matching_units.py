@@ -144,3 +144,11 @@ def test_release_suppresses_and_noises():
     assert abs(b_values.mean() - 500) < 2.0  # unbiased (scale 3, 200 draws)
     with pytest.raises(ConfigError):
         ReleaseConfig(epsilon=0.0)
+
+
+def test_province_totals_mark_suppressed_cells():
+    from fedid.matching.run import province_totals
+
+    got = province_totals({"a": {"x": 12, "y": -1}, "b": {"x": 30, "y": 15}})
+    assert got == {"x": {"total": 42, "suppressed_cells": 0},
+                   "y": {"total": 15, "suppressed_cells": 1}}
