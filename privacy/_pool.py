@@ -6,11 +6,16 @@ this process, so their CPU time is counted by ``resource.getrusage(RUSAGE_CHILDR
 once the pool is shut down. Small batches run inline: starting work on another process
 costs more than it saves below a few dozen heavy operations.
 
-Start method: ``fork`` on Linux (cheap, and it does not re-import the caller's
-``__main__``, which ``spawn`` and ``forkserver`` do and which breaks unguarded scripts and
-interactive sessions); ``spawn`` elsewhere. ``FEDID_CRYPTO_START_METHOD`` overrides it
-(use ``spawn`` in a process whose other threads may hold locks at fork time). Workers only
-run the pure functions of :mod:`privacy` on the arguments they are sent.
+Start method: ``fork`` on Linux, ``spawn`` elsewhere; ``FEDID_CRYPTO_START_METHOD``
+overrides it. ``spawn`` and ``forkserver`` re-import the caller's ``__main__`` in every
+worker, which breaks unguarded scripts and interactive sessions (measured here: a script
+without a ``__main__`` guard crashes every worker). ``fork`` in a process whose other
+threads (gRPC, Ray, torch) may hold locks is safe for these workers: they only run the
+pure functions of :mod:`privacy` (gmpy2, libsodium) on the arguments they are sent, never
+touch those libraries, and leave through ``os._exit``; CPython re-initialises its own
+locks (import, logging) across ``fork``, and the executor forks all workers before its
+own threads start. If the pool breaks (a worker killed, or unable to start) the batch runs
+inline; after two breaks the pool stays off for the life of the process.
 
 The number of workers is the number of CPUs this process may use, or
 ``FEDID_CRYPTO_WORKERS`` if set (``1`` disables the pool).
@@ -29,7 +34,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
-__all__ = ["map_chunks", "shutdown_pool", "worker_count"]
+__all__ = ["map_chunks", "shutdown_pool", "start_method", "worker_count"]
 
 _LOG = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -37,6 +42,8 @@ R = TypeVar("R")
 
 _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
+_MAX_BREAKS = 2
+_breaks = 0
 
 
 def worker_count() -> int:
@@ -53,15 +60,22 @@ def worker_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def start_method() -> str:
+    """The start method a new pool would use now (see the module docstring)."""
+    env = os.environ.get("FEDID_CRYPTO_START_METHOD")
+    if env:
+        return env
+    return "fork" if sys.platform.startswith("linux") else "spawn"
+
+
 def _get_pool() -> ProcessPoolExecutor:
     global _pool
     with _lock:
         if _pool is None:
-            default = "fork" if sys.platform.startswith("linux") else "spawn"
-            method = os.environ.get("FEDID_CRYPTO_START_METHOD", default)
+            method = start_method()
             context = multiprocessing.get_context(method)
             _pool = ProcessPoolExecutor(max_workers=worker_count(), mp_context=context)
-            _LOG.debug("started crypto process pool with %d workers", worker_count())
+            _LOG.debug("started crypto process pool: %d workers, %s", worker_count(), method)
         return _pool
 
 
@@ -90,8 +104,9 @@ def map_chunks(
     ``func`` must be a top-level function returning one result per item. Runs inline when
     there is one worker or fewer than ``min_parallel`` items.
     """
+    global _breaks
     workers = worker_count()
-    if workers <= 1 or len(items) < min_parallel:
+    if workers <= 1 or len(items) < min_parallel or _breaks >= _MAX_BREAKS:
         return func(items, *args)
     n_chunks = min(len(items), workers * chunks_per_worker)
     size = -(-len(items) // n_chunks)
@@ -102,7 +117,9 @@ def map_chunks(
         parts = [future.result() for future in futures]
     except BrokenProcessPool:
         # A worker died (killed, out of memory): drop the pool, do this batch inline.
-        _LOG.warning("crypto process pool broke; running the batch in this process")
+        _breaks += 1
+        _LOG.warning("crypto process pool broke (%d of %d allowed); running the batch in "
+                     "this process", _breaks, _MAX_BREAKS)
         shutdown_pool()
         return func(items, *args)
     out: list[R] = []
