@@ -14,6 +14,10 @@ shares a prime factor with ``n``, so accepting it into sums or decryptions would
 party pass factor-revealing values around, and the CRT decryption is undefined on it.
 Which key a ciphertext belongs to is carried by :class:`.ciphertext.CiphertextBatch`
 (a key fingerprint); a bare integer below ``n^2`` cannot be attributed to a key.
+
+A received ``h`` is checked to be a unit in ``(1, n^2)``; that it is an n-th residue
+cannot be checked without the factorisation. In the semi-honest model this is the key
+holder's own concern: a wrong ``h`` only garbles ciphertexts meant for the key holder.
 """
 
 from __future__ import annotations

@@ -315,3 +315,15 @@ def test_batch_create_validates(keys: tuple[PaillierPublicKey, PaillierPrivateKe
         CiphertextBatch.create(public, [*public.encrypt_ints([1]), 0])
     with pytest.raises(CryptoError, match="fingerprint must be 32 bytes"):
         CiphertextBatch(b"short", 512, ())
+
+
+@settings(max_examples=30, deadline=None)
+@given(values=st.lists(st.integers(0, 2**200), max_size=12))
+def test_batch_bytes_round_trip_property(values: list[int]) -> None:
+    public, private = toy_keys_256()
+    cts = public.encrypt_ints([v % public.n for v in values])
+    batch = CiphertextBatch.create(public, cts)
+    data = batch.to_bytes()
+    assert len(data) == 43 + batch.width * len(values)
+    back = CiphertextBatch.from_bytes(data, public_key=public)
+    assert private.decrypt_ints(back.ciphertexts) == [v % public.n for v in values]
