@@ -26,10 +26,8 @@ import struct
 from dataclasses import dataclass
 from typing import ClassVar, Self
 
-import numpy as np
-import numpy.typing as npt
-
 from fedid.errors import ProtocolError
+from fedid.matching.wire import POINT_BYTES, U32Array, _Reader, _Writer
 
 __all__ = [
     "MAGIC",
@@ -53,9 +51,7 @@ __all__ = [
 MAGIC = b"FIDM"
 WIRE_VERSION = 1
 RUN_ID_BYTES = 16
-POINT_BYTES = 32
 
-U32Array = npt.NDArray[np.uint32]
 
 
 class MessageKind(enum.IntEnum):
@@ -88,104 +84,6 @@ class Header:
                 raise ProtocolError(f"party name must be 1-255 bytes. Got {len(name.encode())}.")
         if not 0 <= self.step < 2**32:
             raise ProtocolError(f"step must be in [0, 2^32). Got {self.step}.")
-
-
-class _Writer:
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-
-    def u8(self, v: int) -> None:
-        self.parts.append(struct.pack("<B", v))
-
-    def u32(self, v: int) -> None:
-        self.parts.append(struct.pack("<I", v))
-
-    def blob(self, b: bytes) -> None:
-        self.u32(len(b))
-        self.parts.append(b)
-
-    def text(self, s: str) -> None:
-        self.blob(s.encode())
-
-    def points(self, pts: bytes) -> None:
-        if len(pts) % POINT_BYTES:
-            raise ProtocolError(
-                f"point buffer must be a multiple of {POINT_BYTES}. Got {len(pts)}.")
-        self.blob(pts)
-
-    def ints(self, values: tuple[int, ...], width: int) -> None:
-        self.u32(width)
-        self.u32(len(values))
-        try:
-            self.parts.append(b"".join(v.to_bytes(width, "big") for v in values))
-        except OverflowError as exc:
-            raise ProtocolError(f"integer does not fit the width of {width} bytes") from exc
-
-    def u32s(self, arr: U32Array) -> None:
-        self.blob(np.ascontiguousarray(arr, dtype="<u4").tobytes())
-
-
-class _Reader:
-    def __init__(self, data: bytes) -> None:
-        self.data = memoryview(data)
-        self.pos = 0
-
-    def take(self, k: int) -> bytes:
-        if k < 0 or self.pos + k > len(self.data):
-            raise ProtocolError(
-                f"message truncated: needed {k} bytes at offset {self.pos}, "
-                f"{len(self.data) - self.pos} left"
-            )
-        out = bytes(self.data[self.pos : self.pos + k])
-        self.pos += k
-        return out
-
-    def u8(self) -> int:
-        return int(self.take(1)[0])
-
-    def u16(self) -> int:
-        return int(struct.unpack("<H", self.take(2))[0])
-
-    def u32(self) -> int:
-        return int(struct.unpack("<I", self.take(4))[0])
-
-    def blob(self) -> bytes:
-        return self.take(self.u32())
-
-    def text(self) -> str:
-        raw = self.blob()
-        try:
-            return raw.decode()
-        except UnicodeDecodeError as exc:
-            raise ProtocolError("text field is not valid UTF-8") from exc
-
-    def points(self) -> bytes:
-        raw = self.blob()
-        if len(raw) % POINT_BYTES:
-            raise ProtocolError(
-                f"point buffer must be a multiple of {POINT_BYTES}. Got {len(raw)}.")
-        return raw
-
-    def ints(self) -> tuple[tuple[int, ...], int]:
-        width = self.u32()
-        count = self.u32()
-        if width == 0 or width > 4096:
-            raise ProtocolError(f"integer width must be 1-4096 bytes. Got {width}.")
-        raw = self.take(width * count)
-        return (
-            tuple(int.from_bytes(raw[i * width : (i + 1) * width], "big") for i in range(count)),
-            width,
-        )
-
-    def u32s(self) -> U32Array:
-        raw = self.blob()
-        if len(raw) % 4:
-            raise ProtocolError(f"u32 array length must be a multiple of 4. Got {len(raw)}.")
-        return np.frombuffer(raw, dtype="<u4").astype(np.uint32)
-
-    def end(self) -> None:
-        if self.pos != len(self.data):
-            raise ProtocolError(f"{len(self.data) - self.pos} trailing bytes after the message")
 
 
 def _write_header(w: _Writer, kind: MessageKind, h: Header) -> None:
