@@ -5,4 +5,4 @@ Submodules are imported on use (``from privacy.paillier import ...``) so that im
 :mod:`privacy.errors` stays cheap.
 """
 
-__all__: list[str] = ["blinding", "errors", "packing", "paillier"]
+__all__: list[str] = ["blinding", "dp", "errors", "packing", "paillier"]
