@@ -34,7 +34,7 @@ def _as_int(value: object) -> int | None:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SlotLayout:
     """``slots`` slots of ``slot_bits`` value bits each, safe for sums of ``max_terms``."""
 

@@ -22,7 +22,7 @@ _VERSION = 1
 _HEADER = 4 + 1 + 32 + 2 + 4
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CiphertextBatch:
     """Ciphertexts under the key with ``fingerprint``; build with :meth:`create`."""
 
@@ -43,7 +43,7 @@ class CiphertextBatch:
         cts = tuple(ciphertexts)
         public_key.validate_ciphertexts(cts)
         width = (public_key.n_square.bit_length() + 7) // 8
-        return cls(public_key.fingerprint, width, cts)
+        return cls(fingerprint=public_key.fingerprint, width=width, ciphertexts=cts)
 
     def check_key(self, public_key: PaillierPublicKey) -> None:
         """Raise CryptoError unless this batch was made under ``public_key``."""
@@ -72,7 +72,7 @@ class CiphertextBatch:
         if len(data) != _HEADER + width * count:
             raise CryptoError(f"ciphertext batch must be {_HEADER + width * count} bytes for "
                               f"{count} ciphertexts. Got {len(data)}.")
-        batch = cls(fingerprint, width, tuple(
+        batch = cls(fingerprint=fingerprint, width=width, ciphertexts=tuple(
             int.from_bytes(data[i : i + width], "big")
             for i in range(_HEADER, len(data), width)))
         batch.check_key(public_key)

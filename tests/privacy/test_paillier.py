@@ -314,7 +314,7 @@ def test_batch_create_validates(keys: tuple[PaillierPublicKey, PaillierPrivateKe
     with pytest.raises(CryptoError, match="index 1"):
         CiphertextBatch.create(public, [*public.encrypt_ints([1]), 0])
     with pytest.raises(CryptoError, match="fingerprint must be 32 bytes"):
-        CiphertextBatch(b"short", 512, ())
+        CiphertextBatch(fingerprint=b"short", width=512, ciphertexts=())
 
 
 @settings(max_examples=30, deadline=None)
