@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Self
 
 from fedid.errors import ProtocolError
-from fedid.matching.wire import POINT_BYTES, U32Array, _Reader, _Writer
+from fedid.matching.wire import POINT_BYTES, Reader, U32Array, Writer
 
 __all__ = [
     "MAGIC",
@@ -86,7 +86,7 @@ class Header:
             raise ProtocolError(f"step must be in [0, 2^32). Got {self.step}.")
 
 
-def _write_header(w: _Writer, kind: MessageKind, h: Header) -> None:
+def _write_header(w: Writer, kind: MessageKind, h: Header) -> None:
     w.parts.append(MAGIC)
     w.parts.append(struct.pack("<HH", WIRE_VERSION, int(kind)))
     w.parts.append(h.run_id)
@@ -97,7 +97,7 @@ def _write_header(w: _Writer, kind: MessageKind, h: Header) -> None:
     w.u32(h.step)
 
 
-def _read_header(r: _Reader) -> tuple[MessageKind, Header]:
+def _read_header(r: Reader) -> tuple[MessageKind, Header]:
     if r.take(4) != MAGIC:
         raise ProtocolError("not a fedid matching message (bad magic)")
     version = r.u16()
@@ -121,15 +121,15 @@ class Message:
     KIND: ClassVar[MessageKind]
     header: Header
 
-    def _body(self, w: _Writer) -> None:
+    def _body(self, w: Writer) -> None:
         raise NotImplementedError
 
     @classmethod
-    def _parse(cls, header: Header, r: _Reader) -> Self:
+    def _parse(cls, header: Header, r: Reader) -> Self:
         raise NotImplementedError
 
     def to_bytes(self) -> bytes:
-        w = _Writer()
+        w = Writer()
         _write_header(w, self.KIND, self.header)
         self._body(w)
         return b"".join(w.parts)
@@ -154,11 +154,11 @@ class HomePublicKey(Message):
     header: Header
     public_key: bytes
 
-    def _body(self, w: _Writer) -> None:
+    def _body(self, w: Writer) -> None:
         w.blob(self.public_key)
 
     @classmethod
-    def _parse(cls, header: Header, r: _Reader) -> Self:
+    def _parse(cls, header: Header, r: Reader) -> Self:
         return cls(header=header, public_key=r.blob())
 
 
@@ -174,11 +174,11 @@ class HomeBlindedKeys(Message):
     def count(self) -> int:
         return _count(self.points)
 
-    def _body(self, w: _Writer) -> None:
+    def _body(self, w: Writer) -> None:
         w.points(self.points)
 
     @classmethod
-    def _parse(cls, header: Header, r: _Reader) -> Self:
+    def _parse(cls, header: Header, r: Reader) -> Self:
         return cls(header=header, points=r.points())
 
 
@@ -195,12 +195,12 @@ class EvidenceReblindedHomeKeys(Message):
     def count(self) -> int:
         return _count(self.points)
 
-    def _body(self, w: _Writer) -> None:
+    def _body(self, w: Writer) -> None:
         w.text(self.home)
         w.points(self.points)
 
     @classmethod
-    def _parse(cls, header: Header, r: _Reader) -> Self:
+    def _parse(cls, header: Header, r: Reader) -> Self:
         return cls(header=header, home=r.text(), points=r.points())
 
 
@@ -216,11 +216,11 @@ class EvidenceBlindedRecords(Message):
     def count(self) -> int:
         return _count(self.points)
 
-    def _body(self, w: _Writer) -> None:
+    def _body(self, w: Writer) -> None:
         w.points(self.points)
 
     @classmethod
-    def _parse(cls, header: Header, r: _Reader) -> Self:
+    def _parse(cls, header: Header, r: Reader) -> Self:
         return cls(header=header, points=r.points())
 
 
@@ -239,14 +239,14 @@ class EvidencePayloads(Message):
     slots: int
     ciphertexts: tuple[int, ...]
 
-    def _body(self, w: _Writer) -> None:
+    def _body(self, w: Writer) -> None:
         w.blob(self.key_fingerprint)
         w.u32(self.record_count)
         w.u32(self.slots)
         w.ints(self.ciphertexts, _ct_width(self.ciphertexts))
 
     @classmethod
-    def _parse(cls, header: Header, r: _Reader) -> Self:
+    def _parse(cls, header: Header, r: Reader) -> Self:
         fp = r.blob()
         count = r.u32()
         slots = r.u32()
@@ -268,12 +268,12 @@ class HomeReblindedRecords(Message):
     def count(self) -> int:
         return _count(self.points)
 
-    def _body(self, w: _Writer) -> None:
+    def _body(self, w: Writer) -> None:
         w.text(self.department)
         w.points(self.points)
 
     @classmethod
-    def _parse(cls, header: Header, r: _Reader) -> Self:
+    def _parse(cls, header: Header, r: Reader) -> Self:
         return cls(header=header, department=r.text(), points=r.points())
 
 
@@ -297,7 +297,7 @@ class CoordinatorResults(Message):
     match_slot: U32Array
     match_position: U32Array
 
-    def _body(self, w: _Writer) -> None:
+    def _body(self, w: Writer) -> None:
         w.u32(len(self.departments))
         for d in self.departments:
             w.text(d)
@@ -309,7 +309,7 @@ class CoordinatorResults(Message):
         w.u32s(self.match_position)
 
     @classmethod
-    def _parse(cls, header: Header, r: _Reader) -> Self:
+    def _parse(cls, header: Header, r: Reader) -> Self:
         n_dep = r.u32()
         if n_dep > 1024:
             raise ProtocolError(f"department count must be <= 1024. Got {n_dep}.")
@@ -335,7 +335,7 @@ class HomeAggregates(Message):
     values: tuple[int, ...]
     epsilon_milli: int
 
-    def _body(self, w: _Writer) -> None:
+    def _body(self, w: Writer) -> None:
         w.u32(len(self.names))
         for name, value in zip(self.names, self.values, strict=True):
             w.text(name)
@@ -343,7 +343,7 @@ class HomeAggregates(Message):
         w.u32(self.epsilon_milli)
 
     @classmethod
-    def _parse(cls, header: Header, r: _Reader) -> Self:
+    def _parse(cls, header: Header, r: Reader) -> Self:
         count = r.u32()
         if count > 10_000:
             raise ProtocolError(f"aggregate count must be <= 10000. Got {count}.")
@@ -371,7 +371,7 @@ _BY_KIND: dict[MessageKind, type[Message]] = {
 
 def decode_message(data: bytes) -> Message:
     """Parse any matching message; raises ProtocolError on a malformed or truncated one."""
-    r = _Reader(data)
+    r = Reader(data)
     try:
         kind, header = _read_header(r)
         msg = _BY_KIND[kind]._parse(header, r)

@@ -13,13 +13,13 @@ import numpy.typing as npt
 
 from fedid.errors import ProtocolError
 
-__all__ = ["POINT_BYTES", "U32Array"]
+__all__ = ["POINT_BYTES", "Reader", "U32Array", "Writer"]
 
 POINT_BYTES = 32
 U32Array = npt.NDArray[np.uint32]
 
 
-class _Writer:
+class Writer:
     def __init__(self) -> None:
         self.parts: list[bytes] = []
 
@@ -54,7 +54,7 @@ class _Writer:
         self.blob(np.ascontiguousarray(arr, dtype="<u4").tobytes())
 
 
-class _Reader:
+class Reader:
     def __init__(self, data: bytes) -> None:
         self.data = memoryview(data)
         self.pos = 0
