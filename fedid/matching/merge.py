@@ -7,7 +7,8 @@ For each evidence indicator released by its department's policy:
   combined over the non-null values: ``sum``, ``max``, ``any`` (True if any is True),
   ``min_positive`` (smallest value > 0; 0 if the values are all 0).
 
-A student with no matching record (or only null fields) gets null. Columns
+A student with no matching record (or only null fields) gets null, as does every
+student for a field the department's policy withholds. Columns
 ``matched_<department>`` say whether any record of the department matched the student
 or a guardian.
 """
@@ -101,11 +102,10 @@ def merge_evidence(
     """The students' table with the evidence indicators and ``matched_<dept>`` columns."""
     out = students.copy()
     for ind in schema.indicators:
-        lay = layouts.get(ind.department)
-        if lay is None or ind.source_field not in {f.name for f in lay.fields}:
-            continue
+        if ind.department not in layouts and ind.name in out.columns:
+            continue  # education-owned (or otherwise local) indicator: keep the agency's own
         col = fields_by_department.get(ind.department, {}).get(ind.source_field)
-        if col is None:
+        if col is None:  # not released by policy, no table, or no match at all: null
             values = np.full(len(students), None, dtype=object)
         elif ind.keyed_by == "student":
             values = _gather(col, student_pos)
