@@ -17,7 +17,7 @@ incremental resolutions, :mod:`fedid.matching.incremental`):
 
 1. ``HomePublicKey`` lead H -> C and every E: the Paillier modulus (DJN base ``h`` included).
 2. ``HomeBlindedKeys`` H_a -> E_j: ``hash_to_group(id)^h`` for every distinct normalised
-   student and guardian ID of H_a, in H_a's (sorted, pseudorandom) order.
+   student and guardian ID of H_a, in a secret random order (H_a's key positions).
 3. ``EvidenceReblindedHomeKeys`` E_j -> C: that list raised to ``e_j``, order kept.
 4. ``EvidenceBlindedRecords`` E_j -> lead H: ``hash_to_group(person)^e_j``, shuffled.
 5. ``HomeReblindedRecords`` lead H -> C: that list raised to ``h``, order kept.
@@ -50,7 +50,14 @@ assumption of :mod:`privacy.paillier.fast`):
 Every message carries the run id, sender, recipient and step; roles reject a message of
 another run, a wrong party, a repeated or out-of-order step, a malformed point, a
 ciphertext outside ``(0, n^2)`` or under another key, with :class:`ProtocolError`, and
-refuse every later call once one has been raised (fail closed).
+refuse every later call once one has been raised (fail closed). Points are validated by
+the party that blinds them (libsodium decodes and checks each one); C, which only
+compares the tokens it receives, refuses the identity element.
+
+Cost: every department record is encrypted once per run, packed ``slots`` (20-70) to a
+ciphertext, and each ciphertext holding a match is masked by C and decrypted by the
+home agency that owns the match. EC work: ``|H|`` hash-and-blind + ``m |H|`` reblinds
+(``|H|`` with shared evidence scalars) + ``2 sum |E_j|``.
 """
 
 from __future__ import annotations
