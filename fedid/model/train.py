@@ -83,6 +83,7 @@ class TrainConfig:
     momentum: float = 0.0
     max_grad_norm: float = 1.0
     flag_weight: float = 0.5
+    ema_decay: float = 0.0
     grad_sample_mode: str = "ghost"
     accountant: str = "prv"
     plain_epochs: int = 20
@@ -116,6 +117,7 @@ class TrainConfig:
             momentum=self.momentum,
             grad_sample_mode=self.grad_sample_mode,
             accountant=self.accountant,
+            ema_decay=self.ema_decay,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -130,6 +132,7 @@ class TrainConfig:
             "momentum": self.momentum,
             "max_grad_norm": self.max_grad_norm,
             "flag_weight": self.flag_weight,
+            "ema_decay": self.ema_decay,
             "grad_sample_mode": self.grad_sample_mode,
             "accountant": self.accountant,
             "plain_epochs": self.plain_epochs,

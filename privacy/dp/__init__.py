@@ -12,6 +12,7 @@ from privacy.dp.accounting import (
     HistoryEntry,
     PrivacySpend,
     calibrate_noise_multiplier,
+    expected_batch_size,
     opacus_sample_rate,
     steps_per_epoch,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "calibrate_noise_multiplier",
     "check_budget",
     "dp_train",
+    "expected_batch_size",
     "opacus_sample_rate",
     "planned_steps",
     "steps_per_epoch",

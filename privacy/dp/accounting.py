@@ -35,6 +35,7 @@ __all__ = [
     "HistoryEntry",
     "PrivacySpend",
     "calibrate_noise_multiplier",
+    "expected_batch_size",
     "opacus_sample_rate",
     "steps_per_epoch",
 ]
@@ -58,6 +59,14 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
 def opacus_sample_rate(n: int, batch_size: int) -> float:
     """The Poisson sample rate Opacus counts: ``1 / len(loader) = 1 / ceil(n / B)``."""
     return 1.0 / steps_per_epoch(n, batch_size)
+
+
+def expected_batch_size(n: int, batch_size: int) -> int:
+    """Expected Poisson batch size ``n x q``, rounded (>= 1): the DP optimizer's divisor.
+
+    (Opacus computes ``int(n * q)``, which floating point can floor to one less, even 0.)
+    """
+    return max(1, round(n * opacus_sample_rate(n, batch_size)))
 
 
 def _check_entry(noise_multiplier: float, sample_rate: float, steps: int) -> HistoryEntry:
@@ -196,6 +205,8 @@ class Accountant:
                 # RDP (also used by PRV to size its domain) warns when the best order is the
                 # largest one tried: the bound stays valid, only possibly looser.
                 warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
+                # PRV at sample rate 1 evaluates log(1 - q) = log(0) on a masked branch.
+                warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"opacus\.")
                 return float(opacus_accountant.get_epsilon(delta=delta))
         except (ValueError, OverflowError, RuntimeError) as exc:
             raise AccountingError(f"{self.kind} accountant failed: {exc!s}") from exc

@@ -16,6 +16,10 @@ Before anything runs, :func:`privacy.dp.budget.check_budget` composes the planne
 history and refuses the call if the budget would be exceeded. The result carries the new
 weights, the new accountant (history) and a :class:`~privacy.dp.accounting.PrivacySpend`.
 
+``ema_decay`` > 0 returns an exponential moving average of the iterates instead of the last
+one: post-processing of already released noisy iterates, so it costs no privacy and damps
+the noise of the last steps.
+
 Randomness: ``seed`` makes sampling and noise reproducible for tests; in production leave it
 ``None`` (torch's global generator; Opacus ``secure_mode`` is not used).
 """
@@ -40,6 +44,7 @@ from privacy.dp.accounting import (
     MECHANISM,
     Accountant,
     PrivacySpend,
+    expected_batch_size,
     opacus_sample_rate,
     steps_per_epoch,
 )
@@ -77,6 +82,7 @@ class DPSGDConfig:
     momentum: float = 0.0
     grad_sample_mode: str = "ghost"
     accountant: str = "prv"
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.noise_multiplier) and self.noise_multiplier > 0):
@@ -101,6 +107,8 @@ class DPSGDConfig:
             )
         if not (0 <= self.momentum < 1):
             raise AccountingError(f"momentum must be in [0, 1). Got {self.momentum}.")
+        if not (0 <= self.ema_decay < 1):
+            raise AccountingError(f"ema_decay must be in [0, 1). Got {self.ema_decay}.")
         if self.grad_sample_mode not in GRAD_SAMPLE_MODES:
             raise AccountingError(
                 f"grad_sample_mode must be one of {GRAD_SAMPLE_MODES}."
@@ -212,13 +220,18 @@ def dp_train(
         _base_optimizer(list(wrapped.parameters()), config),
         noise_multiplier=config.noise_multiplier,
         max_grad_norm=config.max_grad_norm,
-        expected_batch_size=int(n * sample_rate),
+        expected_batch_size=expected_batch_size(n, config.batch_size),
         loss_reduction="mean",
         generator=generator,
     )
     opacus_accountant = accountant.to_opacus()
     optimizer.attach_step_hook(opacus_accountant.get_optimizer_hook_fn(sample_rate=sample_rate))
 
+    ema = (
+        {k: v.detach().clone() for k, v in module.state_dict().items()}
+        if config.ema_decay > 0
+        else None
+    )
     empty = 0
     loss_sum = 0.0
     seen = 0
@@ -235,16 +248,18 @@ def dp_train(
             if size == 0:
                 empty += 1
                 _noise_only_step(wrapped, optimizer)
-                continue
-            losses = per_sample_loss(wrapped, batch)
-            if ghost:
-                dp_loss = DPTensorFastGradientClipping(wrapped, optimizer, losses, "mean")
-                dp_loss.backward()
             else:
-                losses.mean().backward()  # type: ignore[no-untyped-call]
-            optimizer.step()
-            loss_sum += float(losses.detach().sum())
-            seen += size
+                losses = per_sample_loss(wrapped, batch)
+                if ghost:
+                    dp_loss = DPTensorFastGradientClipping(wrapped, optimizer, losses, "mean")
+                    dp_loss.backward()
+                else:
+                    losses.mean().backward()  # type: ignore[no-untyped-call]
+                optimizer.step()
+                loss_sum += float(losses.detach().sum())
+                seen += size
+            if ema is not None:
+                _ema_update(ema, module, config.ema_decay)
 
     after = Accountant.from_opacus(opacus_accountant)
     if after.steps != accountant.steps + steps:
@@ -252,7 +267,9 @@ def dp_train(
             f"accountant must count every step: expected {accountant.steps + steps},"
             f" counted {after.steps}."
         )
-    new_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    new_state = (
+        ema if ema is not None else {k: v.detach().clone() for k, v in module.state_dict().items()}
+    )
     if hasattr(wrapped, "_close"):
         wrapped._close()
     epsilon = after.epsilon(budget.delta)
@@ -281,6 +298,16 @@ def dp_train(
         empty_batches=empty,
         mean_loss=loss_sum / seen if seen else math.nan,
     )
+
+
+def _ema_update(ema: dict[str, torch.Tensor], module: nn.Module, decay: float) -> None:
+    """Exponential moving average of the iterates (post-processing: no privacy cost)."""
+    with torch.no_grad():
+        for k, v in module.state_dict().items():
+            if v.is_floating_point():
+                ema[k].mul_(decay).add_(v, alpha=1.0 - decay)
+            else:
+                ema[k].copy_(v)
 
 
 def _noise_only_step(wrapped: nn.Module, optimizer: torch.optim.Optimizer) -> None:
