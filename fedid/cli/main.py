@@ -76,7 +76,8 @@ _register_subcommands()
 def main() -> None:
     """Run the CLI, mapping fedid errors to their exit codes with a one-line message."""
     try:
-        app(standalone_mode=False)
+        # Outside standalone mode click returns (not raises) the code of a typer.Exit.
+        code = app(standalone_mode=False)
     except FedIdError as exc:
         _err.print(f"[bold red]error:[/] {exc}")
         sys.exit(exc.exit_code)
@@ -92,6 +93,7 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

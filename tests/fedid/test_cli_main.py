@@ -5,7 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+import typer
 from typer.testing import CliRunner
+
+import fedid.cli.main as main_module
 
 from fedid import __version__
 from fedid.cli.main import app
@@ -32,3 +36,17 @@ def test_console_entry_point_maps_usage_errors_to_nonzero() -> None:
     )
     assert proc.returncode == 2
     assert "No such command" in proc.stderr
+
+
+def test_console_entry_point_keeps_typer_exit_codes(monkeypatch: pytest.MonkeyPatch) -> None:
+    probe = typer.Typer()
+
+    @probe.command()
+    def fail() -> None:
+        raise typer.Exit(code=9)
+
+    monkeypatch.setattr(main_module, "app", probe)
+    monkeypatch.setattr(sys, "argv", ["fedid"])
+    with pytest.raises(SystemExit) as excinfo:
+        main_module.main()
+    assert excinfo.value.code == 9
