@@ -10,7 +10,6 @@ import typer
 from typer.testing import CliRunner
 
 import fedid.cli.main as main_module
-
 from fedid import __version__
 from fedid.cli.main import app
 
