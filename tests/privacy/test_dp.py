@@ -294,3 +294,26 @@ def test_config_and_accountant_must_agree() -> None:
         )
     with pytest.raises(AccountingError, match="grad_sample_mode"):
         DPSGDConfig(noise_multiplier=1.0, grad_sample_mode="ew")
+
+
+def test_ema_returns_average_of_iterates_at_no_privacy_cost() -> None:
+    x, y = _data(64)
+    common = {"noise_multiplier": 1.0, "batch_size": 16, "epochs": 2, "accountant": "rdp"}
+    budget = PrivacyBudget(epsilon=100.0, delta=1e-3)
+    runs = {}
+    for decay in (0.0, 0.9):
+        runs[decay] = dp_train(
+            build_module=_linear,
+            state_dict=None,
+            tensors=[x, y],
+            per_sample_loss=_mse,
+            config=DPSGDConfig(ema_decay=decay, **common),
+            budget=budget,
+            accountant=Accountant(kind="rdp"),
+            seed=7,
+        )
+    last, ema = runs[0.0], runs[0.9]
+    assert ema.spend == last.spend  # same steps, same accounting
+    assert not torch.equal(ema.state_dict["0.weight"], last.state_dict["0.weight"])
+    with pytest.raises(AccountingError, match="ema_decay"):
+        DPSGDConfig(noise_multiplier=1.0, ema_decay=1.0)
