@@ -5,7 +5,12 @@ table, schema, output folder and privacy budget, e.g.::
 
     flower-supernode ... --node-config 'agency-id="edu_county_01" kind="education"
         data="/srv/fedid/students.parquet" schema="/srv/fedid/schema.toml"
-        out="/srv/fedid/out" epsilon=1.0 delta=1e-5'
+        out="/srv/fedid/out" epsilon=1.0 delta=1e-5
+        education-keys="/srv/edu-shared/keys"'
+
+``education-keys`` (education side only) is a folder the education agencies share among
+themselves (never with the coordinator or departments) for the run keyring of a
+province-wide matching run.
 
 In Flower's simulation engine every virtual node gets only ``partition-id``; the
 simulation writes one JSON file describing every agency and points the nodes at it
@@ -43,6 +48,7 @@ class NodeSettings:
     out: Path
     epsilon: float
     delta: float
+    education_keys: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.agency_id or "/" in self.agency_id or ".." in self.agency_id:
@@ -71,6 +77,8 @@ class NodeSettings:
             out=Path(str(raw["out"])),
             epsilon=float(raw.get("epsilon", 1.0)),
             delta=float(raw.get("delta", 1e-5)),
+            education_keys=Path(str(raw["education-keys"])) if raw.get("education-keys")
+            else None,
         )
 
 

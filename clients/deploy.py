@@ -27,6 +27,8 @@ def node_config_arg(s: NodeSettings) -> str:
     }
     if s.schema is not None:
         pairs["schema"] = str(s.schema.resolve())
+    if s.education_keys is not None:
+        pairs["education-keys"] = str(s.education_keys.resolve())
     for value in pairs.values():
         if '"' in value:
             raise ConfigError("node config values must not contain double quotes.")

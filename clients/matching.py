@@ -4,9 +4,11 @@ The roles are :class:`fedid.matching.home.HomeAgency` and
 :class:`fedid.matching.evidence.EvidenceAgency`; this module only carries their messages
 (``to_bytes()`` in the ``payload`` record, a list of bytes) and keeps a home agency's
 role between steps in the node's own ``context.state`` (it holds the run's private
-keys: it never leaves the node). One run per home agency (``grouping="per_agency"`` of
-:mod:`fedid.matching.protocol`): the home agency generates the run's keys itself, so
-no key is shared between agencies.
+keys: it never leaves the node). Two groupings (:mod:`fedid.matching.protocol`):
+``per_agency``, one run per home agency, which makes its own keys; ``province``, one run
+for all education agencies: the lead makes the run keyring and puts it in the education
+side's shared key folder (node config ``education-keys``, never visible to the
+coordinator or departments), the other homes read it from there.
 
 Steps (``config.step``):
 
@@ -24,7 +26,9 @@ Steps (``config.step``):
 from __future__ import annotations
 
 import logging
+import os
 import pickle
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -33,7 +37,7 @@ from flwr.app import ConfigRecord, Context, Message, RecordDict
 from clients import training
 from clients.config import NodeSettings
 from clients.records import config_str, content
-from fedid.errors import ProtocolError
+from fedid.errors import ConfigError, ProtocolError
 from fedid.matching.aggregates import ReleaseConfig, compute_counts, release_counts
 from fedid.matching.evidence import EvidenceAgency
 from fedid.matching.home import HomeAgency
@@ -49,6 +53,8 @@ from fedid.matching.messages import (
 from fedid.matching.policy import build_layouts, default_policies
 from fedid.matching.protocol import COORDINATOR, HomeKeyring, evidence_party, home_party
 from fedid.matching.run import resolve_home
+from privacy.blinding import BlindingKey
+from privacy.paillier import PaillierPrivateKey
 
 __all__ = ["handle", "payloads_of"]
 
@@ -116,17 +122,60 @@ def handle(s: NodeSettings, msg: Message, context: Context) -> RecordDict:
     raise ProtocolError(f"unknown matching step {step!r}.")
 
 
+def _keyring_path(s: NodeSettings, run: str) -> Path:
+    if s.education_keys is None:
+        raise ConfigError(
+            "a province-wide matching run needs the education side's shared key folder "
+            "(node config 'education-keys').")
+    return s.education_keys / f"{run}.keyring"
+
+
+def _write_keyring(path: Path, keyring: HomeKeyring) -> None:
+    private = keyring.private_key.to_bytes()
+    # BlindingKey has no public serialiser yet; its scalar is the 32-byte secret.
+    blob = len(private).to_bytes(4, "big") + private + keyring.blinding._scalar
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(blob)
+    os.replace(tmp, path)
+
+
+def _read_keyring(path: Path) -> HomeKeyring:
+    if not path.exists():
+        raise ProtocolError("the run's education keyring is not in the shared key folder yet.")
+    blob = path.read_bytes()
+    size = int.from_bytes(blob[:4], "big")
+    private = PaillierPrivateKey.from_bytes(blob[4:4 + size])
+    return HomeKeyring(public_key=private.public_key, private_key=private,
+                       blinding=BlindingKey(blob[4 + size:]))
+
+
 def _home_start(s: NodeSettings, msg: Message, context: Context) -> RecordDict:
     if s.kind != "education":
         raise ProtocolError("only an education-side node can be a home agency.")
     departments = [d for d in config_str(msg, "departments").split(",") if d]
+    homes = [h for h in config_str(msg, "homes", s.agency_id).split(",") if h]
+    lead = config_str(msg, "lead", s.agency_id)
+    if s.agency_id not in homes or lead not in homes:
+        raise ProtocolError("this node is not a home agency of that run.")
     run_id = bytes.fromhex(config_str(msg, "run"))
-    keyring = HomeKeyring.generate()
+    is_lead = lead == s.agency_id
+    if len(homes) == 1:
+        keyring = HomeKeyring.generate()
+    elif is_lead:
+        keyring = HomeKeyring.generate()
+        _write_keyring(_keyring_path(s, run_id.hex()), keyring)
+    else:
+        keyring = _read_keyring(_keyring_path(s, run_id.hex()))
     role = HomeAgency(run_id=run_id, agency_id=s.agency_id, students=training.table_of(s),
                       keyring=keyring, layouts=_layouts(s, departments),
-                      key_departments=departments, is_lead=True)
-    out = [m.to_bytes() for m in role.public_key_messages(
-        [COORDINATOR, *(evidence_party(d) for d in departments)])]
+                      key_departments=departments, is_lead=is_lead)
+    out: list[bytes] = []
+    if is_lead:
+        out += [m.to_bytes() for m in role.public_key_messages(
+            [COORDINATOR, *(evidence_party(d) for d in departments)])]
     out += [m.to_bytes() for m in role.blinded_keys()]
     _store(context, run_id.hex(), role)
     return _reply(out, {"key_count": float(role.key_count)})
@@ -136,18 +185,19 @@ def _evidence(s: NodeSettings, msg: Message) -> RecordDict:
     if s.kind != "department":
         raise ProtocolError("only a departmental node answers evidence steps.")
     run_id = bytes.fromhex(config_str(msg, "run"))
-    home = config_str(msg, "home")
+    lead = config_str(msg, "lead")
+    homes = [h for h in config_str(msg, "homes", lead).split(",") if h]
     received = [decode_message(b) for b in payloads_of(msg)]
     pks = [m for m in received if isinstance(m, HomePublicKey)]
     keys = [m for m in received if isinstance(m, HomeBlindedKeys)]
-    if len(pks) != 1 or len(keys) != 1:
-        raise ProtocolError("an evidence step needs one public key and one key list.")
+    if len(pks) != 1 or len(keys) != len(homes) or len(received) != 1 + len(homes):
+        raise ProtocolError("an evidence step needs one public key and one key list per home.")
     role = EvidenceAgency(run_id=run_id, department=s.department, table=training.table_of(s),
                           layout=_layouts(s, [s.department])[s.department],
-                          homes=[home_party(home)], lead=home_party(home))
+                          homes=[home_party(h) for h in homes], lead=home_party(lead))
     role.receive_public_key(pks[0])
-    out = [role.reblind_home_keys(keys[0]).to_bytes(), role.blinded_records().to_bytes(),
-           role.payloads().to_bytes()]
+    out = [role.reblind_home_keys(k).to_bytes() for k in keys]
+    out += [role.blinded_records().to_bytes(), role.payloads().to_bytes()]
     return _reply(out, {"records": float(role.size)})
 
 

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from typing import Any
 
 from fedid.errors import ConfigError, FederationError
 
-__all__ = ["Coordinator", "flower_env", "run_config_arg"]
+__all__ = ["Coordinator", "flower_env", "run_config_arg", "stop_group"]
 
 _log = logging.getLogger(__name__)
 CONNECTION = "fedid"
@@ -122,7 +123,8 @@ class Coordinator:
                     "--enable-supernode-auth"]
         log = (self.out / "superlink.log").open("wb")
         self.process = subprocess.Popen(  # noqa: S603 - fixed executable and arguments
-            cmd, stdout=log, stderr=subprocess.STDOUT, env=flower_env(self.flwr_home))
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=flower_env(self.flwr_home),
+            start_new_session=True)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -185,9 +187,19 @@ class Coordinator:
         raise FederationError(f"run {run_id} did not finish within {timeout:.0f} s.")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        """Stop the SuperLink and the processes it started (its own process group)."""
+        stop_group(self.process)
+
+
+def stop_group(process: subprocess.Popen[bytes] | None) -> None:
+    """Terminate a process started with ``start_new_session=True`` and its children."""
+    if process is None or process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    except ProcessLookupError:
+        return

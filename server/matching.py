@@ -1,7 +1,8 @@
 """Coordinator side of the matching protocol over Flower: relay and join.
 
-For every education-side agency H (one protocol run each, all runs in parallel), with
-the departments D connected to the federation and covered by a release policy:
+For the education-side agencies (``grouping="province"``: one run for all, sharing the
+education side's keyring, the first agency leading; ``"per_agency"``: one run each, all
+runs in parallel), with the departments D connected and covered by a release policy:
 
 1. ``home_start`` to H: its public-key messages and blinded key lists come back;
 2. ``evidence`` to every department d (one message per (H, d)): the public key and the
@@ -70,10 +71,10 @@ def _payloads(reply: Message, who: str, step: str) -> list[bytes]:
     return [d for d in data if isinstance(d, bytes)]
 
 
-def _all_replies(replies: dict[str, Message], expected: list[str], step: str) -> None:
-    missing = sorted(set(expected) - set(replies))
-    if missing:
-        raise FederationError(f"matching step {step}: no reply from {missing}.")
+def _decoded(reply: Message | None, who: str, step: str) -> list[tuple[bytes, Any]]:
+    if reply is None:
+        raise FederationError(f"matching step {step}: no reply from {who}.")
+    return [(data, decode_message(data)) for data in _payloads(reply, who, step)]
 
 
 def run_matching(
@@ -82,8 +83,16 @@ def run_matching(
     schema: Schema,
     session: str,
     progress: Callable[[str, dict[str, Any]], None],
+    grouping: str = "province",
 ) -> dict[str, Any]:
-    """Resolve every education agency against every connected department."""
+    """Resolve every education agency against every connected department.
+
+    ``grouping="province"``: one run for all education agencies, sharing the education
+    side's run keyring (each department blinds and encrypts its records once);
+    ``"per_agency"``: one run per education agency with its own keys.
+    """
+    if grouping not in ("province", "per_agency"):
+        raise FederationError(f"grouping must be province|per_agency. Got {grouping!r}.")
     homes = sorted(a for a, i in messenger.agencies.items() if i.kind == "education")
     dep_agency = {i.department: a for a, i in messenger.agencies.items()
                   if i.kind == "department"}
@@ -94,90 +103,109 @@ def run_matching(
                      len(homes), len(deps))
         return {"skipped": True, "homes": homes, "departments": deps}
     layouts = {d: layouts_all[d] for d in deps}
+    groups = [homes] if grouping == "province" else [[h] for h in homes]
+    runs = [new_run_id() for _ in groups]
+    coords = [Coordinator(run_id=r, homes=[home_party(h) for h in g], lead=home_party(g[0]),
+                          layouts=layouts) for r, g in zip(runs, groups, strict=True)]
+    group_of = {h: i for i, g in enumerate(groups) for h in g}
     t: dict[str, float] = {}
-    runs = {h: new_run_id() for h in homes}
-    coords = {h: Coordinator(run_id=runs[h], homes=[home_party(h)], lead=home_party(h),
-                             layouts=layouts) for h in homes}
 
+    def start_cfg(h: str) -> dict[str, str]:
+        g = groups[group_of[h]]
+        return {"departments": ",".join(deps), "lead": g[0], "homes": ",".join(g)}
+
+    # Steps 1-2: the leads make the keys (and publish the public key), then the others
+    # blind their key lists with the shared scalar.
     t0 = time.perf_counter()
-    progress("matching", {"step": "home_start", "home": f"{len(homes)} runs"})
-    starts = messenger.exchange("query.match", {
-        h: _msg("home_start", runs[h], [], departments=",".join(deps)) for h in homes})
-    _all_replies(starts, homes, "home_start")
-    to_dep: dict[tuple[str, str], list[bytes]] = {}
-    for h in homes:
-        for data in _payloads(starts[h], h, "home_start"):
-            m = decode_message(data)
-            if m.header.run_id != runs[h] or m.header.sender != home_party(h):
-                raise ProtocolError(f"{h}: home_start reply for another run or party.")
-            if m.header.recipient == COORDINATOR and isinstance(m, HomePublicKey):
-                coords[h].receive_public_key(m)
-            elif isinstance(m, HomePublicKey | HomeBlindedKeys):
-                dep = m.header.recipient.removeprefix("evidence:")
-                if dep not in layouts:
-                    raise ProtocolError(f"{h}: message for an unknown department.")
-                to_dep.setdefault((h, dep), []).append(data)
+    progress("matching", {"step": "home_start", "home": f"{len(groups)} runs"})
+    to_dep: dict[tuple[int, str], list[bytes]] = {}
+    leads = [g[0] for g in groups]
+    others = [h for g in groups for h in g[1:]]
+    for batch in (leads, others):
+        if not batch:
+            continue
+        replies = messenger.exchange_pairs("query.match", [
+            (h, _msg("home_start", runs[group_of[h]], [], **start_cfg(h))) for h in batch])
+        for h, reply in zip(batch, replies, strict=True):
+            i = group_of[h]
+            for data, m in _decoded(reply, h, "home_start"):
+                if m.header.run_id != runs[i] or m.header.sender != home_party(h):
+                    raise ProtocolError(f"{h}: home_start reply for another run or party.")
+                if m.header.recipient == COORDINATOR and isinstance(m, HomePublicKey):
+                    coords[i].receive_public_key(m)
+                elif isinstance(m, HomePublicKey | HomeBlindedKeys):
+                    dep = m.header.recipient.removeprefix("evidence:")
+                    if dep not in layouts:
+                        raise ProtocolError(f"{h}: message for an unknown department.")
+                    to_dep.setdefault((i, dep), []).append(data)
+                else:
+                    raise ProtocolError(f"{h}: unexpected {type(m).__name__} at home_start.")
     t["home_start"] = time.perf_counter() - t0
 
+    # Steps 3, 4, 6: every department, once per run.
     t0 = time.perf_counter()
-    progress("matching", {"step": "evidence", "home": f"{len(to_dep)} pairs"})
-    pairs = [(dep_agency[d], _msg("evidence", runs[h], blobs, home=h)) for (h, d), blobs
-             in sorted(to_dep.items())]
-    ev_replies = messenger.exchange_pairs("query.match", pairs)
-    records: dict[str, list[bytes]] = {h: [] for h in homes}
-    payloads: dict[str, list[EvidencePayloads]] = {h: [] for h in homes}
-    for ((h, d), _), reply in zip(sorted(to_dep.items()), ev_replies, strict=True):
-        if reply is None:
-            raise FederationError(f"matching: {dep_agency[d]} did not answer for run of {h}.")
-        for data in _payloads(reply, dep_agency[d], "evidence"):
-            m = decode_message(data)
-            if m.header.run_id != runs[h] or m.header.sender != evidence_party(d):
+    progress("matching", {"step": "evidence", "home": f"{len(to_dep)} department runs"})
+    keys = sorted(to_dep)
+    ev_replies = messenger.exchange_pairs("query.match", [
+        (dep_agency[d], _msg("evidence", runs[i], to_dep[(i, d)], lead=groups[i][0],
+                             homes=",".join(groups[i]))) for i, d in keys])
+    records: list[list[bytes]] = [[] for _ in groups]
+    payloads: list[list[EvidencePayloads]] = [[] for _ in groups]
+    for (i, d), reply in zip(keys, ev_replies, strict=True):
+        for data, m in _decoded(reply, dep_agency[d], "evidence"):
+            if m.header.run_id != runs[i] or m.header.sender != evidence_party(d):
                 raise ProtocolError(f"{d}: evidence reply for another run or party.")
             if isinstance(m, EvidenceReblindedHomeKeys):
-                coords[h].receive_reblinded_home_keys(m)
+                coords[i].receive_reblinded_home_keys(m)
             elif isinstance(m, EvidenceBlindedRecords):
-                records[h].append(data)
+                records[i].append(data)
             elif isinstance(m, EvidencePayloads):
-                payloads[h].append(m)
+                payloads[i].append(m)
             else:
                 raise ProtocolError(f"{d}: unexpected {type(m).__name__} in evidence reply.")
     t["evidence"] = time.perf_counter() - t0
 
+    # Step 5 and the join: the lead reblinds every department's records.
     t0 = time.perf_counter()
-    progress("matching", {"step": "home_reblind", "home": f"{len(homes)} runs"})
-    reblinds = messenger.exchange("query.match", {
-        h: _msg("home_reblind", runs[h], records[h]) for h in homes})
-    _all_replies(reblinds, homes, "home_reblind")
-    for h in homes:
-        for data in _payloads(reblinds[h], h, "home_reblind"):
-            m = decode_message(data)
+    progress("matching", {"step": "home_reblind", "home": f"{len(groups)} runs"})
+    reblinds = messenger.exchange_pairs("query.match", [
+        (g[0], _msg("home_reblind", runs[i], records[i])) for i, g in enumerate(groups)])
+    for i, g in enumerate(groups):
+        for _, m in _decoded(reblinds[i], g[0], "home_reblind"):
             if not isinstance(m, HomeReblindedRecords):
-                raise ProtocolError(f"{h}: unexpected {type(m).__name__} in reblind reply.")
-            coords[h].receive_reblinded_records(m)
-        for p in payloads[h]:
-            coords[h].receive_payloads(p)
+                raise ProtocolError(f"{g[0]}: unexpected {type(m).__name__} in reblind reply.")
+            coords[i].receive_reblinded_records(m)
+        for p in payloads[i]:
+            coords[i].receive_payloads(p)
     t["home_reblind_and_join"] = time.perf_counter() - t0
 
+    # Steps 7-8: masked results to each home; released aggregates back.
     t0 = time.perf_counter()
-    progress("matching", {"step": "home_results", "home": f"{len(homes)} runs"})
-    results = {h: [r.to_bytes() for r in coords[h].results()] for h in homes}
-    finals = messenger.exchange("query.match", {
-        h: _msg("home_results", runs[h], results[h]) for h in homes})
-    _all_replies(finals, homes, "home_results")
-    for h in homes:
-        for data in _payloads(finals[h], h, "home_results"):
-            m = decode_message(data)
+    progress("matching", {"step": "home_results", "home": f"{len(homes)} homes"})
+    results: dict[str, list[bytes]] = {h: [] for h in homes}
+    for i in range(len(groups)):
+        for r in coords[i].results():
+            results[r.header.recipient.removeprefix("home:")].append(r.to_bytes())
+    t["coordinator_mask"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    finals = messenger.exchange_pairs("query.match", [
+        (h, _msg("home_results", runs[group_of[h]], results[h])) for h in homes])
+    for h, reply in zip(homes, finals, strict=True):
+        for _, m in _decoded(reply, h, "home_results"):
             if not isinstance(m, HomeAggregates):
                 raise ProtocolError(f"{h}: unexpected {type(m).__name__} in results reply.")
-            coords[h].receive_aggregates(m)
-    t["results"] = time.perf_counter() - t0
-    return {"departments": deps, "seconds": t, "per_home": _figures(coords, homes)}
+            coords[group_of[h]].receive_aggregates(m)
+    t["home_results"] = time.perf_counter() - t0
+    per_home = {}
+    for i, g in enumerate(groups):
+        per_home.update(_figures(coords[i], g))
+    return {"departments": deps, "grouping": grouping, "seconds": t, "per_home": per_home}
 
 
-def _figures(coords: dict[str, Coordinator], homes: list[str]) -> dict[str, Any]:
+def _figures(coord: Coordinator, homes: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    view = coord.view
     for h in homes:
-        view = coords[h].view
         party = home_party(h)
         size = int(view.home_sizes.get(party, 0))
         per_dep = view.matched_positions.get(party, {})

@@ -59,6 +59,7 @@ class YearConfig:
     weighting: str = "examples"
     matching: bool = True
     schema: str = ""
+    grouping: str = "province"
     seed: int = 0
     train: dict[str, float] = field(default_factory=dict)
 
@@ -84,6 +85,7 @@ class YearConfig:
             weighting=str(raw.get("weighting", "examples")),
             matching=bool(raw.get("matching", True)),
             schema=str(raw.get("schema", "")),
+            grouping=str(raw.get("grouping", "province")),
             seed=int(raw.get("seed", 0)),
             train=train,
         )
@@ -122,7 +124,7 @@ def run_year(grid: Grid, cfg: YearConfig, progress: Progress | None = None) -> d
         say("phase", {"name": "matching"})
         schema = load_schema(Path(cfg.schema) if cfg.schema else None)
         year["matching"] = run_matching(messenger, schema=schema, session=cfg.session,
-                                        progress=say)
+                                        progress=say, grouping=cfg.grouping)
         phases["matching"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

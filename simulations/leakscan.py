@@ -12,8 +12,10 @@ offset of every file:
   ``>= 10000`` (amounts, fixed-point codes of :mod:`fedid.matching.policy`) as 8-byte
   integers and decimal text.
 
-Text forms are found with byte regexes and checked against the needle sets; binary forms
-with a sliding 8-byte window (numpy) checked with ``isin``.
+Text forms are found with byte regexes (a digit run standing alone, not inside a hex
+digest or a word) and checked against the needle sets; binary forms with a sliding
+8-byte window (numpy) checked with ``isin``. Integer amounts below 10,000 and
+integer-valued small counts are not looked for (too common to tell from noise).
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ import pandas as pd
 
 __all__ = ["LeakReport", "Needles", "needles_from_province", "scan"]
 
-_ASCII_ID = re.compile(rb"(?<![0-9])[0-9]{15}(?:[0-9]{2}[0-9X])?(?![0-9])")
-_DECIMAL = re.compile(rb"-?[0-9]+(?:\.[0-9]+)?")
+# Text forms stand alone: a digit run inside a hex digest or a word is not a value.
+_ASCII_ID = re.compile(rb"(?<![0-9A-Za-z])[0-9]{15}(?:[0-9]{2}[0-9X])?(?![0-9A-Za-z])")
+_DECIMAL = re.compile(rb"(?<![0-9A-Za-z.])-?[0-9]+(?:\.[0-9]+)?(?![0-9A-Za-z])")
 _WIDE = [
     (re.compile(rb"(?:[0-9X]\x00){15,18}"), "utf-16-le"),
     (re.compile(rb"(?:\x00[0-9X]){15,18}"), "utf-16-be"),

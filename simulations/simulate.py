@@ -50,6 +50,7 @@ class SimulationConfig:
     delta: float = 1e-5
     min_nodes: int = 2
     matching: bool = True
+    grouping: str = "province"
     transcript: bool = False
     workers: int = 2
     reference: bool = True
@@ -64,6 +65,8 @@ class SimulationConfig:
             raise ConfigError(f"delta must be in (0, 1). Got {self.delta}.")
         if self.students is not None and self.students < 100:
             raise ConfigError(f"students must be >= 100. Got {self.students}.")
+        if self.grouping not in ("province", "per_agency"):
+            raise ConfigError(f"grouping must be province|per_agency. Got {self.grouping!r}.")
         if self.workers < 1:
             raise ConfigError(f"workers must be >= 1. Got {self.workers}.")
 
@@ -100,10 +103,13 @@ def _write_simulation_file(cfg: SimulationConfig, province: Path, schema: Path) 
             "data": str(table.resolve()), "schema": str(schema.resolve()),
             "out": str((cfg.out / "nodes" / agency).resolve()),
             "epsilon": cfg.epsilon, "delta": cfg.delta,
+            **({"education-keys": str((cfg.out / "education_keys").resolve())}
+               if kind == "education" else {}),
         })
     coordinator: dict[str, Any] = {
         "out": str(cfg.out.resolve()), "rounds": cfg.rounds, "min-nodes": cfg.min_nodes,
         "session": "year", "matching": cfg.matching, "seed": cfg.seed,
+        "grouping": cfg.grouping,
         "schema": str(schema.resolve()),
         "wait-nodes": 120.0, "timeout": 900.0,
         **{f"train-{k}": v for k, v in cfg.train},
@@ -159,6 +165,8 @@ def _run_flower(
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     os.environ.setdefault("FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION", "1")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    # Simulation workers inherit this: the protobuf gencode notice would flood the log.
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning")
     if cfg.transcript:
         os.environ["FEDID_TRANSCRIPT_DIR"] = str((cfg.out / "transcript").resolve())
     else:

@@ -42,6 +42,10 @@ def register(app: typer.Typer) -> None:
             "--epsilon", help="Privacy budget (epsilon) per agency.")] = 1.0,
         delta: Annotated[float, typer.Option("--delta", help="Delta per agency.")] = 1e-5,
         min_nodes: Annotated[int, typer.Option("--min-nodes", help="Nodes needed to start.")] = 2,
+        grouping: Annotated[str, typer.Option(
+            "--grouping", help="Matching runs: province (one, education keyring shared "
+            "among education nodes) or per_agency (one per education agency).")
+            ] = "province",
         no_matching: Annotated[bool, typer.Option(
             "--no-matching", help="Skip matching (education-owned indicators only).")] = False,
         transcript: Annotated[bool, typer.Option(
@@ -63,6 +67,7 @@ def register(app: typer.Typer) -> None:
         cfg = SimulationConfig(
             out=target, data=data, schema=schema, students=students, seed=seed, rounds=rounds,
             epsilon=epsilon, delta=delta, min_nodes=min_nodes, matching=not no_matching,
+            grouping=grouping,
             transcript=transcript, workers=workers,
         )
         start = time.perf_counter()

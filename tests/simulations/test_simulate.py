@@ -94,15 +94,15 @@ def test_no_raw_id_or_plaintext_value_in_any_message(
     assert {"train", "evaluate", "query.match", "query.identify", "query.info"} <= kinds
     needles = needles_from_province(small_province)
     assert len(needles.ids) > 1000
-    assert len(needles.floats) > 100
+    assert len(needles.ints) + len(needles.floats) > 100
     report = scan(files, needles)
     assert report.bytes > 100_000
     assert report.clean, (report.id_hits, report.value_hits)
     # The scanner does find what it looks for.
     some_id = sorted(needles.ids)[0]
-    some_value = sorted(needles.floats)[0]
+    some_value = str(sorted(needles.ints)[0]).encode()
     planted = tmp_path / "planted.bin"
-    planted.write_bytes(b"\x01" + some_id.encode("utf-16-le") + b"\x02" + repr(some_value).encode())
+    planted.write_bytes(b"\x01" + some_id.encode("utf-16-le") + b"\x02" + some_value + b" ")
     caught = scan([planted], needles)
     assert caught.id_hits
     assert caught.value_hits

@@ -1,0 +1,138 @@
+"""Deployment on loopback: a real SuperLink and three SuperNodes with TLS and node auth.
+
+Slow (Flower's deployment engine polls, about 3 s per hop): marked ``slow``.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from clients.config import NodeSettings
+from clients.deploy import supernode_command
+from fedid.cli.certs import make_trial_pki
+from server.deploy import Coordinator, flower_env, stop_group
+
+pytestmark = pytest.mark.slow
+
+EDUCATION = ("university_a", "university_b")
+DEPARTMENT = "civil_affairs"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Federation:
+    def __init__(self, root: Path, province: Path) -> None:
+        self.root = root
+        self.province = province
+        self.certs = root / "certs"
+        names = [*EDUCATION, DEPARTMENT]
+        make_trial_pki(self.certs, nodes=[*names, "intruder"], hosts=[])
+        self.coord = Coordinator(out=root / "coordinator", certs=self.certs, port=_free_port())
+        self.nodes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def settings(self, name: str, tag: str = "a") -> NodeSettings:
+        edu = name in EDUCATION
+        folder = "education" if edu else "departments"
+        return NodeSettings(
+            agency_id=name, kind="education" if edu else "department",
+            department="education" if edu else name,
+            data=self.province / "agencies" / folder / f"{name}.parquet",
+            schema=self.province / "schema.toml", out=self.root / f"nodes-{tag}" / name,
+            epsilon=1.0, delta=1e-5)
+
+    def start_node(self, name: str, key: str | None = None, tag: str = "a"
+                   ) -> subprocess.Popen[bytes]:
+        cmd = supernode_command(self.settings(name, tag), superlink=self.coord.address,
+                                ca=self.certs / "ca.crt",
+                                key=self.certs / "nodes" / (key or name), port=_free_port())
+        log = (self.root / f"node-{key or name}.log").open("wb")
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                env=flower_env(), start_new_session=True)
+        self.nodes[key or name] = proc
+        return proc
+
+    def run(self, **config: object) -> dict[str, object]:
+        base: dict[str, object] = {"out": str(self.root / "run"), "min-nodes": 3,
+                                   "wait-nodes": 180.0, "timeout": 150.0,
+                                   "schema": str(self.province / "schema.toml")}
+        run_id = self.coord.submit({**base, **config})
+        return self.coord.wait(run_id, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def federation(small_province: Path, tmp_path_factory: pytest.TempPathFactory
+               ) -> Iterator[Federation]:
+    fed = Federation(tmp_path_factory.mktemp("deploy"), small_province)
+    fed.coord.start()
+    for name in [*EDUCATION, DEPARTMENT]:
+        fed.coord.register(fed.certs / "nodes" / f"{name}.pub", name)
+        fed.start_node(name)
+    try:
+        yield fed
+    finally:
+        for proc in fed.nodes.values():
+            stop_group(proc)
+        fed.coord.stop()
+
+
+def test_short_run_with_tls_and_node_auth(federation: Federation) -> None:
+    t0 = time.perf_counter()
+    info = federation.run(rounds=1, session="short")
+    assert info["status"] == "finished:completed"
+    year = json.loads((federation.root / "run" / "coordinator" / "year.json").read_text())
+    assert set(year["agencies"]) == {*EDUCATION, DEPARTMENT}
+    assert year["matching"]["per_home"][EDUCATION[0]]["coverage"] > 0
+    for name in EDUCATION:
+        assert (federation.root / "nodes-a" / name / "recommendations.parquet").exists()
+    (federation.root / "short_run_seconds.txt").write_text(f"{time.perf_counter() - t0:.1f}")
+
+
+def test_unregistered_node_is_refused(federation: Federation) -> None:
+    proc = federation.start_node(EDUCATION[0], key="intruder")
+    try:
+        proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        pass
+    finally:
+        stop_group(proc)
+    log = (federation.root / "node-intruder.log").read_text(errors="replace")
+    # The SuperLink refuses to activate a node whose key was never registered.
+    assert "Failed to activate SuperNode" in log
+    assert "SuperNode ID" not in log
+
+
+def test_node_killed_mid_round_run_completes(federation: Federation) -> None:
+    victim = EDUCATION[1]
+    # Fresh node folders: the first run spent these tables' whole budget (as it should).
+    for name in [*EDUCATION, DEPARTMENT]:
+        stop_group(federation.nodes[name])
+        federation.start_node(name, tag="b")
+    run_id = federation.coord.submit({
+        "out": str(federation.root / "run_kill"), "min-nodes": 3, "wait-nodes": 180.0,
+        "timeout": 90.0, "rounds": 3, "matching": False, "session": "kill",
+        "schema": str(federation.province / "schema.toml")})
+    ledger = federation.root / "nodes-b" / victim / "privacy_ledger.json"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if ledger.exists() and "kill-1" in ledger.read_text():
+            break
+        time.sleep(1.0)
+    stop_group(federation.nodes[victim])
+    info = federation.coord.wait(run_id, timeout=900)
+    assert info["status"] == "finished:completed"
+    year = json.loads((federation.root / "run_kill" / "coordinator" / "year.json").read_text())
+    rounds = year["training"]["rounds"]
+    assert len(rounds) == 3
+    assert victim in rounds[-1]["excluded"]
+    assert year["identification"]["failed"] == [victim]
