@@ -61,8 +61,8 @@ def test_state_round_trip_and_malformed(schema: Schema) -> None:
 
 
 def test_centralized_non_private_learns(schema: Schema) -> None:
-    frame = random_inputs(schema, 2000, seed=5)
-    config = TrainConfig(hidden=(32,), plain_epochs=15, batch_size=128, learning_rate=0.01)
+    frame = random_inputs(schema, 1500, seed=5)
+    config = TrainConfig(plain_epochs=8, plain_learning_rate=0.01)
     model, state = train_centralized(inputs=frame, schema=schema, config=config, budget=None)
     assert state is None
     assert isinstance(model, HardshipModel)
