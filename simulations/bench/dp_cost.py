@@ -7,7 +7,8 @@ same data (random tensors of the default province's shape: the cost does not dep
 values), same batch size. The plain loop slices shuffled minibatches from tensors (no
 DataLoader) with Adam. The DP loop is :func:`privacy.dp.dp_train` (Poisson sampling from
 tensors, Opacus per-sample clipping and noise, accountant hook) in each ``grad_sample_mode``.
-Per-epoch time is ``(t(E epochs) - t(1 epoch)) / (E - 1)``, so the fixed cost of a call
+Wall and process CPU time are both recorded (CPU time is the fairer figure on a shared
+machine). Per-epoch time is ``(t(E epochs) - t(1 epoch)) / (E - 1)``, so the fixed cost of a call
 (budget check, two PRV epsilon computations, wrapping) is reported separately. Each variant
 runs in its own process to record its peak resident memory. Prints one JSON line with the
 ratio DP / plain per mode (target <= 3, stretch 2).
@@ -68,8 +69,8 @@ def measure(mode: str, *, n: int, batch_size: int, epochs: int) -> dict[str, Any
     def build() -> nn.Module:
         return HardshipNet(width, k, nf, (64, 32))
 
-    def run(e: int) -> float:
-        t = time.perf_counter()
+    def run(e: int) -> tuple[float, float]:
+        t, c = time.perf_counter(), time.process_time()
         if mode == "plain":
             _plain_epochs(tensors, build(), k=k, b=batch_size, e=e)
         else:
@@ -85,15 +86,19 @@ def measure(mode: str, *, n: int, batch_size: int, epochs: int) -> dict[str, Any
                 accountant=Accountant(),
                 seed=0,
             )
-        return time.perf_counter() - t
+        return time.perf_counter() - t, time.process_time() - c
 
     run(1)  # warm-up
-    one = min(run(1) for _ in range(2))
-    many = run(epochs)
+    ones = [run(1) for _ in range(2)]
+    one = min(w for w, _ in ones)
+    one_cpu = min(c for _, c in ones)
+    many, many_cpu = run(epochs)
     per_epoch = (many - one) / (epochs - 1)
+    per_epoch_cpu = (many_cpu - one_cpu) / (epochs - 1)
     return {
         "mode": mode,
         "per_epoch_s": per_epoch,
+        "per_epoch_cpu_s": per_epoch_cpu,
         "fixed_per_call_s": max(one - per_epoch, 0.0),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rss_before_mb": rss_before / 1024,
@@ -135,12 +140,17 @@ def main(argv: list[str] | None = None) -> None:
         )
         rows[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
     plain = rows["plain"]["per_epoch_s"]
+    plain_cpu = rows["plain"]["per_epoch_cpu_s"]
     out = {
         "n": args.n,
         "batch_size": args.batch_size,
         "threads": torch.get_num_threads(),
         "per_epoch_s": {m: r["per_epoch_s"] for m, r in rows.items()},
         "ratio_vs_plain": {m: r["per_epoch_s"] / plain for m, r in rows.items() if m != "plain"},
+        "per_epoch_cpu_s": {m: r["per_epoch_cpu_s"] for m, r in rows.items()},
+        "cpu_ratio_vs_plain": {
+            m: r["per_epoch_cpu_s"] / plain_cpu for m, r in rows.items() if m != "plain"
+        },
         "fixed_per_call_s": {m: r["fixed_per_call_s"] for m, r in rows.items() if m != "plain"},
         "peak_rss_mb": {m: r["peak_rss_mb"] for m, r in rows.items()},
     }
