@@ -266,3 +266,16 @@ def test_cli_writes_on_success_and_nothing_on_failure(tables, tmp_path):
     assert r.exit_code != 0
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_roles_survive_pickling_between_steps(small_group):
+    """Flower nodes keep a role in their own state between query messages."""
+    import pickle
+
+    home = pickle.loads(pickle.dumps(small_group.homes["school_0"]))
+    evidence = pickle.loads(pickle.dumps(small_group.evidence["tax"]))
+    msg = home.blinded_keys(batch=6)[0]
+    out = evidence.reblind_home_keys(msg)
+    assert out.count == msg.count
+    with pytest.raises(ProtocolError, match="replayed"):
+        evidence.reblind_home_keys(msg)
