@@ -160,7 +160,7 @@ class LocalState:
     budget: PrivacyBudget
     accountant: Accountant
     spends: tuple[PrivacySpend, ...] = ()
-    weights: Weights | None = None
+    weights: Weights | None = field(default=None, compare=False)  # arrays: no == on them
     noise_multiplier: float | None = None
 
     @property
