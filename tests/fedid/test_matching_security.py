@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import struct
 
 import pytest
 
@@ -94,6 +95,10 @@ def test_no_plaintext_value_in_any_message(schema, tables, recorded):
                     needles.add(int(c).to_bytes(8, "little"))
                     needles.add(int(c).to_bytes(8, "big"))
                     needles.add(str(c).encode())
+            if f.indicator.type == "float":  # the raw amounts as IEEE-754 doubles
+                for v in deps[dep][f.name].dropna().tolist():
+                    needles.add(struct.pack("<d", float(v)))
+                    needles.add(struct.pack(">d", float(v)))
     assert len(needles) > 100
     for party, blobs in recorded.transport.received.items():
         for blob in blobs:
