@@ -59,7 +59,6 @@ def check_budget(
         BudgetExceededError: the history plus the planned steps would exceed ``budget.epsilon``
             at ``budget.delta``. Nothing has been spent when this is raised.
     """
-    spent = accountant.epsilon(budget.delta)
     projected = accountant.projected_epsilon(
         delta=budget.delta,
         noise_multiplier=noise_multiplier,
@@ -67,6 +66,7 @@ def check_budget(
         steps=steps,
     )
     if projected > budget.epsilon:
+        spent = accountant.epsilon(budget.delta)
         raise BudgetExceededError(
             f"training refused: epsilon must stay <= the budget {budget.epsilon:.4g}"
             f" at delta {budget.delta:.3g}; already spent {spent:.4g}, {steps} more steps"

@@ -187,14 +187,14 @@ def dp_train(
         )
     sample_rate = opacus_sample_rate(n, config.batch_size)
     steps = planned_steps(n, config)
-    epsilon_before = accountant.epsilon(budget.delta)
-    check_budget(
+    projected = check_budget(
         budget,
         accountant,
         noise_multiplier=config.noise_multiplier,
         sample_rate=sample_rate,
         steps=steps,
     )
+    epsilon_before = accountant.epsilon(budget.delta)
 
     module = build_module()
     if state_dict is not None:
@@ -262,9 +262,12 @@ def dp_train(
                 _ema_update(ema, module, config.ema_decay)
 
     after = Accountant.from_opacus(opacus_accountant)
-    if after.steps != accountant.steps + steps:
+    planned = accountant.record(
+        noise_multiplier=config.noise_multiplier, sample_rate=sample_rate, steps=steps
+    )
+    if after.history != planned.history:
         raise AccountingError(
-            f"accountant must count every step: expected {accountant.steps + steps},"
+            f"accountant must count every step as planned: expected {planned.steps} steps,"
             f" counted {after.steps}."
         )
     new_state = (
@@ -272,7 +275,7 @@ def dp_train(
     )
     if hasattr(wrapped, "_close"):
         wrapped._close()
-    epsilon = after.epsilon(budget.delta)
+    epsilon = projected  # the recorded history is exactly the one the guard projected
     spend = PrivacySpend(
         mechanism=MECHANISM,
         accountant=after.kind,
