@@ -202,9 +202,9 @@ class Accountant:
         opacus_accountant = self.to_opacus()
         try:
             with warnings.catch_warnings():
-                # RDP (also used by PRV to size its domain) warns when the best order is the
-                # largest one tried: the bound stays valid, only possibly looser.
-                warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
+                # RDP (also used by PRV to size its domain) warns when the best order is at the
+                # edge of the orders tried: the bound stays valid, only possibly looser.
+                warnings.filterwarnings("ignore", message="Optimal order is the (largest|smallest)")
                 # PRV at sample rate 1 evaluates log(1 - q) = log(0) on a masked branch.
                 warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"opacus\.")
                 return float(opacus_accountant.get_epsilon(delta=delta))

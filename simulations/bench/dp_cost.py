@@ -1,15 +1,18 @@
 """Cost of DP-SGD: time per epoch of the DP training loop versus a plain PyTorch loop.
 
-    python -m simulations.bench.dp_cost [--n 12000] [--batch-size 1024] [--epochs 6]
+    python -m simulations.bench.dp_cost [--n 12000] [--batch-size 2048] [--epochs 6]
 
-Same model (:class:`fedid.model.HardshipNet`, the default schema's 59 inputs), same loss,
+Same model (:class:`fedid.model.HardshipNet` with the default hidden layer, the default
+schema's 59 inputs), same loss,
 same data (random tensors of the default province's shape: the cost does not depend on the
 values), same batch size. The plain loop slices shuffled minibatches from tensors (no
 DataLoader) with Adam. The DP loop is :func:`privacy.dp.dp_train` (Poisson sampling from
 tensors, Opacus per-sample clipping and noise, accountant hook) in each ``grad_sample_mode``.
-Wall and process CPU time are both recorded (CPU time is the fairer figure on a shared
-machine). Per-epoch time is ``(t(E epochs) - t(1 epoch)) / (E - 1)``, so the fixed cost of a call
-(budget check, two PRV epsilon computations, wrapping) is reported separately. Each variant
+Each variant uses ``--threads`` torch threads (default 1: on a shared machine idle OpenMP
+threads spin and inflate CPU time). Wall and process CPU time are both recorded (CPU time
+is the fairer figure on a shared machine). Per-epoch time is
+``(t(E epochs) - t(1 epoch)) / (E - 1)``, so the fixed cost of a call (budget check, two PRV
+epsilon computations, wrapping) is reported separately. Each variant
 runs in its own process to record its peak resident memory. Prints one JSON line with the
 ratio DP / plain per mode (target <= 3, stretch 2).
 """
@@ -28,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fedid.model import HardshipNet, feature_layout, per_sample_loss
+from fedid.model import HardshipNet, TrainConfig, feature_layout, per_sample_loss
 from fedid.schema import load_schema
 from privacy.dp import GRAD_SAMPLE_MODES, Accountant, DPSGDConfig, PrivacyBudget, dp_train
 
@@ -67,7 +70,7 @@ def measure(mode: str, *, n: int, batch_size: int, epochs: int) -> dict[str, Any
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     def build() -> nn.Module:
-        return HardshipNet(width, k, nf, (64, 32))
+        return HardshipNet(width, k, nf, TrainConfig().hidden)
 
     def run(e: int) -> tuple[float, float]:
         t, c = time.perf_counter(), time.process_time()
@@ -109,11 +112,13 @@ def main(argv: list[str] | None = None) -> None:
     """Run every variant in a subprocess; print one JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=12000)
-    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--batch-size", type=int, default=2048)
     parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per variant")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
+        torch.set_num_threads(args.threads)
         print(
             json.dumps(measure(args.one, n=args.n, batch_size=args.batch_size, epochs=args.epochs))
         )
@@ -133,6 +138,8 @@ def main(argv: list[str] | None = None) -> None:
                 str(args.batch_size),
                 "--epochs",
                 str(args.epochs),
+                "--threads",
+                str(args.threads),
             ],
             check=True,
             capture_output=True,
@@ -144,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     out = {
         "n": args.n,
         "batch_size": args.batch_size,
-        "threads": torch.get_num_threads(),
+        "threads": args.threads,
         "per_epoch_s": {m: r["per_epoch_s"] for m, r in rows.items()},
         "ratio_vs_plain": {m: r["per_epoch_s"] / plain for m, r in rows.items() if m != "plain"},
         "per_epoch_cpu_s": {m: r["per_epoch_cpu_s"] for m, r in rows.items()},
