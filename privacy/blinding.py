@@ -60,16 +60,24 @@ def make_domain(*, protocol: str, run_id: bytes | str) -> bytes:
     return _lp(protocol.encode()) + _lp(rid)
 
 
-def _hash_chunk(ids: Sequence[bytes], domain: bytes) -> list[bytes]:
-    base = hashlib.sha512(_lp(_TAG) + _lp(domain))
+def _framed_sha512(ids: Sequence[bytes], *, tag: bytes, domain: bytes) -> list[bytes]:
+    """SHA-512 of ``lp(tag) || lp(domain) || lp(id)`` per ID (``lp``: 8-byte length prefix).
+
+    Shared with :mod:`privacy.blinding_x25519`, which uses its own ``tag``.
+    """
+    base = hashlib.sha512(_lp(tag) + _lp(domain))
     out = []
-    from_hash = rbcl.crypto_core_ristretto255_from_hash
     for x in ids:
         h = base.copy()
         h.update(len(x).to_bytes(8, "big"))
         h.update(x)
-        out.append(from_hash(h.digest()))
+        out.append(h.digest())
     return out
+
+
+def _hash_chunk(ids: Sequence[bytes], domain: bytes) -> list[bytes]:
+    from_hash = rbcl.crypto_core_ristretto255_from_hash
+    return [from_hash(d) for d in _framed_sha512(ids, tag=_TAG, domain=domain)]
 
 
 def _check_ids(ids: Sequence[bytes]) -> list[bytes]:
