@@ -12,12 +12,15 @@ same keys and plaintexts:
   process's CPU time instead of wall time (robust when other jobs share the cores).
   Ours and phe alternate in rounds; medians are reported.
 * packed values encrypted and decrypted per second (3072 bits, 32-bit slots).
-* hash-and-blind and re-blind operations per second (ristretto255).
-* a plain two-party DH PSI on the blinding (both sides hash and blind, exchange bytes,
-  re-blind the other's points, intersect) against openmined-psi 2.0 (client/server,
-  exact RAW setup) on the same two sets of IDs with half in common: records (both sets)
-  per CPU-second, counting this process's CPU and that of pool workers (started inside
-  the measured span and shut down before it ends, so ``RUSAGE_CHILDREN`` includes them).
+* hash-and-blind and re-blind operations per second, and CPU microseconds per operation
+  on one core, for both blinding backends: ristretto255 (:mod:`privacy.blinding`, unprefixed
+  keys) and X25519 with an Elligator 2 hash (:mod:`privacy.blinding_x25519`, ``x25519_``).
+* a plain two-party DH PSI on each blinding backend (both sides hash and blind, exchange
+  bytes, re-blind the other's points, intersect) against openmined-psi 2.0 (client/server,
+  exact RAW setup) on the same two sets of IDs with half in common, in one run: records
+  (both sets) per CPU-second, counting this process's CPU and that of pool workers (started
+  inside the measured span and shut down before it ends, so ``RUSAGE_CHILDREN`` includes
+  them). ``psi_ours_*`` and ``psi_ratio`` are ristretto255, ``psi_x25519_*`` X25519.
 """
 
 from __future__ import annotations
@@ -32,12 +35,12 @@ import resource
 import statistics
 import time
 from collections.abc import Callable, Iterator
+from types import ModuleType
 from typing import Any
 
 from phe import paillier as phe_paillier
 
-from privacy import _pool
-from privacy.blinding import BlindingKey, make_domain
+from privacy import _pool, blinding, blinding_x25519
 from privacy.packing import SlotLayout
 from privacy.paillier import generate_paillier_keypair
 
@@ -174,12 +177,13 @@ def _split(data: bytes) -> list[bytes]:
     return [data[i : i + 32] for i in range(0, len(data), 32)]
 
 
-def psi_ours(left: list[str], right: list[str]) -> tuple[set[str], float]:
-    """DH PSI on ristretto255; left learns the intersection. Returns (result, CPU s)."""
+def psi_ours(left: list[str], right: list[str], *,
+             backend: ModuleType = blinding) -> tuple[set[str], float]:
+    """DH PSI on one blinding backend; left learns the intersection. (result, CPU s)."""
     _pool.shutdown_pool()
     cpu0 = _cpu()
-    domain = make_domain(protocol="bench.psi", run_id=b"run")
-    a, b = BlindingKey.generate(), BlindingKey.generate()
+    domain = backend.make_domain(protocol="bench.psi", run_id=b"run")
+    a, b = backend.BlindingKey.generate(), backend.BlindingKey.generate()
     msg_a = b"".join(a.hash_and_blind([x.encode() for x in left], domain=domain))
     msg_b = b"".join(b.hash_and_blind([x.encode() for x in right], domain=domain))
     msg_ab = b"".join(b.blind(_split(msg_a)))  # right re-blinds left's points, order kept
@@ -207,33 +211,51 @@ def psi_openmined(left: list[str], right: list[str]) -> tuple[set[str], float]:
     return result, _cpu() - cpu0
 
 
-def bench_blinding(*, count: int, rng: random.Random) -> Json:
-    """Blinding rates and the PSI comparison."""
-    left, right = _ids(count, rng)
-    domain = make_domain(protocol="bench.blind", run_id=b"run")
-    key = BlindingKey.generate()
+def bench_blinding_ops(*, backend: ModuleType, left: list[str], prefix: str) -> Json:
+    """Hash-and-blind and re-blind rates (pool, wall) and CPU us per op (inline, one core)."""
+    domain = backend.make_domain(protocol="bench.blind", run_id=b"run")
+    key = backend.BlindingKey.generate()
     encoded = [x.encode() for x in left]
     key.hash_and_blind(encoded[:2000], domain=domain)  # start the pool
     points, hb_s = _timed(lambda: key.hash_and_blind(encoded, domain=domain))
-    few = encoded[: count // 10]
+    other = backend.BlindingKey.generate()
+    _, rb_s = _timed(lambda: other.blind(points))
+    few, few_points = encoded[: len(left) // 10], points[: len(left) // 10]
     with _one_core():
-        _, hb1_s = _timed(lambda: key.hash_and_blind(few, domain=domain))
-    _, rb_s = _timed(lambda: BlindingKey.generate().blind(points))
-    ours, ours_cpu = psi_ours(left, right)
-    theirs, theirs_cpu = psi_openmined(left, right)
-    records = len(left) + len(right)
+        _, hb1_s, hb1_cpu = _timed_cpu(lambda: key.hash_and_blind(few, domain=domain))
+        _, _, rb1_cpu = _timed_cpu(lambda: other.blind(few_points))
     return {
-        "hash_and_blind_per_s": round(count / hb_s, 1),
-        "hash_and_blind_per_s_1core": round(len(few) / hb1_s, 1),
-        "reblind_per_s": round(count / rb_s, 1),
+        prefix + "hash_and_blind_per_s": round(len(left) / hb_s, 1),
+        prefix + "hash_and_blind_per_s_1core": round(len(few) / hb1_s, 1),
+        prefix + "reblind_per_s": round(len(left) / rb_s, 1),
+        prefix + "hash_and_blind_cpu_us_1core": round(hb1_cpu / len(few) * 1e6, 2),
+        prefix + "reblind_cpu_us_1core": round(rb1_cpu / len(few) * 1e6, 2),
+    }
+
+
+def bench_blinding(*, count: int, rng: random.Random) -> Json:
+    """Blinding rates of both backends and the PSI comparison, on the same ID sets."""
+    left, right = _ids(count, rng)
+    out = bench_blinding_ops(backend=blinding, left=left, prefix="")
+    out |= bench_blinding_ops(backend=blinding_x25519, left=left, prefix="x25519_")
+    truth = set(left) & set(right)
+    ours, ours_cpu = psi_ours(left, right, backend=blinding)
+    theirs, theirs_cpu = psi_openmined(left, right)
+    x255, x255_cpu = psi_ours(left, right, backend=blinding_x25519)
+    records = len(left) + len(right)
+    return out | {
         "psi_set_sizes": [len(left), len(right)],
         "psi_intersection_size": len(ours),
-        "psi_intersections_identical": ours == theirs == set(left) & set(right),
+        "psi_intersections_identical": ours == theirs == truth,
         "psi_ours_cpu_s": round(ours_cpu, 2),
         "psi_openmined_cpu_s": round(theirs_cpu, 2),
         "psi_ours_records_per_cpu_s": round(records / ours_cpu, 1),
         "psi_openmined_records_per_cpu_s": round(records / theirs_cpu, 1),
         "psi_ratio": round(theirs_cpu / ours_cpu, 3),
+        "psi_x25519_intersections_identical": x255 == theirs == truth,
+        "psi_x25519_cpu_s": round(x255_cpu, 2),
+        "psi_x25519_records_per_cpu_s": round(records / x255_cpu, 1),
+        "psi_x25519_ratio": round(theirs_cpu / x255_cpu, 3),
     }
 
 
@@ -241,10 +263,17 @@ def main(argv: list[str] | None = None) -> Json:
     """Run every section and print one JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="small counts (smoke run)")
+    parser.add_argument("--psi-only", action="store_true",
+                        help="only the blinding and PSI section (skip Paillier and packing)")
     args = parser.parse_args(argv)
     rng = random.Random(20261129)
     quick = args.quick
     out: Json = {"quick": quick, "workers": _pool.worker_count()}
+    if args.psi_only:
+        out |= bench_blinding(count=10_000 if quick else 100_000, rng=rng)
+        _pool.shutdown_pool()
+        print(json.dumps(out, sort_keys=True))
+        return out
     rounds = 2 if quick else 3
     out |= bench_paillier(2048, count=200 if quick else 600, phe_count=40 if quick else 120,
                           rounds=rounds, rng=rng)
