@@ -29,19 +29,23 @@ Security argument (semi-honest parties, as for the ristretto255 backend).
   ``k P`` stays on whichever of curve or twist ``P`` was on, so anyone can read one bit of the
   hashed ID from every blinded token (Legendre symbol of ``g(u)``). Elligator 2 outputs
   curve points only, so that bit is constant (always "curve") and carries nothing; after
-  the first blinding every token is a uniformly distributed u-coordinate of the
-  prime-order subgroup.
+  the first blinding every token is the u-coordinate of a point of the prime-order
+  subgroup, like any X25519 public value, and is pseudorandom there under DDH.
 * Only u travels. ``P`` and ``-P`` share their u-coordinate, and so do ``k P`` and
   ``-k P``: tokens identify the pair ``{P, -P}``. Equality of tokens is still equality of
-  hashed IDs up to a collision of ``{P, -P}`` classes, whose probability (about
-  ``n^2 / L`` for ``n`` IDs) is negligible; the PSI and matching only test equality.
+  hashed IDs up to a collision of ``{P, -P}`` classes (after the cofactor is cleared),
+  whose probability for ``n`` IDs is of order ``n^2 / 2^250``, negligible; the PSI and
+  matching only test equality.
 * Validation of every received point (:meth:`BlindingKey.blind`): 32 bytes; canonical
   (``u < p``, so also the top bit clear; RFC 7748 would silently mask it, letting one
-  point have two encodings); on the curve (the Legendre symbol of ``g(u)`` is not -1, so a
-  twist point, which an active party could use to probe ``k`` modulo the twist's small
-  factors, is rejected with the element's index); and not of small order (the X25519
-  result is not all-zero: ``cryptography`` raises on it, wrapped here as ``CryptoError``).
-  A point with a small-order component is accepted: the clamped scalar removes it.
+  point have two encodings); on the curve (the Legendre symbol of ``g(u)`` is not -1; the
+  X25519 ladder itself would accept a twist point, and although curve25519's twist has
+  order 4 times a prime, so little of ``k`` could leak, no honest party ever sends one:
+  rejected with the element's index); and not of small order (the X25519 result is not
+  all-zero: ``cryptography`` raises on it, wrapped here as ``CryptoError``). A point with a
+  small-order component is accepted: the clamped scalar removes it. The model is
+  semi-honest, as for ristretto255: validation stops malformed input, it does not make a
+  malicious party's choice of IDs or keys honest.
 * No :meth:`inverse`. X25519 clamps every scalar (bit 254 set, low three bits clear), so
   ``k^-1 mod L`` is reachable as a clamped scalar for only about half the keys, and a
   multiple of 8 can never restore a hashed point's cofactor component. Neither PSI nor
