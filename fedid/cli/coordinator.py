@@ -31,6 +31,9 @@ def register(app: typer.Typer) -> None:
         schema: Annotated[Path | None, typer.Option("--schema", help="Schema TOML.")] = None,
         no_matching: Annotated[bool, typer.Option("--no-matching", help="Skip matching.")
                                ] = False,
+        grouping: Annotated[str, typer.Option(
+            "--grouping", help="province (one matching run; education nodes share a key "
+            "folder) or per_agency.")] = "province",
         insecure: Annotated[bool, typer.Option(
             "--insecure", help="No TLS, no node authentication (local experiments).")] = False,
         run_timeout: Annotated[float, typer.Option(
@@ -52,6 +55,7 @@ def register(app: typer.Typer) -> None:
             config: dict[str, object] = {
                 "out": str(out.resolve()), "rounds": rounds, "min-nodes": min_nodes,
                 "wait-nodes": wait_nodes, "timeout": timeout, "matching": not no_matching,
+                "grouping": grouping,
             }
             if schema is not None:
                 config["schema"] = str(schema.resolve())

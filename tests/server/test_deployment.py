@@ -49,7 +49,8 @@ class Federation:
             department="education" if edu else name,
             data=self.province / "agencies" / folder / f"{name}.parquet",
             schema=self.province / "schema.toml", out=self.root / f"nodes-{tag}" / name,
-            epsilon=1.0, delta=1e-5)
+            epsilon=1.0, delta=1e-5,
+            education_keys=self.root / "education-keys" if edu else None)
 
     def start_node(self, name: str, key: str | None = None, tag: str = "a"
                    ) -> subprocess.Popen[bytes]:
