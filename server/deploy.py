@@ -131,7 +131,8 @@ class Coordinator:
                 raise FederationError(
                     f"the SuperLink exited with code {self.process.returncode}; "
                     f"see {self.out / 'superlink.log'}.")
-            if self._flwr(["ls", CONNECTION, "--format", "json"], check=False)[0] == 0:
+            code, out = self._flwr(["ls", CONNECTION, "--format", "json"], check=False)
+            if code == 0 and '"success": true' in out:  # flwr exits 0 on failures too
                 return
             time.sleep(1.0)
         raise FederationError(f"the SuperLink did not answer within {wait:.0f} s.")
