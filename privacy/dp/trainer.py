@@ -2,7 +2,7 @@
 
 Each call builds a FRESH module (Opacus cannot wrap one module twice), loads the given weights,
 wraps it for per-sample gradients (``grad_sample_mode``: ``"ghost"`` clipping by default,
-``"hooks"``, ``"functorch"``), and runs ``epochs x ceil(n / B)`` DP-SGD steps. Every step:
+``"hooks"``, ``"functorch"``, ``"ew"``), and runs ``epochs x ceil(n / B)`` DP-SGD steps. Every step:
 
 1. Poisson sampling: each record joins the batch independently with probability
    ``q = 1 / ceil(n / B)`` (Opacus's sample rate). Batches are drawn from tensors directly (no
@@ -62,7 +62,7 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-GRAD_SAMPLE_MODES: Final = ("ghost", "hooks", "functorch")
+GRAD_SAMPLE_MODES: Final = ("ghost", "hooks", "functorch", "ew")
 _OPTIMIZERS: Final = ("sgd", "adam")
 
 # per_sample_loss(module, batch_tensors) -> losses of shape [batch] (no reduction)

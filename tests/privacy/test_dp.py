@@ -293,7 +293,7 @@ def test_config_and_accountant_must_agree() -> None:
             accountant=Accountant(kind="prv"),
         )
     with pytest.raises(AccountingError, match="grad_sample_mode"):
-        DPSGDConfig(noise_multiplier=1.0, grad_sample_mode="ew")
+        DPSGDConfig(noise_multiplier=1.0, grad_sample_mode="ghost_fsdp")
 
 
 def test_ema_returns_average_of_iterates_at_no_privacy_cost() -> None:
