@@ -103,12 +103,12 @@ def _plots(summary: dict[str, Any]) -> list[tuple[str, str]]:
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 4))
         a1.bar(range(len(names)), cov)
         a1.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
-        a1.set_ylabel("students matched by >= 1 department (%)")
-        a1.set_title("Matching coverage")
+        a1.set_ylabel("key positions (students, guardians) matched (%)")
+        a1.set_title("Matching coverage (>= 1 department)")
         a2.bar(range(len(names)), dup, color="tab:red")
         a2.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
-        a2.set_ylabel("students")
-        a2.set_title("Duplicate aid (recommended + temporary relief)")
+        a2.set_ylabel("students (released count)")
+        a2.set_title("Duplicate aid: aided + civil-affairs relief")
         out.append(("Matching coverage and duplicate aid", _png(fig)))
     return out
 
