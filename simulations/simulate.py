@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -34,6 +35,9 @@ __all__ = ["SimulationConfig", "agencies_of", "run"]
 _log = logging.getLogger(__name__)
 
 Progress = Callable[[str, dict[str, Any]], None]
+
+_RUN_OUTPUTS = ("nodes", "coordinator", "education_keys", "transcript", "summary.json",
+                "report.html", "simulation.json")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +59,9 @@ class SimulationConfig:
     workers: int = 2
     reference: bool = True
     train: tuple[tuple[str, float], ...] = ()
+    # A simulated year starts from nothing: earlier node folders (with their spent
+    # budgets), coordinator state and reports in ``out`` are removed (the province stays).
+    fresh: bool = True
 
     def __post_init__(self) -> None:
         if self.rounds < 1:
@@ -124,6 +131,13 @@ def run(cfg: SimulationConfig, progress: Progress | None = None) -> dict[str, An
     """Run the year; write summary.json and report.html; return the summary."""
     say = progress or (lambda _e, _d: None)
     cfg.out.mkdir(parents=True, exist_ok=True)
+    if cfg.fresh:
+        for name in _RUN_OUTPUTS:
+            target = cfg.out / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
     times: dict[str, float] = {}
     t0 = time.perf_counter()
     if cfg.data is None:

@@ -67,7 +67,7 @@ def _dp_sweep(base: Path, first: dict[str, Any], epsilons: list[float], rounds: 
                 (target / "nodes" / node.name).mkdir(parents=True, exist_ok=True)
                 shutil.copy(ev, target / "nodes" / node.name / "evidence.parquet")
         cfg = SimulationConfig(out=target, data=base / "eps_1" / "province", rounds=rounds,
-                               epsilon=eps, matching=False, reference=False)
+                               epsilon=eps, matching=False, reference=False, fresh=False)
         summary = _run_or_reuse(cfg, reuse)
         out["federated_dp"][str(eps)] = _pick(summary["identification"]["federated"])
     return out
