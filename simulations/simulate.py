@@ -179,6 +179,7 @@ def _run_flower(
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     os.environ.setdefault("FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION", "1")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     # Simulation workers inherit this: the protobuf gencode notice would flood the log.
     os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning")
     if cfg.transcript:
