@@ -39,6 +39,7 @@ def register(app: typer.Typer) -> None:
         from fedid.cli._model_io import load_inputs
         from fedid.errors import DataValidationError
         from fedid.model import (
+            DP_CAVEATS,
             HardshipModel,
             ModelCard,
             TrainConfig,
@@ -77,6 +78,7 @@ def register(app: typer.Typer) -> None:
             budget=result.state.budget.to_dict(),
             metrics={"held_out": "none: metrics on the training labels", **metrics["overall"]},
             fairness={"groups": metrics["groups"], "gaps": metrics["gaps"]},
+            caveats=tuple(k for k in DP_CAVEATS if k != "fedavg_weights"),  # no federation here
         )
         save_model(out, model, card)
         (out / "privacy_state.bin").write_bytes(result.state.to_bytes())
