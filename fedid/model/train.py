@@ -228,7 +228,6 @@ class LocalResult:
     n_records: int
     mean_loss: float
     empty_batches: int = 0
-    extra: Mapping[str, float] = field(default_factory=dict)
 
 
 def _tensors(inputs: pd.DataFrame, schema: Schema) -> list[torch.Tensor]:
