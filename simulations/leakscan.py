@@ -9,8 +9,9 @@ offset of every file:
   either byte order;
 - plaintext indicator values of the departments' records: non-integer floats with
   ``|v| >= 10`` as float64 (either order) and as decimal text, and integers
-  ``>= 10000`` (amounts, fixed-point codes of :mod:`fedid.matching.policy`) as 8-byte
-  integers and decimal text.
+  ``>= 10000`` (amounts, fixed-point codes of :mod:`fedid.matching.policy`) as float64
+  and decimal text, and as 8-byte integers when ``>= 2**24`` (smaller ones are the tail
+  bytes of ordinary float64 values such as released counts).
 
 Text forms are found with byte regexes (a digit run standing alone, not inside a hex
 digest or a word) and checked against the needle sets; binary forms with a sliding
@@ -40,6 +41,9 @@ _WIDE = [
     (re.compile(rb"(?:[0-9X]\x00\x00\x00){15,18}"), "utf-32-le"),
     (re.compile(rb"(?:\x00\x00\x00[0-9X]){15,18}"), "utf-32-be"),
 ]
+
+
+_MIN_BINARY_INT = 1 << 24
 
 
 def legacy_form(id18: str) -> str:
@@ -89,6 +93,7 @@ def needles_from_province(province: Path) -> Needles:
                     out.float_text.update({repr(v).encode(), f"{v:.2f}".encode()})
                 elif abs(v) >= 10000 and v == round(v):
                     out.ints.add(int(v))
+                    out.floats.add(float(v))
     for i in list(ids):
         if len(i) == 18:
             ids.add(legacy_form(i))
@@ -113,7 +118,10 @@ def _binary_hits(blob: bytes, needles: Needles) -> tuple[int, int]:
     le7 = le & np.uint64(0x00FFFFFFFFFFFFFF)
     be7 = be >> np.uint64(8)
     id_arr = np.fromiter(needles.id_ints, dtype=np.uint64, count=len(needles.id_ints))
-    int_arr = np.fromiter(needles.ints, dtype=np.uint64, count=len(needles.ints))
+    # As raw 8-byte integers only values of 3+ significant bytes: a small one (e.g. 12608,
+    # bytes 00..31 40) is also the tail of any float64 like 17.0 (a released count).
+    big = [v for v in needles.ints if v >= _MIN_BINARY_INT]
+    int_arr = np.fromiter(big, dtype=np.uint64, count=len(big))
     id_hits = sum(int(np.isin(x, id_arr).sum()) for x in (le, be, le7, be7)) if len(id_arr) else 0
     val_hits = sum(int(np.isin(x, int_arr).sum()) for x in (le, be)) if len(int_arr) else 0
     if needles.floats:

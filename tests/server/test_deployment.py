@@ -121,7 +121,7 @@ def test_node_killed_mid_round_run_completes(federation: Federation) -> None:
         federation.start_node(name, tag="b")
     run_id = federation.coord.submit({
         "out": str(federation.root / "run_kill"), "min-nodes": 3, "wait-nodes": 180.0,
-        "timeout": 90.0, "rounds": 3, "matching": False, "session": "kill",
+        "timeout": 240.0, "rounds": 3, "matching": False, "session": "kill",
         "schema": str(federation.province / "schema.toml")})
     ledger = federation.root / "nodes-b" / victim / "privacy_ledger.json"
     deadline = time.monotonic() + 600
