@@ -20,6 +20,7 @@ import numpy as np
 
 from fedid.errors import TrainingError
 from fedid.model.model import HardshipModel
+from fedid.model.noise import PUBLISHED_SELF_REPORT
 from fedid.schema import load_schema
 from privacy.dp import PrivacySpend
 
@@ -133,7 +134,14 @@ def save_model(directory: Path, model: HardshipModel, card: ModelCard) -> Path:
         arrays = {k: np.asarray(v) for k, v in model.weights.items()}
         np.savez(tmp / "weights.npz", **arrays)  # type: ignore[arg-type]
         (tmp / "model.json").write_text(
-            json.dumps({"hidden": list(model.hidden), "format": 1}), encoding="utf-8"
+            json.dumps(
+                {
+                    "hidden": list(model.hidden),
+                    "hardship_threshold": model.hardship_threshold,
+                    "format": 1,
+                }
+            ),
+            encoding="utf-8",
         )
         (tmp / "schema.toml").write_text(model.schema.to_toml(), encoding="utf-8")
         (tmp / "card.json").write_text(json.dumps(card.to_dict(), indent=1), encoding="utf-8")
@@ -158,6 +166,13 @@ def load_model(directory: Path) -> tuple[HardshipModel, ModelCard]:
         card = ModelCard.from_dict(json.loads((directory / "card.json").read_text("utf-8")))
     except (OSError, ValueError, KeyError) as exc:
         raise TrainingError(f"could not load a model from the directory: {exc!s}") from exc
-    model = HardshipModel(schema=schema, hidden=tuple(meta["hidden"]), weights=weights)
+    model = HardshipModel(
+        schema=schema,
+        hidden=tuple(meta["hidden"]),
+        weights=weights,
+        hardship_threshold=float(
+            meta.get("hardship_threshold", PUBLISHED_SELF_REPORT.hardship_threshold)
+        ),
+    )
     model.build_net()  # fails early on mismatched weights
     return model, card

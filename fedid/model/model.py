@@ -4,6 +4,10 @@
 row per student: recommended level (the rule layer first, then the learned model), dimension
 flags, P(hardship), whether an exclusion signal asks for review, and the reasons. It is a
 recommendation for people to review, never a decision.
+
+The learned level counts the cumulative probabilities ``P(level > k)`` that pass their
+thresholds: ``hardship_threshold`` for ``P(level >= 1)`` (default: corrected for the published
+self-report label noise, :mod:`fedid.model.noise`), 1/2 for the higher levels.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ import numpy.typing as npt
 import pandas as pd
 import torch
 
+from fedid.errors import ConfigError
 from fedid.model.features import ID_COLUMN, encode, feature_layout
 from fedid.model.net import HardshipNet, split_outputs
+from fedid.model.noise import PUBLISHED_SELF_REPORT
 from fedid.model.reasons import indicator_contributions, top_indicator_reasons
 from fedid.model.rules import apply_rules
 from fedid.schema import Schema
@@ -40,7 +46,17 @@ class Scores:
     @property
     def level(self) -> npt.NDArray[np.int64]:
         """CORAL prediction: the number of thresholds passed with probability > 0.5."""
-        level: npt.NDArray[np.int64] = (self.p_greater > 0.5).sum(axis=1).astype(np.int64)
+        return self.levels(0.5)
+
+    def levels(self, hardship_threshold: float) -> npt.NDArray[np.int64]:
+        """Levels with ``P(level >= 1) > hardship_threshold`` and ``P(level > k) > 0.5``, k >= 1.
+
+        Rank-consistent for any threshold <= 0.5 (CORAL's ``P(level > k)`` decrease in k).
+        """
+        cuts = np.full(self.p_greater.shape[1], 0.5)
+        if cuts.size:
+            cuts[0] = hardship_threshold
+        level: npt.NDArray[np.int64] = (self.p_greater > cuts).sum(axis=1).astype(np.int64)
         return level
 
 
@@ -51,6 +67,13 @@ class HardshipModel:
     schema: Schema
     hidden: tuple[int, ...]
     weights: Mapping[str, npt.NDArray[np.float32]] = field(default_factory=dict)
+    hardship_threshold: float = PUBLISHED_SELF_REPORT.hardship_threshold
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.hardship_threshold < 1.0:
+            raise ConfigError(
+                f"hardship_threshold must be in (0, 1). Got {self.hardship_threshold}."
+            )
 
     def build_net(self) -> HardshipNet:
         """A fresh network; the stored weights loaded if there are any."""
@@ -81,7 +104,7 @@ class HardshipModel:
         hits = apply_rules(inputs, schema)
         scores = self.score(inputs)
         rule_level = hits.levels()
-        level = np.maximum(rule_level, scores.level)
+        level = np.maximum(rule_level, scores.levels(self.hardship_threshold))
         flags = scores.p_flags > 0.5
         if "special_group" in schema.dimension_flags:
             flags[:, schema.dimension_flags.index("special_group")] |= hits.recognised

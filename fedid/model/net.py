@@ -66,13 +66,24 @@ def per_sample_loss(
     *,
     n_levels: int,
     flag_weight: float = 0.5,
+    level_weights: Sequence[float] | None = None,
 ) -> torch.Tensor:
-    """Per-record loss: CORAL binary cross-entropies plus weighted flag cross-entropies."""
+    """Per-record loss: CORAL binary cross-entropies plus weighted flag cross-entropies.
+
+    ``level_weights`` (one per level, indexed by the record's label level) scale the level
+    term of each record: class weights fixed a priori, never estimated from the data.
+    """
     level_logits, flag_logits = split_outputs(out, n_levels)
     ks = torch.arange(n_levels - 1).unsqueeze(0)
     cumulative = (levels.unsqueeze(1) > ks).to(out.dtype)
     bce = nn.functional.binary_cross_entropy_with_logits
     loss = bce(level_logits, cumulative, reduction="none").sum(dim=1)
+    if level_weights is not None:
+        if len(level_weights) != n_levels:
+            raise TrainingError(
+                f"level_weights needs one weight per level ({n_levels}). Got {len(level_weights)}."
+            )
+        loss = loss * torch.as_tensor(level_weights, dtype=out.dtype)[levels]
     if flag_logits.shape[1]:
         loss = loss + flag_weight * bce(flag_logits, flags, reduction="none").sum(dim=1)
     return loss
