@@ -64,14 +64,10 @@ def match(
 
     found_schema, edu, deps = _tables(province, home, evidence)
     schema = load_schema(schema_file or found_schema)
+
     def load(path: Path, kind: Literal["education", "department"]) -> pd.DataFrame:
         dep = path.stem if kind == "department" else None
-        try:
-            return load_agency_table(path, schema=schema, kind=kind, department=dep).frame
-        except (ValueError, TypeError) as exc:  # a defect in the table loader, not the data
-            _log.warning("table loader failed on %s (%s); reading it directly; matching "
-                         "still validates IDs and field ranges", path.name, type(exc).__name__)
-            return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+        return load_agency_table(path, schema=schema, kind=kind, department=dep).frame
 
     homes = {p.stem: load(p, "education") for p in edu}
     departments = {p.stem: load(p, "department") for p in deps}
