@@ -6,6 +6,7 @@ Message types handled:
 - ``query.init``      the initial model arrays (schema and seed only, no data)
 - ``train``           one round of local DP-SGD from the global arrays (budget-guarded)
 - ``evaluate``        metrics of the global arrays on this node's held-out rows
+- ``query.secagg``    secure aggregation only: this round's X25519 public key
 - ``query.identify``  score every student locally, write the recommendations on this
                       node, reply with aggregate counts only
 - ``query.match_*``   one step of the matching protocol (see :mod:`clients.matching`)
@@ -50,6 +51,12 @@ def train(msg: Message, context: Context) -> Message:
 def evaluate(msg: Message, context: Context) -> Message:
     """Evaluate the global model on this node's held-out rows."""
     return Message(node.evaluate(msg, context), reply_to=msg)
+
+
+@app.query("secagg")
+def secagg(msg: Message, context: Context) -> Message:
+    """Secure aggregation, key step: this round's public key (see clients.secure_sum)."""
+    return Message(node.secagg_keys(msg, context), reply_to=msg)
 
 
 @app.query("identify")

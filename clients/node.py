@@ -13,16 +13,19 @@ from __future__ import annotations
 import logging
 from functools import lru_cache
 
+import numpy as np
 from flwr.app import ConfigRecord, Context, Message, RecordDict
+from numpy.typing import NDArray
 
-from clients import training
+from clients import secure_sum, training
 from clients.config import NodeSettings, node_settings
 from clients.privacy_state import NodePrivacyLedger
 from clients.records import arrays_of, config_float, config_int, config_str, content
 from fedid.errors import BudgetExceededError, FederationError
 from fedid.model.train import LocalState
 
-__all__ = ["evaluate", "identify", "info", "init", "match", "settings_of", "train"]
+__all__ = ["evaluate", "identify", "info", "init", "match", "secagg_keys", "settings_of",
+           "train"]
 
 _log = logging.getLogger(__name__)
 
@@ -67,7 +70,7 @@ def train(msg: Message, context: Context) -> RecordDict:
         _log.info("%s: round %s already trained; replaying the stored reply", s.agency_id, rnd)
         arrays, metrics = stored
         ledger.save(context)
-        return content(arrays=arrays, metrics=metrics)
+        return _train_reply(msg, context, s, arrays, metrics)
     global_arrays = arrays_of(msg)
     if global_arrays is None:
         raise FederationError("train message carries no arrays.")
@@ -82,15 +85,36 @@ def train(msg: Message, context: Context) -> RecordDict:
         )
     except BudgetExceededError as exc:
         _log.warning("%s refused round %s: %s", s.agency_id, rnd, exc)
-        return content(
-            config={"refused": str(exc)},
-            metrics=_privacy_metrics(s, state.epsilon_spent) | {"num_examples": 0},
-        )
+        return _train_reply(msg, context, s, None,
+                            _privacy_metrics(s, state.epsilon_spent) | {"num_examples": 0},
+                            refused=str(exc))
     metrics = _privacy_metrics(s, result.epsilon) | {"num_examples": result.num_examples}
     ledger.record_round(key=key, arrays=result.arrays, metrics=metrics,
                         state=result.state.to_bytes(), epsilon=result.epsilon)
     ledger.save(context)
-    return content(arrays=result.arrays, metrics=metrics)
+    return _train_reply(msg, context, s, result.arrays, metrics)
+
+
+def _train_reply(
+    msg: Message, context: Context, s: NodeSettings, arrays: list[NDArray[np.float32]] | None,
+    metrics: dict[str, float], *, refused: str = "",
+) -> RecordDict:
+    """The plain reply, or with secure aggregation on, a masked vector (clients.secure_sum)."""
+    if secure_sum.enabled(msg):
+        global_arrays = arrays_of(msg)
+        if global_arrays is None:
+            raise FederationError("train message carries no arrays.")
+        return secure_sum.masked_reply(msg, context, agency_id=s.agency_id,
+                                       global_arrays=global_arrays, local_arrays=arrays,
+                                       metrics=metrics, refused=refused)
+    if arrays is None:
+        return content(config={"refused": refused}, metrics=metrics)
+    return content(arrays=arrays, metrics=metrics)
+
+
+def secagg_keys(msg: Message, context: Context) -> RecordDict:
+    """Secure aggregation step 1: a fresh public key for this round (clients.secure_sum)."""
+    return secure_sum.keys_reply(msg, context, agency_id=settings_of(context).agency_id)
 
 
 def _privacy_metrics(s: NodeSettings, epsilon: float) -> dict[str, float]:

@@ -106,6 +106,14 @@ class FedAvg:
             return f"num_examples must be >= 1, got {reply.num_examples}"
         return self._check_privacy(reply)
 
+    def check_privacy(self, reply: TrainReply) -> str:
+        """The privacy-declaration part of :meth:`check` (used by server.secure_sum)."""
+        return self._check_privacy(reply)
+
+    def note_spend(self, spend: Mapping[str, float]) -> None:
+        """Record the spend of replies used outside :meth:`aggregate` (secure rounds)."""
+        self._last_spend.update(spend)
+
     def _check_privacy(self, reply: TrainReply) -> str:
         p = reply.privacy
         if p is None:

@@ -8,7 +8,9 @@ Phases (each timed):
              departmental agency (:mod:`server.matching`), relayed as query messages
 3. training  ``rounds`` rounds of weighted FedAvg over the labelled education nodes;
              replies validated (:mod:`server.strategy`); checkpoint after every round
-             (:mod:`server.ledger`); federated evaluation on the nodes' held-out rows
+             (:mod:`server.ledger`); federated evaluation on the nodes' held-out rows;
+             with ``secure-aggregation`` on, the coordinator sees only the sum of the
+             weighted updates (:mod:`server.secure_sum`)
 4. identify  each education node scores all its students with the final model and
              writes the recommendations on its own side; the coordinator receives
              aggregate counts only (:mod:`server.aggregates`)
@@ -35,7 +37,7 @@ from clients.records import ConfigValue, arrays_of, content, metrics_of
 from fedid.errors import ConfigError, FederationError
 from server import aggregates
 from server.ledger import Ledger, RoundRecord
-from server.strategy import FedAvg, PrivacyDeclaration, TrainReply
+from server.strategy import AggregationResult, FedAvg, PrivacyDeclaration, TrainReply
 from server.transport import Messenger
 
 __all__ = ["Progress", "YearConfig", "run_year"]
@@ -62,6 +64,7 @@ class YearConfig:
     grouping: str = "province"
     seed: int = 0
     train: dict[str, float] = field(default_factory=dict)
+    secure_aggregation: bool = False
 
     def __post_init__(self) -> None:
         if self.rounds < 1:
@@ -88,6 +91,7 @@ class YearConfig:
             grouping=str(raw.get("grouping", "province")),
             seed=int(raw.get("seed", 0)),
             train=train,
+            secure_aggregation=str(raw.get("secure-aggregation", False)).lower() == "true",
         )
 
 
@@ -180,6 +184,16 @@ def _train(
         conf: dict[str, ConfigValue] = {
             "session": cfg.session, "round": rnd, "rounds": cfg.rounds, "seed": cfg.seed,
             **{f"train-{k}": v for k, v in cfg.train.items()}}
+        if cfg.secure_aggregation:
+            from server.secure_sum import secure_round
+
+            secure = secure_round(messenger, strategy, trainers=trainers, conf=conf,
+                                  arrays=arrays)
+            budgets.update({a: {"epsilon": p.epsilon_budget, "delta": p.delta_budget}
+                            for a, p in secure.declarations.items()})
+            arrays = secure.result.arrays
+            _finish_round(messenger, strategy, ledger, cfg, rnd, secure.result, arrays, t0, say)
+            continue
         replies = messenger.exchange(
             "train", {a: content(config=conf, arrays=arrays) for a in trainers},
             group=str(rnd),
@@ -208,20 +222,28 @@ def _train(
                                      priv, refused=refused))
         result = strategy.aggregate(parsed, arrays)
         arrays = result.arrays
-        metrics = _evaluate(messenger, arrays, cfg, rnd)
-        record = RoundRecord(
-            round=rnd, used=result.used, excluded=result.excluded,
-            spend={a: strategy.last_spend[a] for a in result.used},
-            metrics=metrics, seconds=time.perf_counter() - t0,
-        )
-        ledger.record(record, arrays)
-        say("round", {"round": rnd, "metrics": metrics, "excluded": result.excluded})
+        _finish_round(messenger, strategy, ledger, cfg, rnd, result, arrays, t0, say)
     return arrays, {
         "rounds": [r.to_json() for r in ledger.rounds],
         "declared_spend": ledger.last_spend(),
         "budgets": budgets,
         "weighting": cfg.weighting,
+        "secure_aggregation": cfg.secure_aggregation,
     }
+
+
+def _finish_round(
+    messenger: Messenger, strategy: FedAvg, ledger: Ledger, cfg: YearConfig, rnd: int,
+    result: AggregationResult, arrays: list[Any], t0: float, say: Progress,
+) -> None:
+    metrics = _evaluate(messenger, arrays, cfg, rnd)
+    record = RoundRecord(
+        round=rnd, used=result.used, excluded=result.excluded,
+        spend={a: strategy.last_spend[a] for a in result.used},
+        metrics=metrics, seconds=time.perf_counter() - t0,
+    )
+    ledger.record(record, arrays)
+    say("round", {"round": rnd, "metrics": metrics, "excluded": result.excluded})
 
 
 def _evaluate(

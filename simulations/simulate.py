@@ -59,6 +59,7 @@ class SimulationConfig:
     workers: int = 2
     reference: bool = True
     train: tuple[tuple[str, float], ...] = ()
+    secure_aggregation: bool = False  # coordinator sees only the sum (server.secure_sum)
     # A simulated year starts from nothing: earlier node folders (with their spent
     # budgets), coordinator state and reports in ``out`` are removed (the province stays).
     fresh: bool = True
@@ -116,7 +117,7 @@ def _write_simulation_file(cfg: SimulationConfig, province: Path, schema: Path) 
     coordinator: dict[str, Any] = {
         "out": str(cfg.out.resolve()), "rounds": cfg.rounds, "min-nodes": cfg.min_nodes,
         "session": "year", "matching": cfg.matching, "seed": cfg.seed,
-        "grouping": cfg.grouping,
+        "grouping": cfg.grouping, "secure-aggregation": cfg.secure_aggregation,
         "schema": str(schema.resolve()),
         "wait-nodes": 120.0, "timeout": 900.0,
         **{f"train-{k}": v for k, v in cfg.train},

@@ -52,6 +52,9 @@ def register(app: typer.Typer) -> None:
             "--transcript", help="Record every message leaving a node (OUT/transcript).")] = False,
         workers: Annotated[int, typer.Option(
             "--workers", help="Simulation worker processes.")] = 2,
+        secure_aggregation: Annotated[bool, typer.Option(
+            "--secure-aggregation", help="Mask each node's update (pairwise-masking secure "
+            "sum): the coordinator sees only the sum.")] = False,
     ) -> None:
         """Simulate a school year end to end; write summary.json and report.html."""
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -68,7 +71,7 @@ def register(app: typer.Typer) -> None:
             out=target, data=data, schema=schema, students=students, seed=seed, rounds=rounds,
             epsilon=epsilon, delta=delta, min_nodes=min_nodes, matching=not no_matching,
             grouping=grouping,
-            transcript=transcript, workers=workers,
+            transcript=transcript, workers=workers, secure_aggregation=secure_aggregation,
         )
         start = time.perf_counter()
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn(
