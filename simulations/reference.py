@@ -70,7 +70,8 @@ def centralized_reference(
                                  budget=None, seed=seed)
     # The recommendation's level (rule layer, then the learned score), without the
     # per-student reasons, which the reference does not need.
-    level = np.maximum(apply_rules(inputs, model.schema).levels(), model.score(inputs).level)
+    level = np.maximum(apply_rules(inputs, model.schema).levels(),
+                       model.score(inputs).levels(model.hardship_threshold))
     names = np.asarray(levels, dtype=object)
     joined = truth[["student_id", "true_level", "applied"]].merge(
         pd.DataFrame({"student_id": inputs["student_id"], "pred": names[level]}),
