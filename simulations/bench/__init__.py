@@ -1,3 +1,3 @@
-"""Benchmarks: each module runs with ``python -m simulations.bench.<name>`` and prints one JSON line."""
+"""Benchmarks: each runs as ``python -m simulations.bench.<name>`` and prints one JSON line."""
 
 __all__: list[str] = []
