@@ -32,6 +32,12 @@ key list and then does not send its masked vector leaves masks that cannot be re
 The caller must rerun the instance from step 1 with the remaining parties (a new
 attempt, hence fresh keys and seeds).
 
+Use for weighted FedAvg (:mod:`clients.secure_sum`): a node masks ``[w * delta..., w]``
+with ``w`` its example count, so the coordinator learns ``sum(w * delta)`` and the total
+weight only, not any node's example count (unlike plain FedAvg, where counts travel in
+clear). Masking adds no noise and changes no epsilon: each node's DP guarantee comes from
+its own DP-SGD, secure aggregation only hides the individual (already DP) updates.
+
 Encoding: a value ``x`` with ``|x| <= bound`` becomes ``round(x * 2^frac_bits) mod 2^64``
 (two's complement); anything outside the bound, or not finite, is refused with
 :class:`~privacy.errors.CryptoError` (never clipped silently). The decoded sum is exact
