@@ -1,9 +1,9 @@
 """Privacy primitives (layer 1, no Flower): DP training and accounting, privacy
 budgets, Paillier encryption and packing, commutative blinding (ristretto255; X25519 with
-an Elligator 2 hash), audits.
+an Elligator 2 hash), pairwise-masked secure sums.
 
 Submodules are imported on use (``from privacy.paillier import ...``) so that importing
 :mod:`privacy.errors` stays cheap.
 """
 
-__all__: list[str] = ["blinding", "blinding_x25519", "dp", "errors", "packing", "paillier"]
+__all__: list[str] = ["blinding", "blinding_x25519", "dp", "errors", "packing", "paillier", "secure_sum"]
