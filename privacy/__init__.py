@@ -6,4 +6,6 @@ Submodules are imported on use (``from privacy.paillier import ...``) so that im
 :mod:`privacy.errors` stays cheap.
 """
 
-__all__: list[str] = ["blinding", "blinding_x25519", "dp", "errors", "packing", "paillier", "secure_sum"]
+__all__: list[str] = [
+    "blinding", "blinding_x25519", "dp", "errors", "packing", "paillier", "secure_sum",
+]
