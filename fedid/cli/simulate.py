@@ -63,6 +63,12 @@ def register(app: typer.Typer) -> None:
 
         for name in ("flwr", "ray"):
             logging.getLogger(name).setLevel(logging.ERROR)
+        # Flower prints through its own console handler and raises its logger to DEBUG
+        # inside run_simulation: keep its records off fedid's root handler and drop the
+        # notice that run_simulation is deprecated (the Python API is what we drive).
+        flwr_logger = logging.getLogger("flwr")
+        flwr_logger.propagate = False
+        flwr_logger.addFilter(lambda record: "DEPRECATED FEATURE" not in record.getMessage())
         target = out or _fresh_out()
         if target.exists() and any(target.iterdir()) and out is not None and \
                 (target / "summary.json").exists():
