@@ -26,7 +26,6 @@ Steps (``config.step``):
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from flwr.app import ConfigRecord, Context, Message, RecordDict
 from clients import training
 from clients.config import NodeSettings
 from clients.records import config_str, content
+from fedid.atomic import atomic_write_bytes
 from fedid.errors import ConfigError, ProtocolError
 from fedid.matching.aggregates import ReleaseConfig, compute_counts, release_counts
 from fedid.matching.evidence import EvidenceAgency
@@ -132,14 +132,8 @@ def _keyring_path(s: NodeSettings, run: str) -> Path:
 
 def _write_keyring(path: Path, keyring: HomeKeyring) -> None:
     private = keyring.private_key.to_bytes()
-    # BlindingKey has no public serialiser yet; its scalar is the 32-byte secret.
-    blob = len(private).to_bytes(4, "big") + private + keyring.blinding._scalar
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(blob)
-    os.replace(tmp, path)
+    blob = len(private).to_bytes(4, "big") + private + keyring.blinding.secret_bytes()
+    atomic_write_bytes(path, blob, mode=0o600)
 
 
 def _read_keyring(path: Path) -> HomeKeyring:

@@ -25,18 +25,13 @@ import numpy as np
 from flwr.app import ConfigRecord, Context
 from numpy.typing import NDArray
 
+from fedid.atomic import atomic_write_bytes
 from fedid.errors import ConfigError
 
 __all__ = ["NodePrivacyLedger"]
 
 _STATE_KEY = "fedid_privacy"
 _SAFE = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
-
-
-def _atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 @dataclass(slots=True)
@@ -71,8 +66,8 @@ class NodePrivacyLedger:
             {"state": self.state or b"", "epsilon_after": after})
         self.out.mkdir(parents=True, exist_ok=True)
         if self.state is not None:
-            _atomic(self.out / "local_state.bin", self.state)
-        _atomic(self.out / "privacy_ledger.json",
+            atomic_write_bytes(self.out / "local_state.bin", self.state)
+        atomic_write_bytes(self.out / "privacy_ledger.json",
                 json.dumps({"epsilon_after": self.epsilon_after}).encode())
 
     @staticmethod

@@ -153,6 +153,14 @@ class BlindingKey:
             if any(scalar):
                 return cls(scalar)
 
+    def secret_bytes(self) -> bytes:
+        """The 32-byte scalar, for the key holder's own storage only.
+
+        Warning: this is the secret. It never goes into a message, a log or a shared folder
+        other than the key holder's own; ``BlindingKey(secret)`` restores the key.
+        """
+        return self._scalar
+
     def __repr__(self) -> str:
         return "BlindingKey(<secret>)"
 

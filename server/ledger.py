@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from fedid.atomic import atomic_write_bytes
 from fedid.errors import FederationError
 
 __all__ = ["Ledger", "RoundRecord"]
@@ -60,12 +61,6 @@ class RoundRecord:
             metrics={k: float(v) for k, v in raw.get("metrics", {}).items()},
             seconds=float(raw.get("seconds", 0.0)),
         )
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 @dataclass(slots=True)
@@ -110,7 +105,7 @@ class Ledger:
             "completed": self.completed,
             "rounds": [r.to_json() for r in self.rounds],
         }
-        _atomic_write(self.ledger_path, json.dumps(payload, indent=1).encode())
+        atomic_write_bytes(self.ledger_path, json.dumps(payload, indent=1).encode())
 
     def load_arrays(self) -> list[NDArray[np.float32]]:
         with np.load(self.checkpoint_path) as data:

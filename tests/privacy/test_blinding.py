@@ -151,3 +151,11 @@ def test_pool_recovers_from_a_dead_worker() -> None:
     os.kill(pids[0], signal.SIGKILL)
     assert key.hash_and_blind(ids, domain=DOMAIN) == expected  # inline fallback
     assert key.hash_and_blind(ids, domain=DOMAIN) == expected  # fresh pool
+
+
+def test_secret_bytes_restore_the_same_key() -> None:
+    key = BlindingKey.generate()
+    restored = BlindingKey(key.secret_bytes())
+    points = hash_to_group([b"110105194912310021"], domain=b"test")
+    assert restored.blind(points) == key.blind(points)
+    assert BlindingKey.generate().blind(points) != key.blind(points)
