@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 
 from clients.config import NodeSettings
 from fedid.errors import DataValidationError, TrainingError
+from fedid.model.evaluate import macro_f1
 from fedid.model.features import build_inputs, level_targets
 from fedid.model.model import HardshipModel
 from fedid.model.train import LocalState, TrainConfig, new_local_state, train_local
@@ -182,16 +183,6 @@ def train_round(
     )
 
 
-def _macro_f1(y: NDArray[np.int64], p: NDArray[np.int64], k: int) -> float:
-    scores = []
-    for c in range(k):
-        tp = float(np.sum((y == c) & (p == c)))
-        support = float(np.sum(y == c) + np.sum(p == c))
-        if support > 0:
-            scores.append(2 * tp / support)
-    return float(np.mean(scores)) if scores else 0.0
-
-
 def evaluate(s: NodeSettings, arrays: list[NDArray[np.float32]]) -> dict[str, float]:
     """Held-out metrics vs the recorded labels (not covered by the DP guarantee)."""
     schema = schema_of(s)
@@ -206,7 +197,7 @@ def evaluate(s: NodeSettings, arrays: list[NDArray[np.float32]]) -> dict[str, fl
     return {
         "num_examples": len(held),
         "accuracy": float(np.mean(y == p)),
-        "macro_f1": _macro_f1(y, p, len(schema.levels.names)),
+        "macro_f1": macro_f1(pred=p, true=y, n_levels=len(schema.levels.names)),
     }
 
 

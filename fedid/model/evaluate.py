@@ -32,6 +32,7 @@ __all__ = [
     "evaluate_levels",
     "evaluate_recommendations",
     "group_columns",
+    "macro_f1",
     "summary",
 ]
 
@@ -42,9 +43,12 @@ def _rate(num: float, den: float) -> float | None:
     return float(num / den) if den else None
 
 
-def _macro_f1(pred: npt.NDArray[np.int64], true: npt.NDArray[np.int64], k: int) -> float:
+def macro_f1(
+    *, pred: npt.NDArray[np.int64], true: npt.NDArray[np.int64], n_levels: int
+) -> float:
+    """Macro-F1 over the level indices ``0..n_levels-1``; a class absent from both is skipped."""
     scores = []
-    for c in range(k):
+    for c in range(n_levels):
         tp = float(np.sum((pred == c) & (true == c)))
         fp = float(np.sum((pred == c) & (true != c)))
         fn = float(np.sum((pred != c) & (true == c)))
@@ -85,7 +89,7 @@ def core_metrics(
         "n_hardship": int(hard.sum()),
         "n_recommended": int(rec.sum()),
         "accuracy": _rate(float(np.sum(rec == hard)), n),
-        "macro_f1": _macro_f1(pred_level, true_level, n_levels) if n else None,
+        "macro_f1": macro_f1(pred=pred_level, true=true_level, n_levels=n_levels) if n else None,
         "missed_rate": _rate(fn, tp + fn),
         "wrong_aid_rate": _rate(fp, tp + fp),
         "ece": _ece(p_hardship, hard) if n else None,
