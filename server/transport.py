@@ -58,30 +58,43 @@ class Messenger:
                 )
             time.sleep(0.5)
 
-    def discover(self, node_ids: list[int]) -> dict[str, AgencyInfo]:
-        """Ask every node who it is; nodes that do not answer are left out."""
-        msgs = [
-            Message(RecordDict({"config": ConfigRecord({})}), dst_node_id=n,
-                    message_type="query.info")
-            for n in node_ids
-        ]
+    def discover(self, node_ids: list[int], *, passes: int = 3) -> dict[str, AgencyInfo]:
+        """Ask every node who it is; nodes that do not answer are left out.
+
+        A node that errors or stays silent (an actor still starting, a transient fault) is
+        asked again, up to ``passes`` times in all, before the year goes on without it.
+        """
         found: dict[str, AgencyInfo] = {}
-        for reply in self.grid.send_and_receive(msgs, timeout=self.timeout):
-            if reply.has_error():
-                _log.warning("node %s failed to describe itself: %s",
-                             reply.metadata.src_node_id, reply.error.reason)
-                continue
-            cfg = reply.content["info"]
-            agency = str(cfg["agency-id"])
-            if agency in found:
-                raise FederationError(f"two nodes claim the same agency id {agency!r}.")
-            found[agency] = AgencyInfo(
-                agency_id=agency,
-                kind=str(cfg["kind"]),
-                department=str(cfg["department"]),
-                node_id=reply.metadata.src_node_id,
-                labelled=bool(cfg["labelled"]),
-            )
+        answered: set[int] = set()
+        for attempt in range(passes):
+            pending = [n for n in node_ids if n not in answered]
+            if not pending:
+                break
+            if attempt:
+                _log.warning("asking %d silent node(s) again who they are (pass %d of %d)",
+                             len(pending), attempt + 1, passes)
+            msgs = [
+                Message(RecordDict({"config": ConfigRecord({})}), dst_node_id=n,
+                        message_type="query.info")
+                for n in pending
+            ]
+            for reply in self.grid.send_and_receive(msgs, timeout=self.timeout):
+                if reply.has_error():
+                    _log.warning("node %s failed to describe itself: %s",
+                                 reply.metadata.src_node_id, reply.error.reason)
+                    continue
+                cfg = reply.content["info"]
+                agency = str(cfg["agency-id"])
+                if agency in found:
+                    raise FederationError(f"two nodes claim the same agency id {agency!r}.")
+                answered.add(reply.metadata.src_node_id)
+                found[agency] = AgencyInfo(
+                    agency_id=agency,
+                    kind=str(cfg["kind"]),
+                    department=str(cfg["department"]),
+                    node_id=reply.metadata.src_node_id,
+                    labelled=bool(cfg["labelled"]),
+                )
         self.agencies = found
         return found
 
