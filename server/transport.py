@@ -73,30 +73,61 @@ class Messenger:
             if attempt:
                 _log.warning("asking %d silent node(s) again who they are (pass %d of %d)",
                              len(pending), attempt + 1, passes)
-            msgs = [
-                Message(RecordDict({"config": ConfigRecord({})}), dst_node_id=n,
-                        message_type="query.info")
-                for n in pending
-            ]
-            for reply in self.grid.send_and_receive(msgs, timeout=self.timeout):
-                if reply.has_error():
-                    _log.warning("node %s failed to describe itself: %s",
-                                 reply.metadata.src_node_id, reply.error.reason)
-                    continue
-                cfg = reply.content["info"]
-                agency = str(cfg["agency-id"])
-                if agency in found:
-                    raise FederationError(f"two nodes claim the same agency id {agency!r}.")
-                answered.add(reply.metadata.src_node_id)
-                found[agency] = AgencyInfo(
-                    agency_id=agency,
-                    kind=str(cfg["kind"]),
-                    department=str(cfg["department"]),
-                    node_id=reply.metadata.src_node_id,
-                    labelled=bool(cfg["labelled"]),
-                )
+            for info in self._ask_info(pending):
+                if info.agency_id in found:
+                    raise FederationError(
+                        f"two nodes claim the same agency id {info.agency_id!r}."
+                    )
+                answered.add(info.node_id)
+                found[info.agency_id] = info
         self.agencies = found
         return found
+
+    def refresh(self) -> list[str]:
+        """Let agencies whose node restarted rejoin; return the agencies that rejoined.
+
+        A SuperNode that dies and comes back may reconnect under a new node id. Every
+        connected node id the coordinator does not know is asked who it is; a known agency
+        answering from a new id is re-addressed there (logged). An agency that was not in
+        the year at discovery stays out: it took no part in matching.
+        """
+        known = {i.node_id for i in self.agencies.values()}
+        fresh = [n for n in sorted(self.grid.get_node_ids()) if n not in known]
+        rejoined: list[str] = []
+        for info in self._ask_info(fresh) if fresh else []:
+            old = self.agencies.get(info.agency_id)
+            if old is None:
+                _log.warning("node %s (%s) joined after discovery; it stays out of this year",
+                             info.node_id, info.agency_id)
+                continue
+            _log.warning("%s rejoined as node %s (was %s)", info.agency_id, info.node_id,
+                         old.node_id)
+            self.agencies[info.agency_id] = info
+            rejoined.append(info.agency_id)
+        return rejoined
+
+    def _ask_info(self, node_ids: list[int]) -> list[AgencyInfo]:
+        """``query.info`` to each node; the descriptions of those that answered in time."""
+        msgs = [
+            Message(RecordDict({"config": ConfigRecord({})}), dst_node_id=n,
+                    message_type="query.info")
+            for n in node_ids
+        ]
+        out: list[AgencyInfo] = []
+        for reply in self.grid.send_and_receive(msgs, timeout=self.timeout):
+            if reply.has_error():
+                _log.warning("node %s failed to describe itself: %s",
+                             reply.metadata.src_node_id, reply.error.reason)
+                continue
+            cfg = reply.content["info"]
+            out.append(AgencyInfo(
+                agency_id=str(cfg["agency-id"]),
+                kind=str(cfg["kind"]),
+                department=str(cfg["department"]),
+                node_id=reply.metadata.src_node_id,
+                labelled=bool(cfg["labelled"]),
+            ))
+        return out
 
     def exchange(
         self,

@@ -179,8 +179,10 @@ def _train(
     if ledger.completed:
         say("resume", {"round": ledger.completed})
     budgets: dict[str, dict[str, float]] = {}
+    rejoins: list[dict[str, Any]] = []
     for rnd in range(ledger.completed + 1, cfg.rounds + 1):
         t0 = time.perf_counter()
+        rejoins += [{"round": rnd, "agency": a} for a in messenger.refresh()]
         conf: dict[str, ConfigValue] = {
             "session": cfg.session, "round": rnd, "rounds": cfg.rounds, "seed": cfg.seed,
             **{f"train-{k}": v for k, v in cfg.train.items()}}
@@ -229,6 +231,7 @@ def _train(
         "budgets": budgets,
         "weighting": cfg.weighting,
         "secure_aggregation": cfg.secure_aggregation,
+        "rejoined": rejoins,
     }
 
 
@@ -259,6 +262,7 @@ def _evaluate(
 
 
 def _identify(messenger: Messenger, arrays: list[Any], cfg: YearConfig) -> dict[str, Any]:
+    rejoined = messenger.refresh()
     nodes = _education(messenger, labelled=False)
     conf = {"session": cfg.session}
     replies = messenger.exchange(
@@ -266,4 +270,5 @@ def _identify(messenger: Messenger, arrays: list[Any], cfg: YearConfig) -> dict[
     )
     per_node = {a: metrics_of(m) for a, m in replies.items() if not m.has_error()}
     failed = sorted(set(nodes) - set(per_node))
-    return {"per_agency": per_node, "total": aggregates.sum_counts(per_node), "failed": failed}
+    return {"per_agency": per_node, "total": aggregates.sum_counts(per_node), "failed": failed,
+            "rejoined": rejoined}

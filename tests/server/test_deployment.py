@@ -137,3 +137,38 @@ def test_node_killed_mid_round_run_completes(federation: Federation) -> None:
     assert len(rounds) == 3
     assert victim in rounds[-1]["excluded"]
     assert year["identification"]["failed"] == [victim]
+
+
+def test_node_that_comes_back_rejoins(federation: Federation) -> None:
+    victim = EDUCATION[1]
+    for name in [*EDUCATION, DEPARTMENT]:  # fresh node folders: a fresh budget for each
+        stop_group(federation.nodes[name])
+        federation.start_node(name, tag="c")
+    run_id = federation.coord.submit({
+        "out": str(federation.root / "run_rejoin"), "min-nodes": 3, "wait-nodes": 180.0,
+        "timeout": 120.0, "rounds": 3, "matching": False, "session": "rejoin",
+        "schema": str(federation.province / "schema.toml")})
+    ledger = federation.root / "nodes-c" / victim / "privacy_ledger.json"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if ledger.exists() and "rejoin-1" in ledger.read_text():
+            break
+        time.sleep(1.0)
+    stop_group(federation.nodes[victim])
+    federation.start_node(victim, tag="c")  # same key, same node folder: it comes back
+    info = federation.coord.wait(run_id, timeout=900)
+    assert info["status"] == "finished:completed"
+    year = json.loads((federation.root / "run_rejoin" / "coordinator" / "year.json").read_text())
+    rounds = year["training"]["rounds"]
+    assert len(rounds) == 3
+    assert victim in rounds[-1]["used"]
+    assert year["identification"]["failed"] == []
+    assert (federation.root / "nodes-c" / victim / "recommendations.parquet").exists()
+    # the node's own ledger survived the restart: epsilon after each round it trained,
+    # increasing and never past its budget
+    after = json.loads(ledger.read_text())["epsilon_after"]
+    assert "rejoin-1" in after
+    assert "rejoin-3" in after
+    values = [float(after[k]) for k in sorted(after)]
+    assert values == sorted(values)
+    assert values[-1] <= 1.0 + 1e-9

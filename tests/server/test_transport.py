@@ -2,21 +2,68 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
+from flwr.app import Message
+from flwr.supercore.task_identity import TaskIdentity
 
 from fedid.errors import FederationError
-from server.transport import Messenger
+from server.transport import AgencyInfo, Messenger
 from server.year import YearConfig
 
 
 class _Grid:
-    def __init__(self, nodes: list[int]) -> None:
+    """Node ids, and ``query.info`` answers from the agencies named in ``who``."""
+
+    def __init__(self, nodes: list[int], who: dict[int, str] | None = None) -> None:
         self.nodes = nodes
+        self.who = who or {}
+        self.asked: list[int] = []
 
     def get_node_ids(self) -> Iterable[int]:
         return list(self.nodes)
+
+    def send_and_receive(self, msgs: Iterable[Message], *, timeout: float) -> list[_Reply]:
+        replies = []
+        for msg in msgs:
+            node = msg.metadata.dst_node_id
+            self.asked.append(node)
+            if node in self.who:  # the others stay silent
+                replies.append(_Reply(_Meta(node), {"info": {
+                    "agency-id": self.who[node], "kind": "education",
+                    "department": "education", "labelled": True}}))
+        return replies
+
+
+@dataclass
+class _Meta:
+    src_node_id: int
+
+
+@dataclass
+class _Reply:
+    metadata: _Meta
+    content: dict[str, Any] = field(default_factory=dict)
+
+    def has_error(self) -> bool:
+        return False
+
+
+@pytest.fixture
+def in_a_run() -> Iterator[None]:
+    """Flower builds messages only inside a run task (its identity: task, run and node ids)."""
+    before = TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id
+    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
+    yield
+    TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id = before
+
+
+def _info(agency: str, node: int) -> AgencyInfo:
+    return AgencyInfo(agency_id=agency, kind="education", department="education",
+                      node_id=node, labelled=True)
 
 
 def test_too_few_nodes_times_out_with_a_clear_message() -> None:
@@ -37,3 +84,33 @@ def test_year_config_from_run_config() -> None:
     assert cfg.min_nodes == 4
     assert cfg.train == {"local_epochs": 10.0}
     assert cfg.grouping == "per_agency"
+
+
+@pytest.mark.usefixtures("in_a_run")
+def test_discover_maps_agencies_to_the_nodes_that_answered() -> None:
+    grid = _Grid([1, 2, 3], who={1: "a", 2: "b"})
+    messenger = Messenger(grid=grid, timeout=5.0)  # type: ignore[arg-type]
+    found = messenger.discover([1, 2, 3], passes=2)
+    assert {a: i.node_id for a, i in found.items()} == {"a": 1, "b": 2}
+    assert grid.asked.count(3) == 2  # the silent node was asked again
+
+
+@pytest.mark.usefixtures("in_a_run")
+def test_restarted_node_rejoins_under_its_new_node_id() -> None:
+    grid = _Grid([1, 7], who={7: "b"})
+    messenger = Messenger(grid=grid, timeout=5.0)  # type: ignore[arg-type]
+    messenger.agencies = {"a": _info("a", 1), "b": _info("b", 2)}  # b was node 2, now dead
+    assert messenger.refresh() == ["b"]
+    assert messenger.agencies["b"].node_id == 7
+    assert messenger.agencies["a"].node_id == 1
+    assert grid.asked == [7]  # known nodes are not asked again
+    assert messenger.refresh() == []
+
+
+@pytest.mark.usefixtures("in_a_run")
+def test_agency_unknown_at_discovery_stays_out() -> None:
+    grid = _Grid([1, 9], who={9: "late"})
+    messenger = Messenger(grid=grid, timeout=5.0)  # type: ignore[arg-type]
+    messenger.agencies = {"a": _info("a", 1)}
+    assert messenger.refresh() == []
+    assert set(messenger.agencies) == {"a"}
