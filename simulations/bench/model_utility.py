@@ -58,10 +58,12 @@ DP_CONFIG = replace(TrainConfig(), rounds=1, local_epochs=40)
 PLAIN_CONFIG = TrainConfig()
 
 
-def synth(out: Path, seed: int) -> Path:
-    """Write a default synthetic province with ``fedid synth``."""
+def synth(out: Path, seed: int, students: int | None = None) -> Path:
+    """Write a default synthetic province with ``fedid synth`` (``students``: another size)."""
+    size = [] if students is None else ["--students", str(students)]
     subprocess.run(  # noqa: S603 (the fedid CLI, fixed arguments)
-        [sys.executable, "-m", "fedid.cli.main", "synth", "--out", str(out), "--seed", str(seed)],
+        [sys.executable, "-m", "fedid.cli.main", "synth", "--out", str(out), "--seed", str(seed),
+         *size],
         check=True,
         stdout=subprocess.DEVNULL,
     )
@@ -102,12 +104,27 @@ def _eval(level: Any, p: Any, frame: pd.DataFrame, truth: pd.DataFrame, schema: 
     )
 
 
-def run(*, epsilon: float, train_seed: int, test_seed: int, methods: set[str]) -> dict[str, Any]:
-    """Train and evaluate the methods; the figures of the comparison table."""
+def run(
+    *,
+    epsilon: float,
+    train_seed: int,
+    test_seed: int,
+    methods: set[str],
+    train_students: int | None = None,
+) -> dict[str, Any]:
+    """Train and evaluate the methods; the figures of the comparison table.
+
+    ``train_students``: the training province's size (None: the default 12,000); the test
+    province keeps the default size.
+    """
     schema = load_schema()
     with tempfile.TemporaryDirectory() as tmp:
-        train_agencies, _ = load_province(synth(Path(tmp) / "train", train_seed), schema)
-        test_agencies, test_truth = load_province(synth(Path(tmp) / "test", test_seed), schema)
+        train_agencies, _ = load_province(
+            synth(Path(tmp) / "train", train_seed, train_students), schema
+        )
+        test_root = synth(Path(tmp) / "test", test_seed)
+        test_agencies, test_truth = load_province(test_root, schema)
+        calibration = json.loads((test_root / "manifest.json").read_text())["calibration"]
     pooled_train = pd.concat(train_agencies.values(), ignore_index=True)
     test = pd.concat(test_agencies.values(), ignore_index=True)
     names = list(schema.levels.names)
@@ -116,6 +133,8 @@ def run(*, epsilon: float, train_seed: int, test_seed: int, methods: set[str]) -
         "test_students": len(test),
         "agencies": {k: len(v) for k, v in train_agencies.items()},
         "epsilon": epsilon,
+        # the test province's noiseless rubric vs its truth: about the best any model can do
+        "test_noiseless_rubric": calibration["noiseless_rubric"],
     }
     results: dict[str, Any] = {}
     if "self_report" in methods:
@@ -189,6 +208,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-seed", type=int, default=0)
     parser.add_argument("--test-seed", type=int, default=1)
     parser.add_argument(
+        "--train-students", type=int, default=None,
+        help="training province size (default: the default province's 12,000)",
+    )
+    parser.add_argument(
         "--methods",
         default="self_report,rules,central,central_dp,local_dp",
         help="comma-separated subset",
@@ -199,6 +222,7 @@ def main(argv: list[str] | None = None) -> None:
         train_seed=args.train_seed,
         test_seed=args.test_seed,
         methods=set(args.methods.split(",")),
+        train_students=args.train_students,
     )
     print(json.dumps(figures, default=float))
 

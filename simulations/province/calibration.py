@@ -121,6 +121,10 @@ def _truth_figures(
         "explainable_share": {
             "level": _r(truth.explainable_level), "binary": _r(truth.explainable_binary)
         },
+        "noiseless_rubric": {
+            "missed_rate": _r(truth.rubric_missed_rate),
+            "wrong_aid_rate": _r(truth.rubric_wrong_aid_rate),
+        },
         "rubric_thresholds": {k: _r(v) for k, v in truth.thresholds.items()},
         "self_report": {
             "hidden_rate": _share(~labels.applied, hard),

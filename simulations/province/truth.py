@@ -29,7 +29,9 @@ after matching), plus a latent term for circumstances no agency records:
    stays within 2 points of its target (else the margin with the largest such share).
 
 The noiseless rubric (same thresholds, no latent term) gives the "explainable" share
-reported in the manifest: how often the truth is a function of observable indicators.
+reported in the manifest: how often the truth is a function of observable indicators; and
+its missed and wrong-aid rates against the truth, about the best any model of the
+indicators can reach on this scenario (the issue's rate targets are measured against them).
 """
 
 from __future__ import annotations
@@ -59,6 +61,10 @@ class Truth:
     thresholds: dict[str, float]
     explainable_level: float
     explainable_binary: float
+    #: missed and wrong-aid rates of the noiseless rubric against the truth: about the best
+    #: any model of the observable indicators can do (the latent term is unobservable)
+    rubric_missed_rate: float = 0.0
+    rubric_wrong_aid_rate: float = 0.0
 
 
 def _num(j: pd.DataFrame, name: str, fill: float) -> FloatArray:
@@ -255,11 +261,14 @@ def assign_truth(
     ref = hard & university if (hard & university).any() else hard
     flags = _calibrate_flags(scn, noisy, ref, hard, econ_group, any_group, t)
     clean_level = _levels(clean[0] + clean[1] + clean[2], direct, t)
+    clean_hard = clean_level >= 1
     return Truth(
         level=level,
         flags=flags,
         direct=direct,
         thresholds=t,
         explainable_level=float((clean_level == level).mean()) if n else 1.0,
-        explainable_binary=float(((clean_level >= 1) == hard).mean()) if n else 1.0,
+        explainable_binary=float((clean_hard == hard).mean()) if n else 1.0,
+        rubric_missed_rate=float((hard & ~clean_hard).sum() / max(int(hard.sum()), 1)),
+        rubric_wrong_aid_rate=float((clean_hard & ~hard).sum() / max(int(clean_hard.sum()), 1)),
     )

@@ -213,6 +213,15 @@ def test_truth_is_mostly_explained_by_indicators(province: Province) -> None:
     share = province.calibration["explainable_share"]
     assert 0.90 <= share["level"] <= 0.99
     assert 0.95 <= share["binary"] <= 0.995
+    # the noiseless rubric's errors are exactly the students whose latent term flipped them
+    rubric = province.calibration["noiseless_rubric"]
+    hard_share = 1.0 - province.calibration["true_level_distribution"]["0"]
+    flipped = rubric["missed_rate"] * hard_share + rubric["wrong_aid_rate"] * (
+        hard_share * (1 - rubric["missed_rate"]) / (1 - rubric["wrong_aid_rate"])
+    )
+    assert 0 < rubric["missed_rate"] < 0.2
+    assert 0 < rubric["wrong_aid_rate"] < 0.2
+    assert abs(flipped - (1 - share["binary"])) <= 0.002
     gt = province.ground_truth
     direct = (
         gt["dibao"].fillna(False) | gt["tekun"].fillna(False)
