@@ -44,14 +44,34 @@ class Messenger:
     agencies: dict[str, AgencyInfo] = field(default_factory=dict)
     on_message: Callable[[str, Message], None] | None = None
 
-    def wait_for_nodes(self, minimum: int, wait: float) -> list[int]:
-        """Node ids once at least ``minimum`` are connected; FederationError after ``wait`` s."""
-        deadline = time.monotonic() + wait
+    def wait_for_nodes(
+        self, minimum: int, wait: float, *, expected: int = 0, settle: float = 10.0
+    ) -> list[int]:
+        """Connected node ids once the federation has gathered; FederationError after ``wait`` s.
+
+        Nodes connect one by one, so reaching ``minimum`` is not the end of it: with
+        ``expected`` > 0 the coordinator waits for that many (up to ``wait`` s, then goes on
+        with what came if it is at least ``minimum``); with ``expected`` 0 (unknown) it goes on
+        once at least ``minimum`` are connected and no new node has come for ``settle`` s.
+        A node that connects later stays out of the year (see :meth:`refresh`).
+        """
+        start = time.monotonic()
+        deadline = start + wait
+        seen, changed = 0, start
         while True:
             ids = sorted(self.grid.get_node_ids())
-            if len(ids) >= minimum:
+            now = time.monotonic()
+            if len(ids) != seen:
+                seen, changed = len(ids), now
+            if expected and len(ids) >= expected:
                 return ids
-            if time.monotonic() > deadline:
+            if not expected and len(ids) >= minimum and now - changed >= min(settle, wait):
+                return ids
+            if now > deadline:
+                if len(ids) >= minimum:
+                    _log.warning("%d of the %d expected nodes connected within %.0f s;"
+                                 " going on without the others", len(ids), expected, wait)
+                    return ids
                 raise FederationError(
                     f"the federation needs at least {minimum} nodes; only {len(ids)} connected "
                     f"within {wait:.0f} s. Start more nodes or lower --min-nodes."

@@ -54,6 +54,8 @@ class YearConfig:
     out: Path
     rounds: int = 5
     min_nodes: int = 2
+    #: nodes the coordinator expects (0: unknown); it waits for all of them up to ``wait_nodes``
+    expected_nodes: int = 0
     min_train_replies: int = 1
     wait_nodes: float = 120.0
     timeout: float = 600.0
@@ -71,6 +73,8 @@ class YearConfig:
             raise ConfigError(f"rounds must be >= 1. Got {self.rounds}.")
         if self.min_nodes < 1:
             raise ConfigError(f"min-nodes must be >= 1. Got {self.min_nodes}.")
+        if self.expected_nodes < 0:
+            raise ConfigError(f"expected-nodes must be >= 0. Got {self.expected_nodes}.")
         if self.timeout <= 0 or self.wait_nodes <= 0:
             raise ConfigError("timeouts must be > 0.")
 
@@ -81,6 +85,7 @@ class YearConfig:
             out=Path(str(raw.get("out", "runs/coordinator"))),
             rounds=int(raw.get("rounds", 5)),
             min_nodes=int(raw.get("min-nodes", 2)),
+            expected_nodes=int(raw.get("expected-nodes", 0)),
             min_train_replies=int(raw.get("min-train-replies", 1)),
             wait_nodes=float(raw.get("wait-nodes", 120.0)),
             timeout=float(raw.get("timeout", 600.0)),
@@ -110,7 +115,8 @@ def run_year(grid: Grid, cfg: YearConfig, progress: Progress | None = None) -> d
     t0 = time.perf_counter()
     messenger = Messenger(grid=grid, timeout=cfg.timeout)
     say("phase", {"name": "nodes"})
-    node_ids = messenger.wait_for_nodes(cfg.min_nodes, cfg.wait_nodes)
+    node_ids = messenger.wait_for_nodes(cfg.min_nodes, cfg.wait_nodes,
+                                        expected=cfg.expected_nodes)
     agencies = messenger.discover(node_ids)
     if len(agencies) < cfg.min_nodes:
         raise FederationError(

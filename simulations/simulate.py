@@ -116,6 +116,7 @@ def _write_simulation_file(cfg: SimulationConfig, province: Path, schema: Path) 
         })
     coordinator: dict[str, Any] = {
         "out": str(cfg.out.resolve()), "rounds": cfg.rounds, "min-nodes": cfg.min_nodes,
+        "expected-nodes": len(agencies),
         "session": "year", "matching": cfg.matching, "seed": cfg.seed,
         "grouping": cfg.grouping, "secure-aggregation": cfg.secure_aggregation,
         "schema": str(schema.resolve()),

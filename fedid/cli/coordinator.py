@@ -24,6 +24,10 @@ def register(app: typer.Typer) -> None:
         rounds: Annotated[int, typer.Option("--rounds", help="Training rounds.")] = 5,
         min_nodes: Annotated[int, typer.Option(
             "--min-nodes", help="Nodes needed before the year starts.")] = 2,
+        expected_nodes: Annotated[int, typer.Option(
+            "--expected-nodes", help="Nodes to wait for (up to --wait-nodes) before the year"
+            " starts; 0: start once --min-nodes are connected and no more come for 10 s.")
+            ] = 0,
         wait_nodes: Annotated[float, typer.Option(
             "--wait-nodes", help="Seconds to wait for --min-nodes before giving up.")] = 300.0,
         timeout: Annotated[float, typer.Option(
@@ -54,7 +58,8 @@ def register(app: typer.Typer) -> None:
                     typer.echo(f"registered node key {pub.stem}")
             config: dict[str, object] = {
                 "out": str(out.resolve()), "rounds": rounds, "min-nodes": min_nodes,
-                "wait-nodes": wait_nodes, "timeout": timeout, "matching": not no_matching,
+                "expected-nodes": expected_nodes, "wait-nodes": wait_nodes, "timeout": timeout,
+                "matching": not no_matching,
                 "grouping": grouping,
             }
             if schema is not None:

@@ -74,14 +74,45 @@ def test_too_few_nodes_times_out_with_a_clear_message() -> None:
 
 def test_enough_nodes_returns_them() -> None:
     messenger = Messenger(grid=_Grid([5, 2, 9]), timeout=5.0)  # type: ignore[arg-type]
-    assert messenger.wait_for_nodes(3, 1.0) == [2, 5, 9]
+    assert messenger.wait_for_nodes(3, 1.0, settle=0.5) == [2, 5, 9]
+
+
+class _ArrivingGrid(_Grid):
+    """Nodes that connect one at a time, one per ``get_node_ids`` call."""
+
+    def __init__(self, nodes: list[int]) -> None:
+        super().__init__(nodes)
+        self.calls = 0
+
+    def get_node_ids(self) -> Iterable[int]:
+        self.calls += 1
+        return list(self.nodes[: self.calls])
+
+
+def test_waits_for_every_expected_node_not_just_the_minimum() -> None:
+    grid = _ArrivingGrid([1, 2, 3, 4, 5])
+    messenger = Messenger(grid=grid, timeout=5.0)  # type: ignore[arg-type]
+    assert messenger.wait_for_nodes(2, 30.0, expected=5) == [1, 2, 3, 4, 5]
+
+
+def test_without_an_expected_count_waits_until_no_more_arrive() -> None:
+    grid = _ArrivingGrid([1, 2, 3, 4])
+    messenger = Messenger(grid=grid, timeout=5.0)  # type: ignore[arg-type]
+    assert messenger.wait_for_nodes(2, 30.0, settle=1.0) == [1, 2, 3, 4]
+
+
+def test_expected_nodes_missing_goes_on_with_the_minimum() -> None:
+    messenger = Messenger(grid=_Grid([1, 2]), timeout=5.0)  # type: ignore[arg-type]
+    assert messenger.wait_for_nodes(2, 1.0, expected=5) == [1, 2]
 
 
 def test_year_config_from_run_config() -> None:
     cfg = YearConfig.from_mapping({"out": "/tmp/x", "rounds": 3, "min-nodes": 4,
+                                   "expected-nodes": 18,
                                    "train-local_epochs": 10, "grouping": "per_agency"})
     assert cfg.rounds == 3
     assert cfg.min_nodes == 4
+    assert cfg.expected_nodes == 18
     assert cfg.train == {"local_epochs": 10.0}
     assert cfg.grouping == "per_agency"
 
