@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -113,57 +114,58 @@ def test_unregistered_node_is_refused(federation: Federation) -> None:
     assert "SuperNode ID" not in log
 
 
-def test_node_killed_mid_round_run_completes(federation: Federation) -> None:
-    victim = EDUCATION[1]
-    # Fresh node folders: the first run spent these tables' whole budget (as it should).
+def _three_round_run(federation: Federation, session: str, *, timeout: float) -> int:
+    """Restart every node on fresh folders (the earlier runs spent these tables' budget, as
+    they should) and submit a 3-round run without matching; its run id."""
     for name in [*EDUCATION, DEPARTMENT]:
         stop_group(federation.nodes[name])
-        federation.start_node(name, tag="b")
-    run_id = federation.coord.submit({
-        "out": str(federation.root / "run_kill"), "min-nodes": 3, "wait-nodes": 180.0,
-        "timeout": 240.0, "rounds": 3, "matching": False, "session": "kill",
-        "schema": str(federation.province / "schema.toml")})
-    ledger = federation.root / "nodes-b" / victim / "privacy_ledger.json"
+        federation.start_node(name, tag=session)
+    return federation.coord.submit({
+        "out": str(federation.root / f"run_{session}"), "min-nodes": 3, "expected-nodes": 3,
+        "wait-nodes": 180.0, "timeout": timeout, "rounds": 3, "matching": False,
+        "session": session, "schema": str(federation.province / "schema.toml")})
+
+
+def _wait_until_trained(ledger: Path, key: str) -> None:
+    """Until the node's own privacy ledger records round ``key`` (it has spent on it)."""
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
-        if ledger.exists() and "kill-1" in ledger.read_text():
-            break
+        if ledger.exists() and key in ledger.read_text():
+            return
         time.sleep(1.0)
-    stop_group(federation.nodes[victim])
+
+
+def _finished_year(federation: Federation, run_id: int, session: str) -> dict[str, Any]:
+    """The coordinator's year record once the run has completed all 3 rounds."""
     info = federation.coord.wait(run_id, timeout=900)
     assert info["status"] == "finished:completed"
-    year = json.loads((federation.root / "run_kill" / "coordinator" / "year.json").read_text())
-    rounds = year["training"]["rounds"]
-    assert len(rounds) == 3
-    assert victim in rounds[-1]["excluded"]
+    path = federation.root / f"run_{session}" / "coordinator" / "year.json"
+    year: dict[str, Any] = json.loads(path.read_text())
+    assert len(year["training"]["rounds"]) == 3
+    return year
+
+
+def test_node_killed_mid_round_run_completes(federation: Federation) -> None:
+    victim = EDUCATION[1]
+    run_id = _three_round_run(federation, "kill", timeout=240.0)
+    _wait_until_trained(federation.root / "nodes-kill" / victim / "privacy_ledger.json", "kill-1")
+    stop_group(federation.nodes[victim])
+    year = _finished_year(federation, run_id, "kill")
+    assert victim in year["training"]["rounds"][-1]["excluded"]
     assert year["identification"]["failed"] == [victim]
 
 
 def test_node_that_comes_back_rejoins(federation: Federation) -> None:
     victim = EDUCATION[1]
-    for name in [*EDUCATION, DEPARTMENT]:  # fresh node folders: a fresh budget for each
-        stop_group(federation.nodes[name])
-        federation.start_node(name, tag="c")
-    run_id = federation.coord.submit({
-        "out": str(federation.root / "run_rejoin"), "min-nodes": 3, "wait-nodes": 180.0,
-        "timeout": 120.0, "rounds": 3, "matching": False, "session": "rejoin",
-        "schema": str(federation.province / "schema.toml")})
-    ledger = federation.root / "nodes-c" / victim / "privacy_ledger.json"
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        if ledger.exists() and "rejoin-1" in ledger.read_text():
-            break
-        time.sleep(1.0)
+    run_id = _three_round_run(federation, "rejoin", timeout=120.0)
+    ledger = federation.root / "nodes-rejoin" / victim / "privacy_ledger.json"
+    _wait_until_trained(ledger, "rejoin-1")
     stop_group(federation.nodes[victim])
-    federation.start_node(victim, tag="c")  # same key, same node folder: it comes back
-    info = federation.coord.wait(run_id, timeout=900)
-    assert info["status"] == "finished:completed"
-    year = json.loads((federation.root / "run_rejoin" / "coordinator" / "year.json").read_text())
-    rounds = year["training"]["rounds"]
-    assert len(rounds) == 3
-    assert victim in rounds[-1]["used"]
+    federation.start_node(victim, tag="rejoin")  # same key, same node folder: it comes back
+    year = _finished_year(federation, run_id, "rejoin")
+    assert victim in year["training"]["rounds"][-1]["used"]
     assert year["identification"]["failed"] == []
-    assert (federation.root / "nodes-c" / victim / "recommendations.parquet").exists()
+    assert (federation.root / "nodes-rejoin" / victim / "recommendations.parquet").exists()
     # the node's own ledger survived the restart: epsilon after each round it trained,
     # increasing and never past its budget
     after = json.loads(ledger.read_text())["epsilon_after"]
