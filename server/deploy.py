@@ -33,7 +33,7 @@ from typing import Any
 
 from fedid.errors import ConfigError, FederationError
 
-__all__ = ["Coordinator", "flower_env", "run_config_arg", "stop_group"]
+__all__ = ["Coordinator", "flower_env", "node_agencies_arg", "run_config_arg", "stop_group"]
 
 _log = logging.getLogger(__name__)
 CONNECTION = "fedid"
@@ -56,6 +56,11 @@ def _exe(name: str) -> str:
     if path is None:
         raise FederationError(f"{name} is not on PATH; install flwr (the fedid dependencies).")
     return path
+
+
+def node_agencies_arg(bound: dict[int, str]) -> str:
+    """``{node id: agency}`` as one run-config string: ``"id=agency,id=agency"``."""
+    return ",".join(f"{node}={agency}" for node, agency in sorted(bound.items()))
 
 
 def run_config_arg(config: dict[str, Any]) -> str:
@@ -148,12 +153,22 @@ class Coordinator:
                 f"{done.stderr[-400:]}")
         return done.returncode, done.stdout
 
-    def register(self, public_key: Path, name: str) -> None:
-        """Allow the SuperNode holding the private half of ``public_key`` to connect."""
+    def register(self, public_key: Path, name: str) -> int:
+        """Allow the SuperNode holding the private half of ``public_key`` to connect.
+
+        Returns the node id the SuperLink bound to that key: pass ``{node id: agency}`` as
+        the run's ``node-agencies`` so the coordinator accepts an agency id only from the
+        node whose key was registered for it.
+        """
         if not public_key.exists():
             raise ConfigError(f"public key {public_key} does not exist.")
-        self._flwr(["supernode", "register", str(public_key.resolve()), CONNECTION,
-                    "--name", name])
+        _, out = self._flwr(["supernode", "register", str(public_key.resolve()), CONNECTION,
+                             "--name", name, "--format", "json"])
+        try:
+            return int(json.loads(out[out.find("{"):])["node-id"])
+        except (ValueError, KeyError) as exc:
+            raise FederationError(f"flwr supernode register gave no node id: {out[-300:]}"
+                                  ) from exc
 
     def submit(self, run_config: dict[str, Any]) -> int:
         """Start the fedid app on the SuperLink; return the run id."""

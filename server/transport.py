@@ -1,9 +1,12 @@
 """Sending Flower messages to agencies by name, with timeouts and a node minimum.
 
 The coordinator addresses agencies, not Flower node ids: it asks every connected node
-who it is (``query.info``) and keeps the mapping. Every exchange has a timeout; a
-node that does not answer in time is reported missing and the caller decides whether
-enough remain. Waiting for nodes at start-up gives up with a FederationError naming
+who it is (``query.info``) and keeps the mapping. In a deployment the SuperLink binds each
+node id to a registered public key; with ``bound`` (node id -> the agency that key was
+registered for) a node is believed only about its own agency, so a registered node cannot
+take over another agency's messages, even after that agency's node died. Every exchange has
+a timeout; a node that does not answer in time is reported missing and the caller decides
+whether enough remain. Waiting for nodes at start-up gives up with a FederationError naming
 how many came, instead of waiting forever.
 """
 
@@ -41,6 +44,8 @@ class Messenger:
 
     grid: Grid
     timeout: float
+    #: node id -> the agency whose key it registered (deployment); empty: claims not checked
+    bound: Mapping[int, str] = field(default_factory=dict)
     agencies: dict[str, AgencyInfo] = field(default_factory=dict)
     on_message: Callable[[str, Message], None] | None = None
 
@@ -140,11 +145,16 @@ class Messenger:
                              reply.metadata.src_node_id, reply.error.reason)
                 continue
             cfg = reply.content["info"]
+            node, claim = reply.metadata.src_node_id, str(cfg["agency-id"])
+            if self.bound and self.bound.get(node) != claim:
+                _log.warning("node %s claims agency %r but its key was registered for %r;"
+                             " ignored", node, claim, self.bound.get(node))
+                continue
             out.append(AgencyInfo(
-                agency_id=str(cfg["agency-id"]),
+                agency_id=claim,
                 kind=str(cfg["kind"]),
                 department=str(cfg["department"]),
-                node_id=reply.metadata.src_node_id,
+                node_id=node,
                 labelled=bool(cfg["labelled"]),
             ))
         return out

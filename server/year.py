@@ -56,6 +56,8 @@ class YearConfig:
     min_nodes: int = 2
     #: nodes the coordinator expects (0: unknown); it waits for all of them up to ``wait_nodes``
     expected_nodes: int = 0
+    #: node id -> the agency its key was registered for (deployment); empty: not checked
+    node_agencies: dict[int, str] = field(default_factory=dict)
     min_train_replies: int = 1
     wait_nodes: float = 120.0
     timeout: float = 600.0
@@ -86,6 +88,7 @@ class YearConfig:
             rounds=int(raw.get("rounds", 5)),
             min_nodes=int(raw.get("min-nodes", 2)),
             expected_nodes=int(raw.get("expected-nodes", 0)),
+            node_agencies=_node_agencies(str(raw.get("node-agencies", ""))),
             min_train_replies=int(raw.get("min-train-replies", 1)),
             wait_nodes=float(raw.get("wait-nodes", 120.0)),
             timeout=float(raw.get("timeout", 600.0)),
@@ -98,6 +101,17 @@ class YearConfig:
             train=train,
             secure_aggregation=str(raw.get("secure-aggregation", False)).lower() == "true",
         )
+
+
+def _node_agencies(raw: str) -> dict[int, str]:
+    """``"id=agency,id=agency"`` (see server.deploy.node_agencies_arg) as a dict."""
+    out: dict[int, str] = {}
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        node, sep, agency = part.partition("=")
+        if not sep or not node.strip().isdigit() or not agency.strip():
+            raise ConfigError(f"node-agencies must be 'id=agency,...'. Got {part!r}.")
+        out[int(node)] = agency.strip()
+    return out
 
 
 def _noop(_event: str, _data: dict[str, Any]) -> None:
@@ -113,7 +127,7 @@ def run_year(grid: Grid, cfg: YearConfig, progress: Progress | None = None) -> d
     year: dict[str, Any] = {"config": {**asdict(cfg), "out": str(cfg.out)}}
 
     t0 = time.perf_counter()
-    messenger = Messenger(grid=grid, timeout=cfg.timeout)
+    messenger = Messenger(grid=grid, timeout=cfg.timeout, bound=cfg.node_agencies)
     say("phase", {"name": "nodes"})
     node_ids = messenger.wait_for_nodes(cfg.min_nodes, cfg.wait_nodes,
                                         expected=cfg.expected_nodes)

@@ -45,16 +45,17 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Start the SuperLink, register node keys, run the year, report its status."""
         from fedid.errors import ConfigError
-        from server.deploy import Coordinator
+        from server.deploy import Coordinator, node_agencies_arg
 
         if certs is None and not insecure:
             raise ConfigError("--certs is required unless --insecure (see `fedid certs`).")
         coord = Coordinator(out=out, certs=None if insecure else certs, port=port)
         coord.start()
         try:
+            bound: dict[int, str] = {}
             if certs is not None and not insecure:
                 for pub in sorted((certs / "nodes").glob("*.pub")):
-                    coord.register(pub, pub.stem)
+                    bound[coord.register(pub, pub.stem)] = pub.stem
                     typer.echo(f"registered node key {pub.stem}")
             config: dict[str, object] = {
                 "out": str(out.resolve()), "rounds": rounds, "min-nodes": min_nodes,
@@ -62,6 +63,8 @@ def register(app: typer.Typer) -> None:
                 "matching": not no_matching,
                 "grouping": grouping,
             }
+            if bound:  # each agency id is believed only from the node of its own key
+                config["node-agencies"] = node_agencies_arg(bound)
             if schema is not None:
                 config["schema"] = str(schema.resolve())
             run_id = coord.submit(config)

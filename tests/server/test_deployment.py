@@ -18,7 +18,7 @@ import pytest
 from clients.config import NodeSettings
 from clients.deploy import supernode_command
 from fedid.cli.certs import make_trial_pki
-from server.deploy import Coordinator, flower_env, stop_group
+from server.deploy import Coordinator, flower_env, node_agencies_arg, stop_group
 
 pytestmark = pytest.mark.slow
 
@@ -41,6 +41,7 @@ class Federation:
         make_trial_pki(self.certs, nodes=[*names, "intruder"], hosts=[])
         self.coord = Coordinator(out=root / "coordinator", certs=self.certs, port=_free_port())
         self.nodes: dict[str, subprocess.Popen[bytes]] = {}
+        self.bound: dict[int, str] = {}  # node id -> agency, from key registration
 
     def settings(self, name: str, tag: str = "a") -> NodeSettings:
         edu = name in EDUCATION
@@ -65,11 +66,15 @@ class Federation:
         return proc
 
     def run(self, **config: object) -> dict[str, object]:
-        base: dict[str, object] = {"out": str(self.root / "run"), "min-nodes": 3,
-                                   "wait-nodes": 180.0, "timeout": 150.0,
-                                   "schema": str(self.province / "schema.toml")}
-        run_id = self.coord.submit({**base, **config})
+        run_id = self.submit(**{"out": str(self.root / "run"), "timeout": 150.0, **config})
         return self.coord.wait(run_id, timeout=900)
+
+    def submit(self, **config: object) -> int:
+        """Start a run with every agency id bound to its registered key."""
+        base: dict[str, object] = {"min-nodes": 3, "expected-nodes": 3, "wait-nodes": 180.0,
+                                   "schema": str(self.province / "schema.toml"),
+                                   "node-agencies": node_agencies_arg(self.bound)}
+        return self.coord.submit({**base, **config})
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +83,7 @@ def federation(small_province: Path, tmp_path_factory: pytest.TempPathFactory
     fed = Federation(tmp_path_factory.mktemp("deploy"), small_province)
     fed.coord.start()
     for name in [*EDUCATION, DEPARTMENT]:
-        fed.coord.register(fed.certs / "nodes" / f"{name}.pub", name)
+        fed.bound[fed.coord.register(fed.certs / "nodes" / f"{name}.pub", name)] = name
         fed.start_node(name)
     try:
         yield fed
@@ -120,10 +125,8 @@ def _three_round_run(federation: Federation, session: str, *, timeout: float) ->
     for name in [*EDUCATION, DEPARTMENT]:
         stop_group(federation.nodes[name])
         federation.start_node(name, tag=session)
-    return federation.coord.submit({
-        "out": str(federation.root / f"run_{session}"), "min-nodes": 3, "expected-nodes": 3,
-        "wait-nodes": 180.0, "timeout": timeout, "rounds": 3, "matching": False,
-        "session": session, "schema": str(federation.province / "schema.toml")})
+    return federation.submit(out=str(federation.root / f"run_{session}"), timeout=timeout,
+                             rounds=3, matching=False, session=session)
 
 
 def _wait_until_trained(ledger: Path, key: str) -> None:

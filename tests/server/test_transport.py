@@ -10,7 +10,7 @@ import pytest
 from flwr.app import Message
 from flwr.supercore.task_identity import TaskIdentity
 
-from fedid.errors import FederationError
+from fedid.errors import ConfigError, FederationError
 from server.transport import AgencyInfo, Messenger
 from server.year import YearConfig
 
@@ -145,3 +145,24 @@ def test_agency_unknown_at_discovery_stays_out() -> None:
     messenger.agencies = {"a": _info("a", 1)}
     assert messenger.refresh() == []
     assert set(messenger.agencies) == {"a"}
+
+
+@pytest.mark.usefixtures("in_a_run")
+def test_node_is_believed_only_about_the_agency_its_key_was_registered_for() -> None:
+    # node 3 (the tax department's key) claims to be university_a once that node is gone
+    grid = _Grid([1, 3], who={1: "university_b", 3: "university_a"})
+    messenger = Messenger(grid=grid, timeout=5.0,  # type: ignore[arg-type]
+                          bound={1: "university_b", 2: "university_a", 3: "tax"})
+    messenger.agencies = {"university_a": _info("university_a", 2)}
+    assert messenger.refresh() == []
+    assert messenger.agencies["university_a"].node_id == 2
+    found = messenger.discover([1, 3], passes=1)
+    assert set(found) == {"university_b"}
+
+
+def test_node_agencies_parse_from_the_run_config() -> None:
+    cfg = YearConfig.from_mapping({"out": "/tmp/x", "node-agencies": "12=university_a, 7=tax"})
+    assert cfg.node_agencies == {12: "university_a", 7: "tax"}
+    assert YearConfig.from_mapping({"out": "/tmp/x"}).node_agencies == {}
+    with pytest.raises(ConfigError, match="node-agencies"):
+        YearConfig.from_mapping({"out": "/tmp/x", "node-agencies": "university_a"})
