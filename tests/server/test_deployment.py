@@ -17,8 +17,10 @@ import pytest
 
 from clients.config import NodeSettings
 from clients.deploy import supernode_command
+from clients.transcript import TRANSCRIPT_ENV
 from fedid.cli.certs import make_trial_pki
 from server.deploy import Coordinator, flower_env, node_agencies_arg, stop_group
+from simulations.leakscan import needles_from_province, scan
 
 pytestmark = pytest.mark.slow
 
@@ -60,8 +62,9 @@ class Federation:
                                 ca=self.certs / "ca.crt",
                                 key=self.certs / "nodes" / (key or name), port=_free_port())
         log = (self.root / f"node-{key or name}.log").open("wb")
+        env = {**flower_env(), TRANSCRIPT_ENV: str(self.root / "transcript" / tag / name)}
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                env=flower_env(), start_new_session=True)
+                                env=env, start_new_session=True)
         self.nodes[key or name] = proc
         return proc
 
@@ -102,6 +105,13 @@ def test_short_run_with_tls_and_node_auth(federation: Federation) -> None:
     assert year["matching"]["per_home"][EDUCATION[0]]["coverage"] > 0
     for name in EDUCATION:
         assert (federation.root / "nodes-a" / name / "recommendations.parquet").exists()
+    # Every reply that left every node over the network: no raw ID, no plaintext value.
+    files = sorted((federation.root / "transcript" / "a").rglob("*.bin"))
+    kinds = {f.name.split("-")[1] for f in files}
+    assert {"query.info", "query.match", "train", "query.identify"} <= kinds
+    report = scan(files, needles_from_province(federation.province))
+    assert report.bytes > 10_000
+    assert report.clean, (report.id_hits, report.value_hits)
     (federation.root / "short_run_seconds.txt").write_text(f"{time.perf_counter() - t0:.1f}")
 
 
