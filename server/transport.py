@@ -47,6 +47,8 @@ class Messenger:
     #: node id -> the agency whose key it registered (deployment); empty: claims not checked
     bound: Mapping[int, str] = field(default_factory=dict)
     agencies: dict[str, AgencyInfo] = field(default_factory=dict)
+    #: node ids that answered after discovery for an agency outside the year: not asked again
+    outsiders: set[int] = field(default_factory=set)
     on_message: Callable[[str, Message], None] | None = None
 
     def wait_for_nodes(
@@ -108,22 +110,24 @@ class Messenger:
         self.agencies = found
         return found
 
-    def refresh(self) -> list[str]:
+    def refresh(self, *, wait: float = 30.0) -> list[str]:
         """Let agencies whose node restarted rejoin; return the agencies that rejoined.
 
         A SuperNode that dies and comes back may reconnect under a new node id. Every
-        connected node id the coordinator does not know is asked who it is; a known agency
-        answering from a new id is re-addressed there (logged). An agency that was not in
-        the year at discovery stays out: it took no part in matching.
+        connected node id the coordinator does not know is asked who it is, waiting at most
+        ``wait`` s (a silent node must not hold up every round); a known agency answering
+        from a new id is re-addressed there (logged). An agency that was not in the year at
+        discovery stays out (it took no part in matching), and its node is not asked again.
         """
-        known = {i.node_id for i in self.agencies.values()}
+        known = {i.node_id for i in self.agencies.values()} | self.outsiders
         fresh = [n for n in sorted(self.grid.get_node_ids()) if n not in known]
         rejoined: list[str] = []
-        for info in self._ask_info(fresh) if fresh else []:
+        for info in self._ask_info(fresh, timeout=min(wait, self.timeout)) if fresh else []:
             old = self.agencies.get(info.agency_id)
             if old is None:
                 _log.warning("node %s (%s) joined after discovery; it stays out of this year",
                              info.node_id, info.agency_id)
+                self.outsiders.add(info.node_id)
                 continue
             _log.warning("%s rejoined as node %s (was %s)", info.agency_id, info.node_id,
                          old.node_id)
@@ -131,7 +135,8 @@ class Messenger:
             rejoined.append(info.agency_id)
         return rejoined
 
-    def _ask_info(self, node_ids: list[int]) -> list[AgencyInfo]:
+    def _ask_info(self, node_ids: list[int], *, timeout: float | None = None
+                  ) -> list[AgencyInfo]:
         """``query.info`` to each node; the descriptions of those that answered in time."""
         msgs = [
             Message(RecordDict({"config": ConfigRecord({})}), dst_node_id=n,
@@ -139,7 +144,8 @@ class Messenger:
             for n in node_ids
         ]
         out: list[AgencyInfo] = []
-        for reply in self.grid.send_and_receive(msgs, timeout=self.timeout):
+        wait = self.timeout if timeout is None else timeout
+        for reply in self.grid.send_and_receive(msgs, timeout=wait):
             if reply.has_error():
                 _log.warning("node %s failed to describe itself: %s",
                              reply.metadata.src_node_id, reply.error.reason)

@@ -145,6 +145,8 @@ def test_agency_unknown_at_discovery_stays_out() -> None:
     messenger.agencies = {"a": _info("a", 1)}
     assert messenger.refresh() == []
     assert set(messenger.agencies) == {"a"}
+    assert messenger.refresh() == []
+    assert grid.asked == [9]  # an outsider is asked once, not every round
 
 
 @pytest.mark.usefixtures("in_a_run")
