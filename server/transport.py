@@ -47,8 +47,12 @@ class Messenger:
     #: node id -> the agency whose key it registered (deployment); empty: claims not checked
     bound: Mapping[int, str] = field(default_factory=dict)
     agencies: dict[str, AgencyInfo] = field(default_factory=dict)
-    #: node ids that answered after discovery for an agency outside the year: not asked again
+    #: node ids refresh() does not ask again: outside agencies, refused claims, replaced nodes
     outsiders: set[int] = field(default_factory=set)
+    #: node id -> refresh() asks that went unanswered (silent, failed or a refused key claim)
+    _strikes: dict[int, int] = field(default_factory=dict)
+    #: claims refused because the node's key was registered for another agency
+    refused_claims: dict[int, str] = field(default_factory=dict)
     on_message: Callable[[str, Message], None] | None = None
 
     def wait_for_nodes(
@@ -57,7 +61,8 @@ class Messenger:
         """Connected node ids once the federation has gathered; FederationError after ``wait`` s.
 
         Nodes connect one by one, so reaching ``minimum`` is not the end of it: with
-        ``expected`` > 0 the coordinator waits for that many (up to ``wait`` s, then goes on
+        ``expected`` > 0 the coordinator waits for that many, and at least ``minimum`` (up to
+        ``wait`` s, then goes on
         with what came if it is at least ``minimum``); with ``expected`` 0 (unknown) it goes on
         once at least ``minimum`` are connected and no new node has come for ``settle`` s.
         A node that connects later stays out of the year (see :meth:`refresh`).
@@ -70,14 +75,15 @@ class Messenger:
             now = time.monotonic()
             if len(ids) != seen:
                 seen, changed = len(ids), now
-            if expected and len(ids) >= expected:
+            if expected and len(ids) >= max(expected, minimum):
                 return ids
             if not expected and len(ids) >= minimum and now - changed >= min(settle, wait):
                 return ids
             if now > deadline:
                 if len(ids) >= minimum:
-                    _log.warning("%d of the %d expected nodes connected within %.0f s;"
-                                 " going on without the others", len(ids), expected, wait)
+                    if expected:
+                        _log.warning("%d of the %d expected nodes connected within %.0f s;"
+                                     " going on without the others", len(ids), expected, wait)
                     return ids
                 raise FederationError(
                     f"the federation needs at least {minimum} nodes; only {len(ids)} connected "
@@ -110,29 +116,44 @@ class Messenger:
         self.agencies = found
         return found
 
-    def refresh(self, *, wait: float = 30.0) -> list[str]:
+    def refresh(self, *, wait: float = 30.0, tries: int = 2) -> list[str]:
         """Let agencies whose node restarted rejoin; return the agencies that rejoined.
 
-        A SuperNode that dies and comes back may reconnect under a new node id. Every
-        connected node id the coordinator does not know is asked who it is, waiting at most
-        ``wait`` s (a silent node must not hold up every round); a known agency answering
-        from a new id is re-addressed there (logged). An agency that was not in the year at
-        discovery stays out (it took no part in matching), and its node is not asked again.
+        A SuperNode that dies and comes back may reconnect under a new node id. Connected
+        node ids the coordinator does not know are asked who they are, waiting at most
+        ``wait`` s. A known agency answering from a new id is re-addressed there only if
+        its old node is gone (no longer connected); while the old node is connected the
+        claim is a duplicate and is refused. An agency that was not in the year at
+        discovery stays out (it took no part in matching). Nodes that answered for an
+        outside agency, made a refused claim, were replaced, or stayed silent or failed
+        ``tries`` times are not asked again, so none of them holds up every round.
         """
+        connected = set(self.grid.get_node_ids())
         known = {i.node_id for i in self.agencies.values()} | self.outsiders
-        fresh = [n for n in sorted(self.grid.get_node_ids()) if n not in known]
+        fresh = sorted(n for n in connected - known if self._strikes.get(n, 0) < tries)
+        if not fresh:
+            return []
         rejoined: list[str] = []
-        for info in self._ask_info(fresh, timeout=min(wait, self.timeout)) if fresh else []:
+        answered: set[int] = set()
+        for info in self._ask_info(fresh, timeout=min(wait, self.timeout)):
+            answered.add(info.node_id)
             old = self.agencies.get(info.agency_id)
             if old is None:
                 _log.warning("node %s (%s) joined after discovery; it stays out of this year",
                              info.node_id, info.agency_id)
                 self.outsiders.add(info.node_id)
-                continue
-            _log.warning("%s rejoined as node %s (was %s)", info.agency_id, info.node_id,
-                         old.node_id)
-            self.agencies[info.agency_id] = info
-            rejoined.append(info.agency_id)
+            elif old.node_id in connected:
+                _log.warning("node %s claims %s, whose node %s is still connected; refused",
+                             info.node_id, info.agency_id, old.node_id)
+                self.outsiders.add(info.node_id)
+            else:
+                _log.warning("%s rejoined as node %s (was %s)", info.agency_id, info.node_id,
+                             old.node_id)
+                self.outsiders.add(old.node_id)  # should it come back, it is not asked
+                self.agencies[info.agency_id] = info
+                rejoined.append(info.agency_id)
+        for node in set(fresh) - answered:  # silent, failed, or a refused key claim
+            self._strikes[node] = self._strikes.get(node, 0) + 1
         return rejoined
 
     def _ask_info(self, node_ids: list[int], *, timeout: float | None = None
@@ -155,6 +176,7 @@ class Messenger:
             if self.bound and self.bound.get(node) != claim:
                 _log.warning("node %s claims agency %r but its key was registered for %r;"
                              " ignored", node, claim, self.bound.get(node))
+                self.refused_claims[node] = claim
                 continue
             out.append(AgencyInfo(
                 agency_id=claim,

@@ -77,6 +77,11 @@ class YearConfig:
             raise ConfigError(f"min-nodes must be >= 1. Got {self.min_nodes}.")
         if self.expected_nodes < 0:
             raise ConfigError(f"expected-nodes must be >= 0. Got {self.expected_nodes}.")
+        if 0 < self.expected_nodes < self.min_nodes:
+            raise ConfigError(
+                f"expected-nodes must be 0 or >= min-nodes ({self.min_nodes})."
+                f" Got {self.expected_nodes}."
+            )
         if self.timeout <= 0 or self.wait_nodes <= 0:
             raise ConfigError("timeouts must be > 0.")
 
@@ -133,8 +138,14 @@ def run_year(grid: Grid, cfg: YearConfig, progress: Progress | None = None) -> d
                                         expected=cfg.expected_nodes)
     agencies = messenger.discover(node_ids)
     if len(agencies) < cfg.min_nodes:
+        refused = "; ".join(
+            f"node {n} claimed {claim!r}, its key is {cfg.node_agencies.get(n)!r}"
+            for n, claim in sorted(messenger.refused_claims.items())
+        )
         raise FederationError(
             f"only {len(agencies)} of the required {cfg.min_nodes} nodes answered."
+            + (f" Refused (a node's --agency-id must be its key's name): {refused}."
+               if refused else "")
         )
     year["agencies"] = {a: {"kind": i.kind, "department": i.department, "labelled": i.labelled}
                         for a, i in sorted(agencies.items())}

@@ -104,7 +104,8 @@ def register(app: typer.Typer) -> None:
     def certs(
         out: Annotated[Path, typer.Option("--out", help="Folder for the keys.")] = Path("certs"),
         node: Annotated[list[str] | None, typer.Option(
-            "--node", help="A SuperNode to make an auth key pair for (repeatable).")] = None,
+            "--node", help="A SuperNode to make an auth key pair for, named by its agency id"
+            " (repeatable); the coordinator believes a node only about that agency.")] = None,
         host: Annotated[list[str] | None, typer.Option(
             "--host", help="Extra host name or IP for the SuperLink certificate.")] = None,
         days: Annotated[int, typer.Option("--days", help="Validity in days.")] = 30,

@@ -24,10 +24,11 @@ def register(app: typer.Typer) -> None:
         rounds: Annotated[int, typer.Option("--rounds", help="Training rounds.")] = 5,
         min_nodes: Annotated[int, typer.Option(
             "--min-nodes", help="Nodes needed before the year starts.")] = 2,
-        expected_nodes: Annotated[int, typer.Option(
+        expected_nodes: Annotated[int | None, typer.Option(
             "--expected-nodes", help="Nodes to wait for (up to --wait-nodes) before the year"
-            " starts; 0: start once --min-nodes are connected and no more come for 10 s.")
-            ] = 0,
+            " starts; 0: start once --min-nodes are connected and no more come for 10 s."
+            " Default: the number of registered keys (0 with --insecure).")
+            ] = None,
         wait_nodes: Annotated[float, typer.Option(
             "--wait-nodes", help="Seconds to wait for --min-nodes before giving up.")] = 300.0,
         timeout: Annotated[float, typer.Option(
@@ -65,6 +66,8 @@ def register(app: typer.Typer) -> None:
             }
             if bound:  # each agency id is believed only from the node of its own key
                 config["node-agencies"] = node_agencies_arg(bound)
+            if expected_nodes is None:  # every registered agency, if that meets the minimum
+                config["expected-nodes"] = len(bound) if len(bound) >= min_nodes else 0
             if schema is not None:
                 config["schema"] = str(schema.resolve())
             run_id = coord.submit(config)

@@ -18,7 +18,9 @@ def register(app: typer.Typer) -> None:
     @app.command("node")
     def node(
         data: Annotated[Path, typer.Option("--data", help="This agency's table.")],
-        agency_id: Annotated[str, typer.Option("--agency-id", help="This agency's name.")],
+        agency_id: Annotated[str, typer.Option(
+            "--agency-id", help="This agency's name; with node authentication it must be the"
+            " name its key was made and registered under (`fedid certs --node NAME`).")],
         budget: Annotated[float, typer.Option(
             "--budget", help="Total privacy budget (epsilon) this node will spend.")] = 1.0,
         delta: Annotated[float, typer.Option("--delta", help="Delta of the budget.")] = 1e-5,

@@ -133,7 +133,7 @@ def run(
         "test_students": len(test),
         "agencies": {k: len(v) for k, v in train_agencies.items()},
         "epsilon": epsilon,
-        # the test province's noiseless rubric vs its truth: about the best any model can do
+        # the test province's noiseless rubric vs its truth (one near-optimal operating point)
         "test_noiseless_rubric": calibration["noiseless_rubric"],
     }
     results: dict[str, Any] = {}

@@ -30,8 +30,9 @@ after matching), plus a latent term for circumstances no agency records:
 
 The noiseless rubric (same thresholds, no latent term) gives the "explainable" share
 reported in the manifest: how often the truth is a function of observable indicators; and
-its missed and wrong-aid rates against the truth, about the best any model of the
-indicators can reach on this scenario (the issue's rate targets are measured against them).
+its missed and wrong-aid rates against the truth: those of the rubric at its own cut (about
+the most accurate binary call the indicators allow), one operating point, not a floor for
+either rate alone (a lower cut trades wrong aid for missed).
 """
 
 from __future__ import annotations
@@ -61,8 +62,8 @@ class Truth:
     thresholds: dict[str, float]
     explainable_level: float
     explainable_binary: float
-    #: missed and wrong-aid rates of the noiseless rubric against the truth: about the best
-    #: any model of the observable indicators can do (the latent term is unobservable)
+    #: missed and wrong-aid rates of the noiseless rubric (at its own cut) against the truth:
+    #: the operating point of about the most accurate binary call the indicators allow
     rubric_missed_rate: float = 0.0
     rubric_wrong_aid_rate: float = 0.0
 

@@ -168,3 +168,29 @@ def test_node_agencies_parse_from_the_run_config() -> None:
     assert YearConfig.from_mapping({"out": "/tmp/x"}).node_agencies == {}
     with pytest.raises(ConfigError, match="node-agencies"):
         YearConfig.from_mapping({"out": "/tmp/x", "node-agencies": "university_a"})
+
+
+@pytest.mark.usefixtures("in_a_run")
+def test_claim_on_an_agency_whose_node_is_still_connected_is_refused() -> None:
+    grid = _Grid([1, 9], who={1: "a", 9: "a"})  # no keys bound (simulation, --insecure)
+    messenger = Messenger(grid=grid, timeout=5.0)  # type: ignore[arg-type]
+    messenger.agencies = {"a": _info("a", 1)}
+    assert messenger.refresh() == []
+    assert messenger.refresh() == []
+    assert messenger.agencies["a"].node_id == 1
+    assert grid.asked == [9]  # refused once, not asked again
+
+
+@pytest.mark.usefixtures("in_a_run")
+def test_silent_node_is_asked_a_bounded_number_of_times() -> None:
+    grid = _Grid([1, 5])  # node 5 never answers
+    messenger = Messenger(grid=grid, timeout=5.0)  # type: ignore[arg-type]
+    messenger.agencies = {"a": _info("a", 1)}
+    for _ in range(5):
+        assert messenger.refresh(tries=2) == []
+    assert grid.asked == [5, 5]
+
+
+def test_expected_nodes_below_the_minimum_is_refused() -> None:
+    with pytest.raises(ConfigError, match="expected-nodes must be 0 or >= min-nodes"):
+        YearConfig.from_mapping({"out": "/tmp/x", "min-nodes": 3, "expected-nodes": 2})
