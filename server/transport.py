@@ -116,17 +116,18 @@ class Messenger:
         self.agencies = found
         return found
 
-    def refresh(self, *, wait: float = 30.0, tries: int = 2) -> list[str]:
+    def refresh(self, *, wait: float = 30.0, tries: int = 3) -> list[str]:
         """Let agencies whose node restarted rejoin; return the agencies that rejoined.
 
         A SuperNode that dies and comes back may reconnect under a new node id. Connected
         node ids the coordinator does not know are asked who they are, waiting at most
         ``wait`` s. A known agency answering from a new id is re-addressed there only if
         its old node is gone (no longer connected); while the old node is connected the
-        claim is a duplicate and is refused. An agency that was not in the year at
-        discovery stays out (it took no part in matching). Nodes that answered for an
-        outside agency, made a refused claim, were replaced, or stayed silent or failed
-        ``tries`` times are not asked again, so none of them holds up every round.
+        claim is a duplicate and is refused (the node is asked again later, as the old id
+        may only be slow to expire). An agency that was not in the year at discovery stays
+        out (it took no part in matching). Nodes that answered for an outside agency or were
+        replaced are not asked again; nodes that stayed silent, failed, or made a refused
+        claim ``tries`` times are not asked again either, so none holds up every round.
         """
         connected = set(self.grid.get_node_ids())
         known = {i.node_id for i in self.agencies.values()} | self.outsiders
@@ -142,17 +143,17 @@ class Messenger:
                 _log.warning("node %s (%s) joined after discovery; it stays out of this year",
                              info.node_id, info.agency_id)
                 self.outsiders.add(info.node_id)
-            elif old.node_id in connected:
+            elif old.node_id in connected:  # asked again later: the old id may be stale
                 _log.warning("node %s claims %s, whose node %s is still connected; refused",
                              info.node_id, info.agency_id, old.node_id)
-                self.outsiders.add(info.node_id)
+                answered.discard(info.node_id)
             else:
                 _log.warning("%s rejoined as node %s (was %s)", info.agency_id, info.node_id,
                              old.node_id)
                 self.outsiders.add(old.node_id)  # should it come back, it is not asked
                 self.agencies[info.agency_id] = info
                 rejoined.append(info.agency_id)
-        for node in set(fresh) - answered:  # silent, failed, or a refused key claim
+        for node in set(fresh) - answered:  # silent, failed, or a refused claim
             self._strikes[node] = self._strikes.get(node, 0) + 1
         return rejoined
 

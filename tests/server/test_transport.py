@@ -175,10 +175,14 @@ def test_claim_on_an_agency_whose_node_is_still_connected_is_refused() -> None:
     grid = _Grid([1, 9], who={1: "a", 9: "a"})  # no keys bound (simulation, --insecure)
     messenger = Messenger(grid=grid, timeout=5.0)  # type: ignore[arg-type]
     messenger.agencies = {"a": _info("a", 1)}
-    assert messenger.refresh() == []
-    assert messenger.refresh() == []
+    for _ in range(5):
+        assert messenger.refresh(tries=3) == []
     assert messenger.agencies["a"].node_id == 1
-    assert grid.asked == [9]  # refused once, not asked again
+    assert grid.asked == [9, 9, 9]  # refused each time, asked a bounded number of times
+    grid.nodes = [9]  # the old node is gone: now the claim is a rejoin
+    messenger._strikes.clear()
+    assert messenger.refresh() == ["a"]
+    assert messenger.agencies["a"].node_id == 9
 
 
 @pytest.mark.usefixtures("in_a_run")
@@ -189,6 +193,8 @@ def test_silent_node_is_asked_a_bounded_number_of_times() -> None:
     for _ in range(5):
         assert messenger.refresh(tries=2) == []
     assert grid.asked == [5, 5]
+    assert messenger.refresh(tries=3) == []
+    assert grid.asked == [5, 5, 5]
 
 
 def test_expected_nodes_below_the_minimum_is_refused() -> None:
