@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fedid.atomic import atomic_write_bytes
 from fedid.errors import ConfigError, FederationError
 
 __all__ = ["Coordinator", "flower_env", "node_agencies_arg", "run_config_arg", "stop_group"]
@@ -158,17 +159,29 @@ class Coordinator:
 
         Returns the node id the SuperLink bound to that key: pass ``{node id: agency}`` as
         the run's ``node-agencies`` so the coordinator accepts an agency id only from the
-        node whose key was registered for it.
+        node whose key was registered for it. Each id is also kept in ``node_ids.json``
+        beside the SuperLink's database, so a coordinator restarted on the same ``out``
+        (whose database already holds the key, and refuses it again) still knows it.
         """
         if not public_key.exists():
             raise ConfigError(f"public key {public_key} does not exist.")
-        _, out = self._flwr(["supernode", "register", str(public_key.resolve()), CONNECTION,
-                             "--name", name, "--format", "json"])
+        known_path = self.out / "node_ids.json"
+        known: dict[str, int] = (
+            json.loads(known_path.read_text(encoding="utf-8")) if known_path.exists() else {}
+        )
+        code, out = self._flwr(["supernode", "register", str(public_key.resolve()), CONNECTION,
+                                "--name", name, "--format", "json"], check=False)
         try:
-            return int(json.loads(out[out.find("{"):])["node-id"])
+            node_id = int(json.loads(out[out.find("{"):])["node-id"])
         except (ValueError, KeyError) as exc:
-            raise FederationError(f"flwr supernode register gave no node id: {out[-300:]}"
-                                  ) from exc
+            if name in known:  # registered by an earlier start on this folder
+                return known[name]
+            raise FederationError(
+                f"flwr supernode register gave no node id (exit {code}): {out[-300:]}"
+            ) from exc
+        known[name] = node_id
+        atomic_write_bytes(known_path, json.dumps(known, indent=1).encode())
+        return node_id
 
     def submit(self, run_config: dict[str, Any]) -> int:
         """Start the fedid app on the SuperLink; return the run id."""
