@@ -7,7 +7,20 @@ turns indicator columns into the network's inputs using only what the schema dec
 - numeric (float, int, ordinal): clipped to [min, max], then ``linear`` ``(v - min) / (max -
   min)`` or ``log1p`` ``log1p(v - min) / log1p(max - min)``;
 - bool: 0/1; category: one-hot over the declared categories (an undeclared value is an error);
-- every indicator also gets a missing-value mask (1 = no value), and a missing value encodes as 0.
+- a missing value encodes as 0, and missingness is told in two ways:
+
+  - each evidence-side department that owns indicators gets one record column
+    ``<department>:record`` (1 = at least one of its indicators has a value for the student,
+    i.e. the department holds a record), after all indicator columns;
+  - every indicator gets a missing-value mask ``<indicator>:missing``: for an evidence-side
+    indicator, 1 = no value although its department holds a record (a partial record); for an
+    education-side indicator, 1 = no value.
+
+  A department's fields are missing together when it holds no record for the student (89 % of
+  students have no civil-affairs record: its 8 indicators), so one mask per field gave many
+  identical columns that were 1 for most students. They slowed DP-SGD, whose step budget is
+  small: on synthetic provinces (seeds 102/103, 5 DP seeds) centralized DP at epsilon 1 rose
+  from macro-F1 0.633 (SD 0.029) to 0.678 (SD 0.019), with the training halved to 20 epochs.
 
 No statistic of the data (mean, quantile, vocabulary) is used, so preprocessing spends no
 privacy budget and every agency encodes identically.
@@ -41,10 +54,11 @@ ID_COLUMN = "student_id"
 
 @dataclass(frozen=True, slots=True)
 class FeatureLayout:
-    """Names of the encoded columns and, per indicator, which columns it owns."""
+    """Names of the encoded columns and who owns each: an indicator or a department's record."""
 
     names: tuple[str, ...]
-    owners: tuple[str, ...]  # the indicator of each encoded column
+    owners: tuple[str, ...]  # the indicator of each column; "<department>:record" for records
+    record_departments: tuple[str, ...] = ()  # departments with a record column, in order
 
     @property
     def width(self) -> int:
@@ -55,9 +69,17 @@ class FeatureLayout:
         """Encoded column positions of one indicator (value(s) and mask)."""
         return tuple(i for i, owner in enumerate(self.owners) if owner == indicator)
 
+    def record_column(self, department: str) -> int:
+        """Position of a department's record column."""
+        return self.names.index(f"{department}:record")
+
+
+def _evidence_side(schema: Schema, ind: Indicator) -> bool:
+    return schema.departments[ind.department].side == "evidence"
+
 
 def feature_layout(schema: Schema) -> FeatureLayout:
-    """The encoded columns for ``schema``, in schema order."""
+    """The encoded columns for ``schema``: indicators in schema order, then record columns."""
     names: list[str] = []
     owners: list[str] = []
     for ind in schema.indicators:
@@ -70,7 +92,12 @@ def feature_layout(schema: Schema) -> FeatureLayout:
             owners.append(ind.name)
         names.append(f"{ind.name}:missing")
         owners.append(ind.name)
-    return FeatureLayout(names=tuple(names), owners=tuple(owners))
+    owning = {ind.department for ind in schema.indicators if _evidence_side(schema, ind)}
+    departments = tuple(d for d in schema.departments if d in owning)
+    for dep in departments:
+        names.append(f"{dep}:record")
+        owners.append(f"{dep}:record")
+    return FeatureLayout(names=tuple(names), owners=tuple(owners), record_departments=departments)
 
 
 def indicator_frame(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
@@ -172,7 +199,9 @@ def encode(frame: pd.DataFrame, schema: Schema) -> npt.NDArray[np.float32]:
         DataValidationError: a value that is not of the indicator's declared type or category.
     """
     inds = indicator_frame(frame, schema)
+    layout = feature_layout(schema)
     blocks: list[npt.NDArray[np.float64]] = []
+    masks: list[tuple[int, Indicator, npt.NDArray[np.bool_]]] = []  # (block, indicator, missing)
     for ind in schema.indicators:
         col = inds[ind.name]
         if ind.type == "category":
@@ -195,7 +224,16 @@ def encode(frame: pd.DataFrame, schema: Schema) -> npt.NDArray[np.float32]:
         else:
             scaled, missing = _numeric(ind, col)
             blocks.append(scaled[:, None])
+        masks.append((len(blocks), ind, missing))
         blocks.append(missing.astype(np.float64)[:, None])
+    record = {dep: np.zeros(len(frame), dtype=bool) for dep in layout.record_departments}
+    for _, ind, missing in masks:
+        if ind.department in record:
+            record[ind.department] |= ~missing
+    for pos, ind, missing in masks:
+        if ind.department in record:  # a value missing from a record the department holds
+            blocks[pos] = (missing & record[ind.department]).astype(np.float64)[:, None]
+    blocks.extend(record[dep].astype(np.float64)[:, None] for dep in layout.record_departments)
     if not blocks:
         return np.zeros((len(frame), 0), dtype=np.float32)
     return np.concatenate(blocks, axis=1).astype(np.float32)

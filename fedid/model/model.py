@@ -24,7 +24,7 @@ from fedid.errors import ConfigError
 from fedid.model.features import ID_COLUMN, encode, feature_layout
 from fedid.model.net import HardshipNet, split_outputs
 from fedid.model.noise import PUBLISHED_SELF_REPORT
-from fedid.model.reasons import indicator_contributions, top_indicator_reasons
+from fedid.model.reasons import indicator_contributions, reason_labels, top_indicator_reasons
 from fedid.model.rules import apply_rules
 from fedid.schema import Schema
 
@@ -110,7 +110,7 @@ class HardshipModel:
             flags[:, schema.dimension_flags.index("special_group")] |= hits.recognised
         layout = feature_layout(schema)
         contrib = indicator_contributions(self.build_net(), encode(inputs, schema), layout, schema)
-        model_reasons = top_indicator_reasons(contrib, schema, k=top_k)
+        model_reasons = top_indicator_reasons(contrib, reason_labels(schema, layout), k=top_k)
         reasons = ["; ".join(hits.reasons(i) + model_reasons[i]) for i in range(len(inputs))]
         names = np.asarray(schema.levels.names, dtype=object)
         out = pd.DataFrame(

@@ -12,7 +12,18 @@ indicators) and evaluates every method on a second province drawn from the same 
 - central: centralized non-private model (+ rule layer);
 - central_dp: centralized DP-SGD at ``epsilon`` over the pooled table (delta 1/(10 n));
 - local_dp: each agency alone with DP-SGD at ``epsilon`` (delta 1/(10 n_agency)), each
-  model scoring its own agency's test students.
+  model scoring its own agency's test students;
+- central_truth (diagnostic): the non-private model trained on the training province's
+  GROUND TRUTH instead of the recognition labels: what the model class learns without label
+  noise.
+
+``operating_points`` (diagnostic, not a deployable result: the threshold is chosen on the test
+province's truth): for each learned method and for the noiseless rubric (the generator's own
+scoring without its latent term, i.e. the best ranking the indicators allow), the threshold on
+P(hardship) (rule hits always recommended) that minimises ``max(missed / target, wrong aid /
+target)`` with the targets a third of the self-report rates; ``target_ratio`` <= 1 means
+both targets are met at that threshold. ``min_wrong_aid_at_missed_target``: the smallest
+wrong-aid rate among thresholds that meet the missed target (None: none does).
 
 Hyperparameters are fixed in :data:`DP_CONFIG` / :data:`PLAIN_CONFIG` (the
 :class:`~fedid.model.TrainConfig` defaults: clipping bound 5.0 with learning rate 0.2), chosen
@@ -50,11 +61,14 @@ from fedid.model import (
 )
 from fedid.schema import Schema, load_schema
 from privacy.dp import PrivacyBudget
+from simulations.province.truth import noiseless_score
 
 __all__ = ["DP_CONFIG", "PLAIN_CONFIG", "load_province", "main", "run"]
 
-# The defaults' 40 epochs in one call (rounds x local epochs = 1 x 40 instead of 5 x 8).
-DP_CONFIG = replace(TrainConfig(), rounds=1, local_epochs=40)
+# The defaults' planned epochs in one call (rounds x local epochs = 1 x 20 instead of 5 x 4).
+DP_CONFIG = replace(
+    TrainConfig(), rounds=1, local_epochs=TrainConfig().rounds * TrainConfig().local_epochs
+)
 PLAIN_CONFIG = TrainConfig()
 
 
@@ -94,6 +108,18 @@ def _truth_rows(frame: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
     return frame[["student_id"]].merge(truth, on="student_id", how="left", validate="one_to_one")
 
 
+def _with_true_labels(
+    frame: pd.DataFrame, truth: pd.DataFrame, schema: Schema
+) -> pd.DataFrame:
+    """``frame`` with its labels replaced by the ground truth (diagnostic training only)."""
+    rows = _truth_rows(frame, truth)
+    out = frame.copy()
+    out["label_level"] = rows["true_level"].astype(str).to_numpy()
+    for flag in schema.dimension_flags:
+        out[f"label_{flag}"] = rows[f"true_{flag}"].astype(bool).to_numpy()
+    return out
+
+
 def _eval(level: Any, p: Any, frame: pd.DataFrame, truth: pd.DataFrame, schema: Schema) -> Any:
     rows = _truth_rows(frame, truth)
     return evaluate_levels(
@@ -102,6 +128,35 @@ def _eval(level: Any, p: Any, frame: pd.DataFrame, truth: pd.DataFrame, schema: 
         truth=rows,
         schema=schema,
     )
+
+
+def operating_point(
+    score: Any, recognised: Any, hard: Any, *, missed_target: float, wrong_target: float
+) -> dict[str, Any]:
+    """The threshold on ``score`` that best meets both rate targets (see module docstring)."""
+    score = np.asarray(score, dtype=np.float64)
+    recognised = np.asarray(recognised, dtype=bool)
+    hard = np.asarray(hard, dtype=bool)
+    free = score[~recognised & np.isfinite(score)]
+    grid = np.quantile(free, np.linspace(0.0, 1.0, 1001)) if free.size else np.zeros(0)
+    cuts = np.append(np.unique(grid), np.inf)  # inf: only the rule hits are recommended
+    best: tuple[float, float, float, float] | None = None
+    min_wrong: float | None = None
+    for cut in cuts:
+        pred = recognised | (score >= cut)
+        missed = float((hard & ~pred).sum() / max(int(hard.sum()), 1))
+        wrong = float((pred & ~hard).sum() / max(int(pred.sum()), 1))
+        ratio = max(missed / missed_target, wrong / wrong_target)
+        if best is None or ratio < best[0]:
+            best = (ratio, missed, wrong, float(cut))
+        if missed <= missed_target and (min_wrong is None or wrong < min_wrong):
+            min_wrong = wrong
+    if best is None:
+        return {"target_ratio": None}
+    return {
+        "target_ratio": best[0], "missed_rate": best[1], "wrong_aid_rate": best[2],
+        "threshold": best[3], "min_wrong_aid_at_missed_target": min_wrong,
+    }
 
 
 def run(
@@ -119,7 +174,7 @@ def run(
     """
     schema = load_schema()
     with tempfile.TemporaryDirectory() as tmp:
-        train_agencies, _ = load_province(
+        train_agencies, train_truth = load_province(
             synth(Path(tmp) / "train", train_seed, train_students), schema
         )
         test_root = synth(Path(tmp) / "test", test_seed)
@@ -137,6 +192,7 @@ def run(
         "test_noiseless_rubric": calibration["noiseless_rubric"],
     }
     results: dict[str, Any] = {}
+    scores: dict[str, Any] = {}  # P(hardship) per learned method, rows as ``test``
     if "self_report" in methods:
         level = test["label_level"].map({n: i for i, n in enumerate(names)}).to_numpy()
         results["self_report"] = _eval(level, (level > 0).astype(float), test, test_truth, schema)
@@ -153,7 +209,18 @@ def run(
         )
         timings["central"] = time.perf_counter() - t
         recs = model.recommend(test)
+        scores["central"] = recs["p_hardship"].to_numpy()
         results["central"] = _eval(
+            recs["level_index"], recs["p_hardship"], test, test_truth, schema
+        )
+    if "central_truth" in methods:
+        model, _ = train_centralized(
+            inputs=_with_true_labels(pooled_train, train_truth, schema),
+            schema=schema, config=PLAIN_CONFIG, budget=None, seed=0,
+        )
+        recs = model.recommend(test)
+        scores["central_truth"] = recs["p_hardship"].to_numpy()
+        results["central_truth"] = _eval(
             recs["level_index"], recs["p_hardship"], test, test_truth, schema
         )
     if "central_dp" in methods:
@@ -164,6 +231,7 @@ def run(
         )
         timings["central_dp"] = time.perf_counter() - t
         recs = model.recommend(test)
+        scores["central_dp"] = recs["p_hardship"].to_numpy()
         results["central_dp"] = _eval(
             recs["level_index"], recs["p_hardship"], test, test_truth, schema
         )
@@ -194,8 +262,24 @@ def run(
         results["local_dp"] = _eval(
             np.concatenate(levels), np.concatenate(probs), pd.concat(frames), test_truth, schema
         )
+        order = pd.concat(frames)["student_id"].to_numpy()
+        scores["local_dp"] = pd.Series(np.concatenate(probs), index=order).loc[
+            test["student_id"].to_numpy()
+        ].to_numpy()
         out["local_dp_privacy"] = spends
     out["table"] = {k: summary(v) for k, v in results.items()}
+    if "self_report" in results:
+        scores["noiseless_rubric"] = noiseless_score(test)
+        hard = (_truth_rows(test, test_truth)["true_level"].astype(str) != names[0]).to_numpy()
+        recognised = apply_rules(test, schema).levels() > 0
+        targets = {
+            "missed_target": out["table"]["self_report"]["missed_rate"] / 3,
+            "wrong_target": out["table"]["self_report"]["wrong_aid_rate"] / 3,
+        }
+        out["targets"] = targets
+        out["operating_points"] = {
+            k: operating_point(v, recognised, hard, **targets) for k, v in scores.items()
+        }
     out["largest_gaps"] = {k: v["largest_gaps"][:3] for k, v in results.items()}
     out["train_seconds"] = timings
     return out
@@ -213,7 +297,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--methods",
-        default="self_report,rules,central,central_dp,local_dp",
+        default="self_report,rules,central,central_dp,local_dp,central_truth",
         help="comma-separated subset",
     )
     args = parser.parse_args(argv)

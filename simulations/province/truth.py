@@ -45,7 +45,7 @@ import pandas as pd
 
 from simulations.scenario import Scenario
 
-__all__ = ["Truth", "assign_truth"]
+__all__ = ["Truth", "assign_truth", "noiseless_score"]
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -127,6 +127,18 @@ def _direct(j: pd.DataFrame) -> tuple[BoolArray, BoolArray, BoolArray]:
     former_poverty = _num(j, "poverty_monitoring", 1) == 0  # on agriculture's roll, exited
     any_group = econ_group | orphan | martyr | (sdg > 0) | parent_disabled | former_poverty
     return direct, econ_group, any_group
+
+
+def noiseless_score(joined: pd.DataFrame) -> FloatArray:
+    """The rubric's points without the latent term (+inf for direct recognition) per student.
+
+    The truth is this score plus latent noise, cut at fixed thresholds, so ranking students by
+    it is the best ranking the observable indicators allow (for evaluation only).
+    """
+    e, a, p = _scores(joined)
+    direct, _, _ = _direct(joined)
+    out: FloatArray = np.where(direct, np.inf, e + a + p)
+    return out
 
 
 def _kth_largest(values: FloatArray, k: int) -> float:

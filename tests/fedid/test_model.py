@@ -39,12 +39,37 @@ def _blank(schema: Schema, n: int) -> pd.DataFrame:
     return frame
 
 
-def test_layout_has_value_and_mask_per_indicator_and_onehots(schema: Schema) -> None:
+def test_layout_has_value_and_mask_per_indicator_onehots_and_department_records(
+    schema: Schema,
+) -> None:
     layout = feature_layout(schema)
     n_cat = sum(len(i.categories) for i in schema.indicators if i.type == "category")
     n_plain = sum(1 for i in schema.indicators if i.type != "category")
-    assert layout.width == n_cat + n_plain + len(schema.indicators)
+    evidence = {
+        i.department for i in schema.indicators
+        if schema.departments[i.department].side == "evidence"
+    }
+    assert set(layout.record_departments) == evidence
+    assert len(evidence) == 12
+    assert layout.width == n_cat + n_plain + len(schema.indicators) + len(evidence)
     assert len(layout.columns_of("family_structure")) == 4 + 1
+    assert layout.names[layout.record_column("civil_affairs")] == "civil_affairs:record"
+
+
+def test_missing_masks_tell_no_record_from_a_partial_record(schema: Schema) -> None:
+    frame = _blank(schema, 3)
+    # row 0: a civil-affairs record with dibao but no income; row 1: no civil-affairs record;
+    # row 2: a full civil-affairs record. Grade percentile (education) missing in row 1 only.
+    frame["dibao"] = pd.array([True, None, False], dtype="boolean")
+    frame["household_income_per_capita"] = [None, None, 9000.0]
+    frame["grade_percentile"] = [40.0, None, 70.0]
+    x = encode(frame, schema)
+    col = {n: x[:, i] for i, n in enumerate(feature_layout(schema).names)}
+    assert col["civil_affairs:record"].tolist() == [1.0, 0.0, 1.0]
+    assert col["household_income_per_capita:missing"].tolist() == [1.0, 0.0, 0.0]
+    assert col["dibao:missing"].tolist() == [0.0, 0.0, 0.0]
+    assert col["tax:record"].tolist() == [0.0, 0.0, 0.0]
+    assert col["grade_percentile:missing"].tolist() == [0.0, 1.0, 0.0]
 
 
 def test_encoding_uses_declared_ranges_only(schema: Schema) -> None:
@@ -57,7 +82,9 @@ def test_encoding_uses_declared_ranges_only(schema: Schema) -> None:
     names = feature_layout(schema).names
     col = {n: x[:, i] for i, n in enumerate(names)}
     assert col["household_income_per_capita"].tolist() == [0.0, 1.0, 0.0]
+    # civil affairs holds a record in every row (dibao or family structure): a partial record
     assert col["household_income_per_capita:missing"].tolist() == [0.0, 0.0, 1.0]
+    assert col["civil_affairs:record"].tolist() == [1.0, 1.0, 1.0]
     assert col["grade_percentile"].tolist() == [0.5, 1.0, 0.0]
     assert col["family_structure=orphan"].tolist() == [1.0, 0.0, 0.0]
     assert col["family_structure=divorced"].tolist() == [0.0, 0.0, 1.0]
