@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path, typer.Option("--out", help="Model directory to write.")] = Path(
             "model"
         ),
-        epochs: Annotated[int, typer.Option("--epochs", help="Epochs (one call).")] = 20,
+        epochs: Annotated[int, typer.Option("--epochs", help="Epochs (one call).")] = 40,
         accountant: Annotated[str, typer.Option("--accountant", help="prv or rdp.")] = "prv",
         seed: Annotated[int | None, typer.Option("--seed", help="Test runs only.")] = None,
     ) -> None:

@@ -3,7 +3,7 @@
     python -m simulations.bench.dp_cost [--n 12000] [--batch-size 2048] [--epochs 6]
 
 Same model (:class:`fedid.model.HardshipNet` with the default hidden layer, the default
-schema's 59 inputs), same loss,
+schema's 71 inputs), same loss,
 same data (random tensors of the default province's shape: the cost does not depend on the
 values), same batch size. The plain loop slices shuffled minibatches from tensors (no
 DataLoader) with Adam. The DP loop is :func:`privacy.dp.dp_train` (Poisson sampling from
