@@ -14,6 +14,13 @@ runs in parallel), with the departments D connected and covered by a release pol
    unmatched slots; ``home_results`` to H carries the results, H's released
    aggregates come back.
 
+A department whose node dies or fails the evidence step is left out of the run (its
+evidence is missing for every home this year; ``lost_departments`` in the result names it
+and why, and a warning is logged); the year goes on with the others. Every department
+failing, or a home agency failing any step, stops the year with a FederationError naming
+the step: a home's students cannot be resolved without it, and the lead home holds the
+run's keys.
+
 What the coordinator keeps (returned as the ``matching`` section of the year): set
 sizes, per home the number of key positions matched by each department and by at least
 one, H's released counts. Never an ID or a value: those exist here only as blinded
@@ -69,6 +76,15 @@ def _payloads(reply: Message, who: str, step: str) -> list[bytes]:
     if not isinstance(data, list):
         raise ProtocolError(f"{who}: {step} reply carries no payload.")
     return [d for d in data if isinstance(d, bytes)]
+
+
+def _failure(reply: Message | None) -> str | None:
+    """Why a node's reply counts as a failure (None: it answered)."""
+    if reply is None:
+        return "no reply"
+    if reply.has_error():
+        return f"error: {reply.error.reason}"
+    return None
 
 
 def _decoded(reply: Message | None, who: str, step: str) -> list[tuple[bytes, Any]]:
@@ -151,7 +167,13 @@ def run_matching(
                              homes=",".join(groups[i]))) for i, d in keys])
     records: list[list[bytes]] = [[] for _ in groups]
     payloads: list[list[EvidencePayloads]] = [[] for _ in groups]
+    lost: dict[str, str] = {}  # department -> why (a node that died or failed this step)
     for (i, d), reply in zip(keys, ev_replies, strict=True):
+        why = _failure(reply)
+        if why is not None:
+            for gone in coords[i].drop_department(d):
+                lost.setdefault(gone, why if gone == d else f"shares the key of {d}")
+            continue
         for data, m in _decoded(reply, dep_agency[d], "evidence"):
             if m.header.run_id != runs[i] or m.header.sender != evidence_party(d):
                 raise ProtocolError(f"{d}: evidence reply for another run or party.")
@@ -164,6 +186,14 @@ def run_matching(
             else:
                 raise ProtocolError(f"{d}: unexpected {type(m).__name__} in evidence reply.")
     t["evidence"] = time.perf_counter() - t0
+    if lost:
+        _log.warning("matching goes on without %d department(s): %s", len(lost),
+                     "; ".join(f"{d} ({why})" for d, why in sorted(lost.items())))
+    if not any(c.departments for c in coords):
+        raise FederationError(
+            "matching: every department failed the evidence step: "
+            + "; ".join(f"{d} ({why})" for d, why in sorted(lost.items())) + "."
+        )
 
     # Step 5 and the join: the lead reblinds every department's records.
     t0 = time.perf_counter()
@@ -199,7 +229,8 @@ def run_matching(
     per_home = {}
     for i, g in enumerate(groups):
         per_home.update(_figures(coords[i], g))
-    return {"departments": deps, "grouping": grouping, "seconds": t, "per_home": per_home}
+    return {"departments": deps, "grouping": grouping, "seconds": t, "per_home": per_home,
+            "lost_departments": dict(sorted(lost.items()))}
 
 
 def _figures(coord: Coordinator, homes: list[str]) -> dict[str, Any]:

@@ -95,6 +95,28 @@ class Coordinator:
         except (CryptoError, FedCryptoError, ValueError) as exc:
             raise self.guard.fail(f"invalid public key: {exc}") from exc
 
+    def drop_department(self, dep: str) -> tuple[str, ...]:
+        """Leave out a department that failed before its payloads were joined.
+
+        Departments whose tokens use ``dep``'s scalar (shared evidence keys) cannot be
+        joined without it and are left out too. Returns every department left out.
+        """
+        self.guard.live()
+        self.guard.require(dep in self.layouts, f"unknown department {dep!r}")
+        gone = tuple(d for d in self.departments if d == dep or self.domain_of.get(d) == dep)
+        self.guard.require(not any(d in self._matches for d in gone),
+                           f"{dep}: its evidence is already joined")
+        for d in gone:
+            del self.layouts[d]
+            self._records.pop(d, None)
+            self.view.department_sizes.pop(d, None)
+        self.departments = tuple(d for d in self.departments if d not in gone)
+        self._evidence = frozenset(evidence_party(d) for d in self.departments)
+        for key in [k for k in self._home_lists if k[0] == dep]:
+            del self._home_lists[key]
+            self._index_cache.pop(key, None)
+        return gone
+
     # -- step 3 -------------------------------------------------------------------
     def receive_reblinded_home_keys(self, msg: EvidenceReblindedHomeKeys) -> None:
         batch = self.guard.accept(msg, senders=self._evidence, tag=msg.home)

@@ -1,0 +1,144 @@
+"""Matching over Flower messages when a department's node fails: the year goes on without it.
+
+The coordinator side (:func:`server.matching.run_matching`) runs against every agency's real
+node handler (:func:`clients.matching.handle`) in this process; a dead node answers nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from flwr.app import Context, Message, RecordDict
+from flwr.supercore.task_identity import TaskIdentity
+
+from clients.config import NodeSettings
+from clients.matching import handle
+from fedid.errors import FederationError, ProtocolError
+from fedid.matching.coordinator import Coordinator
+from fedid.matching.policy import build_layouts, default_policies
+from fedid.matching.protocol import new_run_id
+from fedid.schema import load_schema
+from server.matching import run_matching
+from server.transport import AgencyInfo
+from simulations.simulate import agencies_of
+
+HOMES = 2  # the first education agencies of the small province
+DEPARTMENTS = ("civil_affairs", "disability_federation", "tax")
+
+
+@dataclass
+class _Reply:
+    content: RecordDict
+
+    def has_error(self) -> bool:
+        return False
+
+
+class _Nodes:
+    """A Messenger stand-in: each agency's own matching handler, with its own state."""
+
+    def __init__(self, province: Path, out: Path, dead: frozenset[str]) -> None:
+        found = agencies_of(province)
+        homes = [a for a in found if a[1] == "education"][:HOMES]
+        deps = [a for a in found if a[1] == "department" and a[2] in DEPARTMENTS]
+        self.settings: dict[str, NodeSettings] = {}
+        self.contexts: dict[str, Context] = {}
+        self.agencies: dict[str, AgencyInfo] = {}
+        for node, (agency, kind, department, table) in enumerate(homes + deps, start=1):
+            self.settings[agency] = NodeSettings(
+                agency_id=agency, kind=kind, department=department, data=table, schema=None,
+                out=out / agency, epsilon=1.0, delta=1e-5,
+                education_keys=out / "education_keys" if kind == "education" else None,
+            )
+            self.contexts[agency] = Context(run_id=1, node_id=node, node_config={},
+                                            state=RecordDict(), run_config={})
+            self.agencies[agency] = AgencyInfo(agency_id=agency, kind=kind,
+                                               department=department, node_id=node,
+                                               labelled=kind == "education")
+        self.dead = dead
+        self.asked: list[tuple[str, str]] = []
+
+    def exchange_pairs(
+        self, message_type: str, pairs: list[tuple[str, RecordDict]]
+    ) -> list[_Reply | None]:
+        replies: list[_Reply | None] = []
+        for agency, content in pairs:
+            self.asked.append((agency, str(content.config_records["config"]["step"])))
+            if agency in self.dead:
+                replies.append(None)
+                continue
+            msg = Message(content, dst_node_id=self.agencies[agency].node_id,
+                          message_type=message_type)
+            replies.append(_Reply(handle(self.settings[agency], msg, self.contexts[agency])))
+        return replies
+
+
+@pytest.fixture
+def in_a_run() -> Iterator[None]:
+    """Flower builds messages only inside a run task (its identity: task, run and node ids)."""
+    before = TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id
+    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
+    yield
+    TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id = before
+
+
+def _match(nodes: _Nodes) -> dict[str, Any]:
+    return run_matching(nodes, schema=load_schema(), session="year",  # type: ignore[arg-type]
+                        progress=lambda _e, _d: None)
+
+
+@pytest.mark.usefixtures("in_a_run")
+def test_a_dead_department_is_left_out_and_matching_goes_on(
+    small_province: Path, tmp_path: Path
+) -> None:
+    nodes = _Nodes(small_province, tmp_path, dead=frozenset({"tax"}))
+    result = _match(nodes)
+    assert result["lost_departments"] == {"tax": "no reply"}
+    assert ("tax", "evidence") in nodes.asked
+    homes = [a for a, i in nodes.agencies.items() if i.kind == "education"]
+    for home in homes:
+        figures = result["per_home"][home]
+        assert set(figures["matched_by_department"]) == {"civil_affairs", "disability_federation"}
+        assert figures["matched_by_department"]["civil_affairs"] > 0
+        evidence = pd.read_parquet(tmp_path / home / "evidence.parquet")
+        assert evidence["dibao"].notna().any()  # civil affairs' evidence arrived
+        assert "taxable_income" not in evidence.columns or evidence["taxable_income"].isna().all()
+
+
+@pytest.mark.usefixtures("in_a_run")
+def test_every_department_dead_stops_the_year_naming_them(
+    small_province: Path, tmp_path: Path
+) -> None:
+    nodes = _Nodes(small_province, tmp_path, dead=frozenset(DEPARTMENTS))
+    with pytest.raises(FederationError, match="every department failed") as err:
+        _match(nodes)
+    for dep in DEPARTMENTS:
+        assert dep in str(err.value)
+
+
+@pytest.mark.usefixtures("in_a_run")
+def test_a_dead_home_stops_the_year_naming_the_step(small_province: Path, tmp_path: Path) -> None:
+    nodes = _Nodes(small_province, tmp_path, dead=frozenset())
+    nodes.dead = frozenset({next(a for a, i in nodes.agencies.items() if i.kind == "education")})
+    with pytest.raises(FederationError, match="home_start"):
+        _match(nodes)
+
+
+def test_dropping_a_key_domain_drops_the_departments_that_share_its_scalar() -> None:
+    schema = load_schema()
+    layouts = build_layouts(schema, default_policies(schema))
+    a, b, c = list(layouts)[:3]
+    coord = Coordinator(run_id=new_run_id(), homes=["home:h"], lead="home:h",
+                        layouts={d: layouts[d] for d in (a, b, c)},
+                        domain_of={a: a, b: a, c: c})
+    assert coord.drop_department(a) == (a, b)
+    assert coord.departments == (c,)
+    assert coord.drop_department(c) == (c,)
+    assert coord.departments == ()
+    with pytest.raises(ProtocolError, match="unknown department"):
+        coord.drop_department(a)
