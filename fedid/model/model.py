@@ -20,7 +20,7 @@ import numpy.typing as npt
 import pandas as pd
 import torch
 
-from fedid.errors import ConfigError
+from fedid.errors import ConfigError, TrainingError
 from fedid.model.features import ID_COLUMN, encode, feature_layout
 from fedid.model.net import HardshipNet, split_outputs
 from fedid.model.noise import PUBLISHED_SELF_REPORT
@@ -84,7 +84,17 @@ class HardshipModel:
             self.hidden,
         )
         if self.weights:
-            net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in self.weights.items()})
+            try:
+                net.load_state_dict(
+                    {k: torch.from_numpy(np.array(v)) for k, v in self.weights.items()}
+                )
+            except RuntimeError as exc:  # torch reports missing keys and shape mismatches so
+                raise TrainingError(
+                    f"model weights do not fit this schema's {net.trunk_inputs} inputs and"
+                    f" hidden layers {list(self.hidden)}: saved for another schema or by a"
+                    " fedid before the department record columns (retrain the model)."
+                    f" {str(exc).splitlines()[-1].strip()}"
+                ) from exc
         return net
 
     def score(self, inputs: pd.DataFrame) -> Scores:

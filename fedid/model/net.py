@@ -43,6 +43,7 @@ class HardshipNet(nn.Module):
         self.flags = nn.Linear(width, max(n_flags, 1))
         self.n_levels = n_levels
         self.n_flags = n_flags
+        self.trunk_inputs = n_inputs
         with torch.no_grad():  # start with ordered thresholds: P(level > k) decreasing in k
             self.thresholds.weight.copy_(-torch.linspace(1.0, 3.0, n_levels - 1).unsqueeze(1))
 

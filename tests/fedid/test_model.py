@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fedid.errors import DataValidationError
+from fedid.errors import DataValidationError, TrainingError
 from fedid.model import (
     HardshipModel,
+    HardshipNet,
     ModelCard,
     TrainConfig,
     apply_rules,
@@ -213,3 +214,12 @@ def test_save_load_round_trip(schema: Schema, tmp_path: Path) -> None:
     assert "people decide" in text
     assert "hyperparameter" in text.lower()
     assert not list(tmp_path.glob(".fedid-model-*"))
+
+
+def test_weights_of_another_layout_are_refused_with_a_clear_error(schema: Schema) -> None:
+    width = feature_layout(schema).width
+    old = HardshipNet(width - 12, len(schema.levels.names), len(schema.dimension_flags), (32,))
+    weights = {k: v.detach().numpy() for k, v in old.state_dict().items()}
+    model = HardshipModel(schema=schema, hidden=(32,), weights=weights)
+    with pytest.raises(TrainingError, match=f"do not fit this schema's {width} inputs"):
+        model.build_net()
