@@ -19,8 +19,10 @@ Steps (``config.step``):
                     the home) and its encrypted payloads (to C) (steps 3, 4, 6)
 - ``home_reblind``  home: reblind every department's records (step 5)
 - ``home_results``  home: decrypt the coordinator's results, merge the evidence into
-                    ``<out>/evidence.parquet`` on the node, reply with the released
-                    aggregates only (steps 7, 8)
+                    ``<out>/evidence.parquet`` on the node (and which departments it
+                    covers, or misses because their nodes did not reply, into
+                    ``<out>/evidence_sources.json``), reply with the released aggregates
+                    only (steps 7, 8)
 """
 
 from __future__ import annotations
@@ -212,10 +214,17 @@ def _home_results(s: NodeSettings, msg: Message, context: Context) -> RecordDict
     run = config_str(msg, "run")
     role = _load(context, run)
     results = [decode_message(b) for b in payloads_of(msg)]
+    covered: set[str] = set()
     for m in results:
         if not isinstance(m, CoordinatorResults):
             raise ProtocolError("home_results carries only the coordinator's results.")
         role.receive_results(m)
+        covered.update(m.departments)
+    # departments left out of the run (their node did not reply): no evidence from them
+    missing = [d for d in role.layouts if d not in covered]
+    if missing:
+        _log.warning("%s: no evidence this year from %s (their nodes did not reply)",
+                     s.agency_id, ", ".join(missing))
     schema = training.schema_of(s)
     resolved = resolve_home(role, schema=schema, students=training.table_of(s))
     evidence_cols = [i.name for i in schema.indicators
@@ -226,7 +235,9 @@ def _home_results(s: NodeSettings, msg: Message, context: Context) -> RecordDict
     tmp = s.out / "evidence.tmp.parquet"
     evidence.to_parquet(tmp, index=False)
     tmp.replace(s.out / "evidence.parquet")
-    counts = compute_counts(schema, resolved, tuple(role.layouts))
+    live = [d for d in role.layouts if d in covered]
+    training.write_sources(s.out, covered=live, missing=missing)
+    counts = compute_counts(schema, resolved, tuple(live))
     rel = release_counts(counts, ReleaseConfig())
     agg = HomeAggregates(
         header=role.guard.header(recipient=COORDINATOR, kind=MessageKind.HOME_AGGREGATES),

@@ -10,13 +10,16 @@
   (budget, accountant history, calibrated noise); the budget guard inside refuses a
   round that would exceed the node's own budget;
 - :func:`identify` writes ``<out>/recommendations.parquet`` on the node and returns
-  counts only.
+  counts only; when matching ran without some departments (their nodes did not reply,
+  ``<out>/evidence_sources.json``), every recommendation names them in
+  ``evidence_missing``: their evidence (and their rule hits) could not be seen.
 
 Arrays travel as a list in the network's state-dict order (:func:`weight_names`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -27,6 +30,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from clients.config import NodeSettings
+from fedid.atomic import atomic_write_bytes
 from fedid.errors import DataValidationError, TrainingError
 from fedid.model.evaluate import macro_f1
 from fedid.model.features import build_inputs, level_targets
@@ -38,11 +42,13 @@ __all__ = [
     "HOLDOUT_FRACTION",
     "RoundOutcome",
     "evaluate",
+    "evidence_missing",
     "has_labels",
     "identify",
     "initial_arrays",
     "train_round",
     "weight_names",
+    "write_sources",
 ]
 
 _log = logging.getLogger(__name__)
@@ -96,6 +102,24 @@ def inputs_of(s: NodeSettings) -> pd.DataFrame:
     evidence_path = s.out / "evidence.parquet"
     evidence = pd.read_parquet(evidence_path) if evidence_path.exists() else None
     return build_inputs(table_of(s), evidence, schema_of(s))
+
+
+def write_sources(out: Path, *, covered: list[str], missing: list[str]) -> None:
+    """Record which departments this year's matched evidence covers and which it misses."""
+    out.mkdir(parents=True, exist_ok=True)
+    body = json.dumps({"covered": covered, "missing": missing}, indent=1)
+    atomic_write_bytes(out / "evidence_sources.json", body.encode("utf-8"))
+
+
+def evidence_missing(s: NodeSettings) -> list[str]:
+    """Departments whose evidence this year's matching could not bring (none: [])."""
+    path = s.out / "evidence_sources.json"
+    if not path.exists():
+        return []
+    try:
+        return [str(d) for d in json.loads(path.read_text(encoding="utf-8"))["missing"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataValidationError(f"{path} is malformed: {exc!s}") from exc
 
 
 def has_labels(s: NodeSettings) -> bool:
@@ -208,6 +232,9 @@ def identify(s: NodeSettings, arrays: list[NDArray[np.float32]]) -> dict[str, fl
     model = HardshipModel(schema=schema, hidden=TrainConfig().hidden,
                           weights=_to_dict(schema, arrays))
     rec = model.recommend(inputs)
+    missing = evidence_missing(s)
+    if missing:
+        rec["evidence_missing"] = ",".join(missing)
     s.out.mkdir(parents=True, exist_ok=True)
     tmp = s.out / "recommendations.tmp.parquet"
     rec.to_parquet(tmp, index=False)
@@ -219,6 +246,7 @@ def identify(s: NodeSettings, arrays: list[NDArray[np.float32]]) -> dict[str, fl
         counts[f"level_{name}"] = float(np.sum(rec["level_index"].to_numpy() == i))
     counts["rule_recognised"] = float(np.sum(rec["source"] == "rule"))
     counts["needs_review"] = float(np.sum(rec["review"].astype(bool)))
+    counts["evidence_missing_departments"] = float(len(missing))
     if applied is not None:
         counts["hidden_hardship"] = float(np.sum(aided & ~applied))
         counts["applied"] = float(np.sum(applied))

@@ -14,12 +14,14 @@ runs in parallel), with the departments D connected and covered by a release pol
    unmatched slots; ``home_results`` to H carries the results, H's released
    aggregates come back.
 
-A department whose node dies or fails the evidence step is left out of the run (its
-evidence is missing for every home this year; ``lost_departments`` in the result names it
-and why, and a warning is logged); the year goes on with the others. Every department
-failing, or a home agency failing any step, stops the year with a FederationError naming
-the step: a home's students cannot be resolved without it, and the lead home holds the
-run's keys.
+A department whose node gives no reply to the evidence step (dead or unreachable) is
+left out of that run: its evidence is missing for the run's homes this year;
+``lost_departments`` in the result maps it to those homes, a warning is logged, and each
+home is told which departments its results cover. The year goes on with the others. An
+error reply stays fatal (it may come from a home's bad input, which no department should
+be blamed for), as does a run left with no department, or a home agency failing any step:
+a FederationError names the step and agencies (a home's students cannot be resolved
+without it, and the lead home holds the run's keys).
 
 What the coordinator keeps (returned as the ``matching`` section of the year): set
 sizes, per home the number of key positions matched by each department and by at least
@@ -76,15 +78,6 @@ def _payloads(reply: Message, who: str, step: str) -> list[bytes]:
     if not isinstance(data, list):
         raise ProtocolError(f"{who}: {step} reply carries no payload.")
     return [d for d in data if isinstance(d, bytes)]
-
-
-def _failure(reply: Message | None) -> str | None:
-    """Why a node's reply counts as a failure (None: it answered)."""
-    if reply is None:
-        return "no reply"
-    if reply.has_error():
-        return f"error: {reply.error.reason}"
-    return None
 
 
 def _decoded(reply: Message | None, who: str, step: str) -> list[tuple[bytes, Any]]:
@@ -167,12 +160,12 @@ def run_matching(
                              homes=",".join(groups[i]))) for i, d in keys])
     records: list[list[bytes]] = [[] for _ in groups]
     payloads: list[list[EvidencePayloads]] = [[] for _ in groups]
-    lost: dict[str, str] = {}  # department -> why (a node that died or failed this step)
+    # department -> the homes whose run goes on without it (its node gave no reply)
+    lost: dict[str, list[str]] = {}
     for (i, d), reply in zip(keys, ev_replies, strict=True):
-        why = _failure(reply)
-        if why is not None:
+        if reply is None:  # a dead or unreachable node; an error reply stays fatal below
             for gone in coords[i].drop_department(d):
-                lost.setdefault(gone, why if gone == d else f"shares the key of {d}")
+                lost.setdefault(gone, []).extend(groups[i])
             continue
         for data, m in _decoded(reply, dep_agency[d], "evidence"):
             if m.header.run_id != runs[i] or m.header.sender != evidence_party(d):
@@ -187,12 +180,13 @@ def run_matching(
                 raise ProtocolError(f"{d}: unexpected {type(m).__name__} in evidence reply.")
     t["evidence"] = time.perf_counter() - t0
     if lost:
-        _log.warning("matching goes on without %d department(s): %s", len(lost),
-                     "; ".join(f"{d} ({why})" for d, why in sorted(lost.items())))
-    if not any(c.departments for c in coords):
+        _log.warning("matching goes on without %d department(s) that did not reply: %s",
+                     len(lost), ", ".join(sorted(lost)))
+    empty = [h for i, g in enumerate(groups) if not coords[i].departments for h in g]
+    if empty:
         raise FederationError(
-            "matching: every department failed the evidence step: "
-            + "; ".join(f"{d} ({why})" for d, why in sorted(lost.items())) + "."
+            f"matching: no department replied to the evidence step for {', '.join(empty)}"
+            f" (silent: {', '.join(sorted(lost))})."
         )
 
     # Step 5 and the join: the lead reblinds every department's records.
@@ -230,7 +224,7 @@ def run_matching(
     for i, g in enumerate(groups):
         per_home.update(_figures(coords[i], g))
     return {"departments": deps, "grouping": grouping, "seconds": t, "per_home": per_home,
-            "lost_departments": dict(sorted(lost.items()))}
+            "lost_departments": {d: sorted(h) for d, h in sorted(lost.items())}}
 
 
 def _figures(coord: Coordinator, homes: list[str]) -> dict[str, Any]:

@@ -99,9 +99,12 @@ class Coordinator:
         """Leave out a department that failed before its payloads were joined.
 
         Departments whose tokens use ``dep``'s scalar (shared evidence keys) cannot be
-        joined without it and are left out too. Returns every department left out.
+        joined without it and are left out too (drop before receiving any of their
+        records). Returns every department left out; () if ``dep`` already was.
         """
         self.guard.live()
+        if dep not in self.layouts and dep in self.domain_of:
+            return ()  # already left out (it shared the key of a department dropped before)
         self.guard.require(dep in self.layouts, f"unknown department {dep!r}")
         gone = tuple(d for d in self.departments if d == dep or self.domain_of.get(d) == dep)
         self.guard.require(not any(d in self._matches for d in gone),

@@ -10,14 +10,14 @@ turns indicator columns into the network's inputs using only what the schema dec
 - a missing value encodes as 0, and missingness is told in two ways:
 
   - each evidence-side department that owns indicators gets one record column
-    ``<department>:record`` (1 = at least one of its indicators has a value for the student,
-    i.e. the department holds a record), after all indicator columns;
+    ``<department>:record`` (1 = at least one of its indicators has a value for the student:
+    the department holds a record with a released value), after all indicator columns;
   - every indicator gets a missing-value mask ``<indicator>:missing``: for an evidence-side
     indicator, 1 = no value although its department holds a record (a partial record); for an
     education-side indicator, 1 = no value.
 
   A department's fields are missing together when it holds no record for the student (89 % of
-  students have no civil-affairs record: its 8 indicators), so one mask per field gave many
+  students have no civil-affairs record: its 6 indicators), so one mask per field gave many
   identical columns that were 1 for most students. They slowed DP-SGD, whose step budget is
   small: on synthetic provinces (seeds 102/103, 5 DP seeds) centralized DP at epsilon 1 rose
   from macro-F1 0.633 (SD 0.029) to 0.678 (SD 0.019), with its training halved to 20 epochs;

@@ -20,9 +20,9 @@ import numpy.typing as npt
 import pandas as pd
 import torch
 
-from fedid.errors import ConfigError, TrainingError
+from fedid.errors import ConfigError
 from fedid.model.features import ID_COLUMN, encode, feature_layout
-from fedid.model.net import HardshipNet, split_outputs
+from fedid.model.net import HardshipNet, check_weights, split_outputs
 from fedid.model.noise import PUBLISHED_SELF_REPORT
 from fedid.model.reasons import indicator_contributions, reason_labels, top_indicator_reasons
 from fedid.model.rules import apply_rules
@@ -84,17 +84,8 @@ class HardshipModel:
             self.hidden,
         )
         if self.weights:
-            try:
-                net.load_state_dict(
-                    {k: torch.from_numpy(np.array(v)) for k, v in self.weights.items()}
-                )
-            except RuntimeError as exc:  # torch reports missing keys and shape mismatches so
-                raise TrainingError(
-                    f"model weights do not fit this schema's {net.trunk_inputs} inputs and"
-                    f" hidden layers {list(self.hidden)}: saved for another schema or by a"
-                    " fedid before the department record columns (retrain the model)."
-                    f" {str(exc).splitlines()[-1].strip()}"
-                ) from exc
+            check_weights(net, self.weights)
+            net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in self.weights.items()})
         return net
 
     def score(self, inputs: pd.DataFrame) -> Scores:

@@ -9,14 +9,15 @@ The forward pass returns both heads concatenated: ``[batch, (K - 1) + flags]``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from fedid.errors import TrainingError
 
-__all__ = ["HardshipNet", "per_sample_loss", "split_outputs"]
+__all__ = ["HardshipNet", "check_weights", "per_sample_loss", "split_outputs"]
 
 
 class HardshipNet(nn.Module):
@@ -53,6 +54,19 @@ class HardshipNet(nn.Module):
         levels = self.score(h) + self.thresholds(ones)
         flags = self.flags(h)[:, : self.n_flags]
         return torch.cat([levels, flags], dim=1)
+
+
+def check_weights(net: HardshipNet, weights: Mapping[str, Any]) -> None:
+    """Refuse weights that do not fit ``net`` (another schema, or an older input layout)."""
+    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    got = {k: tuple(getattr(v, "shape", ())) for k, v in weights.items()}
+    if expected != got:
+        wrong = sorted(k for k in expected.keys() | got.keys() if expected.get(k) != got.get(k))
+        raise TrainingError(
+            f"model weights do not fit this schema's {net.trunk_inputs} inputs: saved for"
+            " another schema or by a fedid before the department record columns (retrain"
+            f" the model). Mismatched: {', '.join(wrong[:4])}."
+        )
 
 
 def split_outputs(out: torch.Tensor, n_levels: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -23,10 +23,10 @@ __all__ = ["indicator_contributions", "reason_labels", "top_indicator_reasons"]
 _PHRASE = {"harder_when_high": "high", "harder_when_low": "low", "neutral": "value"}
 
 
-def reason_labels(schema: Schema, layout: FeatureLayout) -> list[str]:
-    """One label per contribution column: indicators (with direction), then departments."""
-    labels = [f"{ind.name} {_PHRASE.get(ind.direction, 'value')}" for ind in schema.indicators]
-    return labels + [f"{dep} record" for dep in layout.record_departments]
+def reason_labels(schema: Schema, layout: FeatureLayout) -> list[tuple[str, str]]:
+    """Per contribution column, (name, word towards hardship): indicators, then records."""
+    labels = [(ind.name, _PHRASE.get(ind.direction, "value")) for ind in schema.indicators]
+    return labels + [(f"{dep} record", "") for dep in layout.record_departments]
 
 
 def indicator_contributions(
@@ -49,18 +49,19 @@ def indicator_contributions(
 
 
 def top_indicator_reasons(
-    contributions: npt.NDArray[np.float64], labels: list[str], *, k: int = 3
+    contributions: npt.NDArray[np.float64], labels: list[tuple[str, str]], *, k: int = 3
 ) -> list[list[str]]:
     """Per row, up to ``k`` entries pushing towards hardship, e.g. ``"model:dibao high"``.
 
     ``labels``: :func:`reason_labels`, one per column of ``contributions``.
     """
+    towards = [f"model:{n} {w}".rstrip() for n, w in labels]
+    against = [f"model:{n} against" for n, _ in labels]
     order = np.argsort(-contributions, axis=1)[:, :k]
     out: list[list[str]] = []
     for row, idx in enumerate(order):
-        reasons = [f"model:{labels[j]}" for j in idx if contributions[row, j] > 0]
+        reasons = [towards[j] for j in idx if contributions[row, j] > 0]
         if not reasons:  # nothing pushes towards hardship: name the strongest evidence against
-            j = int(np.argmin(contributions[row]))
-            reasons = [f"model:{labels[j].rsplit(' ', 1)[0]} against"]
+            reasons = [against[int(np.argmin(contributions[row]))]]
         out.append(reasons)
     return out

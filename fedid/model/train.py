@@ -34,7 +34,7 @@ from torch import nn
 from fedid.errors import BudgetExceededError, TrainingError
 from fedid.model.features import encode, feature_layout, flag_targets, level_targets
 from fedid.model.model import HardshipModel
-from fedid.model.net import HardshipNet, per_sample_loss
+from fedid.model.net import HardshipNet, check_weights, per_sample_loss
 from fedid.model.noise import PUBLISHED_SELF_REPORT, LabelNoise
 from fedid.schema import Schema
 from privacy import errors as perrors
@@ -314,6 +314,8 @@ def train_local(
                 level_weights=config.level_weights,
             )
 
+        if state.weights is not None:
+            check_weights(_builder(schema, config.hidden), state.weights)
         weights = (
             {k: torch.from_numpy(np.array(v)) for k, v in state.weights.items()}
             if state.weights is not None

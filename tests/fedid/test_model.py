@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,11 @@ from fedid.model import (
     evaluate_levels,
     feature_layout,
     load_model,
+    new_local_state,
     save_model,
+    train_local,
 )
+from fedid.model.reasons import top_indicator_reasons
 from fedid.schema import Schema, load_schema
 from tests.fedid.model_fixtures import random_inputs
 
@@ -223,3 +227,15 @@ def test_weights_of_another_layout_are_refused_with_a_clear_error(schema: Schema
     model = HardshipModel(schema=schema, hidden=(32,), weights=weights)
     with pytest.raises(TrainingError, match=f"do not fit this schema's {width} inputs"):
         model.build_net()
+    state = replace(new_local_state(epsilon=1.0, delta=1e-5), weights=weights)
+    with pytest.raises(TrainingError, match="do not fit"):  # a federated round refuses too
+        train_local(inputs=random_inputs(schema, 50, seed=0), schema=schema, state=state,
+                    config=TrainConfig())
+
+
+def test_reasons_name_department_records_and_evidence_against() -> None:
+    labels = [("dibao", "high"), ("household_income_per_capita", "low"), ("tax record", "")]
+    contributions = np.array([[0.5, 0.0, 2.0], [-0.1, -0.3, -2.0]])
+    reasons = top_indicator_reasons(contributions, labels, k=3)
+    assert reasons[0] == ["model:tax record", "model:dibao high"]
+    assert reasons[1] == ["model:tax record against"]
