@@ -155,4 +155,7 @@ def _notes(year: dict[str, Any]) -> list[str]:
     excluded = [(r["round"], a, why) for r in year.get("training", {}).get("rounds", [])
                 for a, why in r.get("excluded", {}).items()]
     notes.extend(f"round {r}: excluded {a}: {why}" for r, a, why in excluded)
+    lost = year.get("matching", {}).get("lost_departments", {})
+    notes.extend(f"matching went on without {d} (its node did not reply): no evidence from it"
+                 f" for {', '.join(homes)}" for d, homes in sorted(lost.items()))
     return notes
