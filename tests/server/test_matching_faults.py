@@ -7,7 +7,6 @@ node handler (:func:`clients.matching.handle`) in this process; a dead node answ
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,6 @@ from typing import Any
 import pandas as pd
 import pytest
 from flwr.app import Context, Message, RecordDict
-from flwr.supercore.task_identity import TaskIdentity
 
 from clients import training
 from clients.config import NodeSettings
@@ -98,15 +96,6 @@ class _Nodes:
                           message_type=message_type)
             replies.append(_Reply(handle(self.settings[agency], msg, self.contexts[agency])))
         return replies
-
-
-@pytest.fixture
-def in_a_run() -> Iterator[None]:
-    """Flower builds messages only inside a run task (its identity: task, run and node ids)."""
-    before = TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id
-    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
-    yield
-    TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id = before
 
 
 def _match(nodes: _Nodes, grouping: str = "province") -> dict[str, Any]:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from flwr.app import Message
-from flwr.supercore.task_identity import TaskIdentity
 
 from fedid.errors import ConfigError, FederationError
 from server.transport import AgencyInfo, Messenger
@@ -50,15 +49,6 @@ class _Reply:
 
     def has_error(self) -> bool:
         return False
-
-
-@pytest.fixture
-def in_a_run() -> Iterator[None]:
-    """Flower builds messages only inside a run task (its identity: task, run and node ids)."""
-    before = TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id
-    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
-    yield
-    TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id = before
 
 
 def _info(agency: str, node: int) -> AgencyInfo:
