@@ -135,6 +135,16 @@ def render_html(summary: dict[str, Any]) -> str:
     rows = {k: v for k, v in ident.items() if isinstance(v, dict) and "macro_f1" in v}
     if rows:
         parts.append("<h2>Identification vs ground truth</h2>" + _table(rows))
+    points = ident.get("operating_points", {})
+    if points.get("targets"):
+        t = points["targets"]
+        best = {k: v for k, v in points.items() if k != "targets"}
+        parts.append(
+            "<h2>Best threshold against the rate targets (diagnostic)</h2><p>Missed at most"
+            f" {t['missed_target']:.3f} and wrong aid at most {t['wrong_target']:.3f} (a third"
+            " of the self-report baseline's). Each ranking's threshold is chosen against the"
+            " ground truth, so these are not deployable results; a target ratio at most 1"
+            " meets both targets.</p>" + _table(best))
     per = summary.get("privacy", {}).get("per_agency", {})
     if per:
         parts.append("<h2>Privacy spend (from each node's accountant)</h2>" + _table(per))

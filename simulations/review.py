@@ -9,7 +9,10 @@ privacy ledger, and the coordinator's year record. Produces the summary behind
   persisted accountant, the delta, and the node's budget;
 - ``identification``: federated DP model, self-report baseline (last recorded
   recognition, i.e. applicants only) and a centralized non-private reference trained
-  on the pooled plaintext join, each against the true level;
+  on the pooled plaintext join, each against the true level; ``operating_points``: how
+  close the federated model's P(hardship) and the generator's noiseless rubric come to
+  the rate targets (a third of the baseline's rates) at their best threshold, a
+  diagnostic (:mod:`simulations.frontier`);
 - ``fairness``: missed and wrong-aid rates by rural/urban, region, sex, stage and
   the gaps in points;
 - ``matching``: coverage and duplicate aid per education agency, from the
@@ -27,6 +30,8 @@ import numpy as np
 import pandas as pd
 
 from simulations.evaluation import confusion, group_gaps, identification_metrics
+from simulations.frontier import operating_point
+from simulations.province.truth import noiseless_score
 
 __all__ = ["privacy_per_agency", "summarise"]
 
@@ -121,6 +126,7 @@ def summarise(*, cfg: Any, province: Path, schema: Path, year: dict[str, Any]) -
         base["confusion"] = confusion(joined["true_level"].tolist(),
                                       joined["self_report"].tolist(), levels)
         ident["self_report_baseline"] = base
+        ident["operating_points"] = _operating_points(truth, recs, base, levels)
         if cfg.reference:
             from simulations.reference import centralized_reference
 
@@ -135,6 +141,23 @@ def summarise(*, cfg: Any, province: Path, schema: Path, year: dict[str, Any]) -
             lv: int(np.sum(recs["level"] == lv)) for lv in levels}
     summary["identification"] = ident
     return summary
+
+
+def _operating_points(
+    truth: pd.DataFrame, recs: pd.DataFrame, base: dict[str, Any], levels: list[str]
+) -> dict[str, Any]:
+    if not {"p_hardship", "source"} <= set(recs.columns):
+        return {}
+    rows = truth.merge(recs[["student_id", "p_hardship", "source"]], on="student_id")
+    hard = (rows["true_level"].astype(str) != levels[0]).to_numpy()
+    recognised = (rows["source"] == "rule").to_numpy()
+    targets = {"missed_target": float(base["missed_rate"]) / 3,
+               "wrong_target": float(base["wrong_aid_rate"]) / 3}
+    return {
+        "targets": targets,
+        "federated": operating_point(rows["p_hardship"], recognised, hard, **targets),
+        "noiseless_rubric": operating_point(noiseless_score(rows), recognised, hard, **targets),
+    }
 
 
 def _fields(cfg: Any) -> dict[str, Any]:

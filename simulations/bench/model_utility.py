@@ -62,11 +62,11 @@ from fedid.model import (
 )
 from fedid.schema import Schema, load_schema
 from privacy.dp import PrivacyBudget
+from simulations.frontier import operating_point
 from simulations.province.truth import noiseless_score
 
 __all__ = [
-    "DP_CONFIG", "LOCAL_DP_CONFIG", "PLAIN_CONFIG", "load_province", "main", "operating_point",
-    "run",
+    "DP_CONFIG", "LOCAL_DP_CONFIG", "PLAIN_CONFIG", "load_province", "main", "run",
 ]
 
 # Centralized DP: one call of 20 epochs over the pooled table (sample rate 1/6: 120 steps),
@@ -135,35 +135,6 @@ def _eval(level: Any, p: Any, frame: pd.DataFrame, truth: pd.DataFrame, schema: 
         truth=rows,
         schema=schema,
     )
-
-
-def operating_point(
-    score: Any, recognised: Any, hard: Any, *, missed_target: float, wrong_target: float
-) -> dict[str, Any]:
-    """The threshold on ``score`` that best meets both rate targets (see module docstring)."""
-    score = np.asarray(score, dtype=np.float64)
-    recognised = np.asarray(recognised, dtype=bool)
-    hard = np.asarray(hard, dtype=bool)
-    free = score[~recognised & np.isfinite(score)]
-    grid = np.quantile(free, np.linspace(0.0, 1.0, 1001)) if free.size else np.zeros(0)
-    cuts = np.append(np.unique(grid), np.inf)  # inf: only the rule hits are recommended
-    best: tuple[float, float, float, float] | None = None
-    min_wrong: float | None = None
-    for cut in cuts:
-        pred = recognised | (score >= cut)
-        missed = float((hard & ~pred).sum() / max(int(hard.sum()), 1))
-        wrong = float((pred & ~hard).sum() / max(int(pred.sum()), 1))
-        ratio = max(missed / missed_target, wrong / wrong_target)
-        if best is None or ratio < best[0]:
-            best = (ratio, missed, wrong, float(cut))
-        if missed <= missed_target and (min_wrong is None or wrong < min_wrong):
-            min_wrong = wrong
-    if best is None:
-        return {"target_ratio": None}
-    return {
-        "target_ratio": best[0], "missed_rate": best[1], "wrong_aid_rate": best[2],
-        "threshold": best[3], "min_wrong_aid_at_missed_target": min_wrong,
-    }
 
 
 def run(

@@ -37,11 +37,19 @@ def test_outputs_and_report(year: tuple[Path, dict[str, Any]]) -> None:
     assert on_disk["identification"]["federated"]["n"] == fed["n"]
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 5
+    assert "Best threshold against the rate targets" in html
     ident = summary["identification"]
     for key in ("federated", "self_report_baseline", "centralized_nonprivate"):
         assert 0.0 <= ident[key]["macro_f1"] <= 1.0
         assert 0.0 <= ident[key]["missed_rate"] <= 1.0
     assert "rural_minus_urban_missed_points" in summary["fairness"]["gaps"]
+    points = ident["operating_points"]
+    base = ident["self_report_baseline"]
+    assert points["targets"]["missed_target"] == pytest.approx(base["missed_rate"] / 3)
+    for key in ("federated", "noiseless_rubric"):
+        assert 0.0 < points[key]["target_ratio"] < float("inf")
+    # the generator's own noiseless formula ranks at least as well as the trained model
+    assert points["noiseless_rubric"]["target_ratio"] <= points["federated"]["target_ratio"]
     walls = summary["wall_seconds"]
     assert {"year_matching", "year_training", "year_identify", "review"} <= set(walls)
 

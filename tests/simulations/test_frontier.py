@@ -1,4 +1,4 @@
-"""The diagnostic operating point of the utility bench, and the rubric's ranking score."""
+"""The diagnostic operating point against the rate targets, and the rubric's ranking score."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simulations.bench.model_utility import operating_point
+from simulations.frontier import operating_point
 from simulations.province.truth import noiseless_score
 
 
