@@ -3,17 +3,22 @@
 Message types handled:
 
 - ``query.info``      who this node is (agency id, kind, department, labelled or not)
-- ``query.init``      the initial model arrays (schema and seed only, no data)
-- ``train``           one round of local DP-SGD from the global arrays (budget-guarded)
-- ``evaluate``        metrics of the global arrays on this node's held-out rows
+- ``query.init``      the initial model arrays (public schema and seed only, no data)
+- ``train``           one round of local DP-SGD from the global arrays (budget-guarded,
+                      the node's own settings and CSPRNG noise)
+- ``evaluate``        metrics of the round's aggregate on this node's held-out rows, kept
+                      on the node
 - ``query.secagg``    secure aggregation only: this round's X25519 public key
 - ``query.identify``  score every student locally, write the recommendations on this
-                      node, reply with aggregate counts only
+                      node, reply with noised (charged) aggregate counts only
 - ``query.match_*``   one step of the matching protocol (see :mod:`clients.matching`)
 
-Every reply passes through :func:`clients.transcript.record_mod`, which, when a
-transcript folder is configured, stores the exact bytes that leave the node so a test
-can scan them for IDs and plaintext values.
+Every reply passes the release gate (:func:`clients.gate.release_gate`): fields the release
+policy (:mod:`clients.release`) does not declare are refused, failures leave as a code
+without data, and every release is appended to the node's ledger
+(``<out>/releases.jsonl``, printed by ``fedid ledger``). Outside it,
+:func:`clients.transcript.record_mod`, when a transcript folder is configured, stores the
+exact bytes that leave the node so a test can scan them for IDs and plaintext values.
 """
 
 from __future__ import annotations
@@ -22,11 +27,12 @@ from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
 from clients import node
+from clients.gate import release_gate
 from clients.transcript import record_mod
 
 __all__ = ["app"]
 
-app = ClientApp(mods=[record_mod])
+app = ClientApp(mods=[record_mod, release_gate])
 
 
 @app.query("info")
@@ -37,7 +43,7 @@ def info(msg: Message, context: Context) -> Message:
 
 @app.query("init")
 def init(msg: Message, context: Context) -> Message:
-    """The initial global model, from the public schema and a seed (no data)."""
+    """The initial global model, from the public schema and a seed (public, no data)."""
     return Message(node.init(msg, context), reply_to=msg)
 
 

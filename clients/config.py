@@ -8,6 +8,16 @@ table, schema, output folder and privacy budget, e.g.::
         out="/srv/fedid/out" epsilon=1.0 delta=1e-5
         education-keys="/srv/edu-shared/keys"'
 
+``epsilon`` and ``delta`` are required: a node without a stated budget does not start
+(delta is the node's own choice, e.g. below 1 / (a public bound on its size), never
+derived from its exact row count). The node's training settings are fixed here too
+(:class:`TrainingSettings`): ``train-<name>`` sets a value, ``train-<name>-range = "lo,hi"``
+the interval inside which the coordinator may propose another value per round; a proposal
+outside it is refused. ``release-noise`` is the noise multiplier of the node's Gaussian
+count releases (identification counts), ``min-cell`` the suppression threshold of released
+counts. ``test-seed`` makes the node's DP noise reproducible: tests only (it never comes
+from a message).
+
 ``education-keys`` (education side only) is a folder the education agencies share among
 themselves (never with the coordinator or departments) for the run keyring of a
 province-wide matching run.
@@ -30,10 +40,74 @@ from typing import Any
 
 from fedid.errors import ConfigError
 
-__all__ = ["SIMULATION_ENV", "NodeSettings", "load_simulation_file", "node_settings"]
+__all__ = ["SIMULATION_ENV", "TUNABLE", "NodeSettings", "TrainingSettings",
+           "load_simulation_file", "node_settings"]
 
 SIMULATION_ENV = "FEDID_SIMULATION_CONFIG"
 _KINDS = ("education", "department")
+#: name -> (default value, default range the coordinator may propose in), per federated round
+#: (defaults: fedid.model.train.TrainConfig's, chosen on synthetic provinces)
+TUNABLE: dict[str, tuple[float, tuple[float, float]]] = {
+    "rounds": (5, (1, 20)),
+    "local_epochs": (8, (1, 16)),
+    "batch_size": (2048, (256, 8192)),
+    "learning_rate": (0.2, (0.01, 1.0)),
+}
+_INTEGER = ("rounds", "local_epochs", "batch_size")
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingSettings:
+    """The node's own training hyperparameters and the ranges it lets the coordinator use."""
+
+    values: dict[str, float]
+    ranges: dict[str, tuple[float, float]]
+
+    def __post_init__(self) -> None:
+        for name, value in self.values.items():
+            lo, hi = self.ranges[name]
+            if not lo <= value <= hi:
+                raise ConfigError(
+                    f"train-{name} must lie in its range [{lo:g}, {hi:g}]. Got {value:g}.")
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any]) -> TrainingSettings:
+        values: dict[str, float] = {}
+        ranges: dict[str, tuple[float, float]] = {}
+        for name, (default, (lo, hi)) in TUNABLE.items():
+            values[name] = float(raw.get(f"train-{name}", default))
+            text = str(raw.get(f"train-{name}-range", f"{lo},{hi}"))
+            parts = text.split(",")
+            try:
+                low, high = float(parts[0]), float(parts[1])
+            except (IndexError, ValueError) as exc:
+                raise ConfigError(
+                    f"train-{name}-range must be 'lo,hi'. Got {text!r}.") from exc
+            if len(parts) != 2 or not (0 < low <= high):
+                raise ConfigError(
+                    f"train-{name}-range must be 'lo,hi' with 0 < lo <= hi. Got {text!r}.")
+            ranges[name] = (low, high)
+        return cls(values=values, ranges=ranges)
+
+    def resolve(self, proposed: Mapping[str, float]) -> dict[str, float]:
+        """The node's values, with the coordinator's proposals where the node allows them.
+
+        Raises:
+            ConfigError: an unknown setting, or a value outside the node's range.
+        """
+        out = dict(self.values)
+        for name, value in proposed.items():
+            if name not in self.ranges:
+                raise ConfigError(
+                    f"training setting {name!r} is not one the coordinator may propose"
+                    f" (allowed: {sorted(self.ranges)}).")
+            lo, hi = self.ranges[name]
+            if not (lo <= value <= hi) or (name in _INTEGER and value != int(value)):
+                raise ConfigError(
+                    f"proposed {name} must lie in the node's range [{lo:g}, {hi:g}]"
+                    f"{' and be an integer' if name in _INTEGER else ''}. Got {value:g}.")
+            out[name] = float(value)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +123,10 @@ class NodeSettings:
     epsilon: float
     delta: float
     education_keys: Path | None = None
+    training: TrainingSettings = TrainingSettings.from_mapping({})
+    release_noise: float = 20.0
+    min_cell: int = 10
+    test_seed: int | None = None
 
     def __post_init__(self) -> None:
         if not self.agency_id or "/" in self.agency_id or ".." in self.agency_id:
@@ -59,13 +137,19 @@ class NodeSettings:
             raise ConfigError(f"epsilon must be > 0. Got {self.epsilon}.")
         if not 0 < self.delta < 1:
             raise ConfigError(f"delta must be in (0, 1). Got {self.delta}.")
+        if not self.release_noise > 0:
+            raise ConfigError(f"release-noise must be > 0. Got {self.release_noise}.")
+        if self.min_cell < 0:
+            raise ConfigError(f"min-cell must be >= 0. Got {self.min_cell}.")
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> NodeSettings:
         """Build settings from node-config style keys (``agency-id``, ``data`` ...)."""
-        missing = [k for k in ("agency-id", "kind", "data", "out") if k not in raw]
+        missing = [k for k in ("agency-id", "kind", "data", "out", "epsilon", "delta")
+                   if k not in raw]
         if missing:
-            raise ConfigError(f"node config is missing keys {missing}.")
+            raise ConfigError(f"node config is missing keys {missing} (a node states its own"
+                              " budget: epsilon and delta).")
         kind = str(raw["kind"])
         schema = raw.get("schema")
         return cls(
@@ -75,10 +159,14 @@ class NodeSettings:
             data=Path(str(raw["data"])),
             schema=Path(str(schema)) if schema else None,
             out=Path(str(raw["out"])),
-            epsilon=float(raw.get("epsilon", 1.0)),
-            delta=float(raw.get("delta", 1e-5)),
+            epsilon=float(raw["epsilon"]),
+            delta=float(raw["delta"]),
             education_keys=Path(str(raw["education-keys"])) if raw.get("education-keys")
             else None,
+            training=TrainingSettings.from_mapping(raw),
+            release_noise=float(raw.get("release-noise", 20.0)),
+            min_cell=int(raw.get("min-cell", 10)),
+            test_seed=int(raw["test-seed"]) if "test-seed" in raw else None,
         )
 
 

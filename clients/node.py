@@ -3,15 +3,21 @@
 The node's settings (own table, schema, output folder, privacy budget) come from its
 own node config (:mod:`clients.config`), never from the coordinator. Everything that
 identifies a student stays here: the table, the matched evidence
-(``<out>/evidence.parquet``), the recommendations (``<out>/recommendations.parquet``)
-and the privacy ledger. Replies carry model arrays, counts, metrics, privacy spend and
-protocol messages (blinded points, ciphertexts) only.
+(``<out>/evidence.parquet``), the recommendations (``<out>/recommendations.parquet``),
+the evaluation metrics (``<out>/evaluation.jsonl``) and the privacy ledger. Replies carry
+DP model updates, noised counts, the privacy declaration and protocol messages (blinded
+points, ciphertexts) only; every reply passes the release gate (:mod:`clients.gate`)
+against the release policy (:mod:`clients.release`). See THREAT_MODEL.md.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+from dataclasses import replace
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from flwr.app import ConfigRecord, Context, Message, RecordDict
@@ -19,15 +25,19 @@ from numpy.typing import NDArray
 
 from clients import secure_sum, training
 from clients.config import NodeSettings, node_settings
-from clients.privacy_state import NodePrivacyLedger
+from clients.privacy_state import NodePrivacyLedger, arrays_digest
 from clients.records import arrays_of, config_float, config_int, config_str, content
-from fedid.errors import BudgetExceededError, FederationError
+from fedid.errors import BudgetExceededError, FederationError, ProtocolError
 from fedid.model.train import LocalState
+from privacy.dp import check_budget, count_release_entry, release_counts_gaussian, secure_rng
+from privacy.errors import BudgetExceededError as RawBudgetExceededError
 
-__all__ = ["evaluate", "identify", "info", "init", "match", "secagg_keys", "settings_of",
-           "train"]
+__all__ = ["FEDAVG_WEIGHT", "evaluate", "identify", "info", "init", "match", "secagg_keys",
+           "settings_of", "train"]
 
 _log = logging.getLogger(__name__)
+#: every node's FedAvg weight: a public constant, so no update reveals the agency's size
+FEDAVG_WEIGHT = 1.0
 
 
 def settings_of(context: Context) -> NodeSettings:
@@ -52,10 +62,19 @@ def info(msg: Message, context: Context) -> RecordDict:
 
 
 def init(msg: Message, context: Context) -> RecordDict:
-    """The initial global model (built from the public schema and a seed, no data)."""
+    """The initial global model: public, from the public schema and the message's seed.
+
+    No record is read, so the seed may come from the coordinator: these arrays are the
+    same for every node and reveal nothing about any table. (DP noise never uses it.)
+    """
     s = settings_of(context)
     seed = config_int(msg, "seed", 0)
     return content(arrays=training.initial_arrays(s, seed=seed))
+
+
+def _round_seed(s: NodeSettings, rnd: int) -> int | None:
+    """None in production: the OS CSPRNG. Only the node's own ``test-seed`` sets one."""
+    return None if s.test_seed is None else s.test_seed * 1000 + rnd
 
 
 def train(msg: Message, context: Context) -> RecordDict:
@@ -63,34 +82,45 @@ def train(msg: Message, context: Context) -> RecordDict:
     s = settings_of(context)
     cfg = msg.content["config"]
     session, rnd = config_str(msg, "session"), config_int(msg, "round")
+    proposed = {k[len("train-"):]: config_float(msg, k, 0.0) for k in cfg
+                if k.startswith("train-")}
+    if "rounds" in cfg:
+        proposed["rounds"] = float(config_int(msg, "rounds"))
+    values = s.training.resolve(proposed)  # ConfigError: outside the node's ranges
     ledger = NodePrivacyLedger.load(context, s.out)
     key = ledger.round_key(session, rnd)
+    global_arrays = arrays_of(msg)
+    if global_arrays is None:
+        raise FederationError("train message carries no arrays.")
+    digest = arrays_digest(global_arrays)
     stored = ledger.stored_reply(key)
     if stored is not None:
+        if ledger.given.get(key, digest) != digest:
+            raise ProtocolError(f"round {rnd} was trained from other arrays; refused.")
         _log.info("%s: round %s already trained; replaying the stored reply", s.agency_id, rnd)
         arrays, metrics = stored
         ledger.save(context)
         return _train_reply(msg, context, s, arrays, metrics)
-    global_arrays = arrays_of(msg)
-    if global_arrays is None:
-        raise FederationError("train message carries no arrays.")
-    params = {k[len("train-"):]: config_float(msg, k, 0.0) for k in cfg
-              if k.startswith("train-")}
+    previous = ledger.evaluated.get(ledger.round_key(session, rnd - 1))
+    if previous is not None and previous != digest:
+        raise ProtocolError(
+            f"round {rnd} must start from the aggregate this node evaluated after round"
+            f" {rnd - 1}; the arrays differ. Refused.")
     state = (LocalState.from_bytes(ledger.state) if ledger.state is not None
              else training.new_state(s))
     try:
-        result = training.train_round(
-            s, arrays=global_arrays, state=state, rounds=config_int(msg, "rounds"),
-            seed=config_int(msg, "seed", 0) * 1000 + rnd, params=params,
-        )
+        result = training.train_round(s, arrays=global_arrays, state=state, values=values,
+                                      seed=_round_seed(s, rnd))
     except BudgetExceededError as exc:
         _log.warning("%s refused round %s: %s", s.agency_id, rnd, exc)
-        return _train_reply(msg, context, s, None,
-                            _privacy_metrics(s, state.epsilon_spent) | {"num_examples": 0},
-                            refused=str(exc))
-    metrics = _privacy_metrics(s, result.epsilon) | {"num_examples": result.num_examples}
-    ledger.record_round(key=key, arrays=result.arrays, metrics=metrics,
-                        state=result.state.to_bytes(), epsilon=result.epsilon)
+        return _train_reply(msg, context, s, None, _privacy_metrics(s, ledger.epsilon_total),
+                            refused="budget")
+    metrics = _privacy_metrics(s, result.epsilon) | {"weight": FEDAVG_WEIGHT}
+    new_state = result.state.to_bytes()
+    ledger.record_round(key=key, arrays=result.arrays, metrics=metrics, state=new_state,
+                        epsilon=result.epsilon)
+    ledger.charge(state=new_state, epsilon_total=result.epsilon, delta=s.delta)
+    ledger.given[key] = digest
     ledger.save(context)
     return _train_reply(msg, context, s, result.arrays, metrics)
 
@@ -123,22 +153,110 @@ def _privacy_metrics(s: NodeSettings, epsilon: float) -> dict[str, float]:
 
 
 def evaluate(msg: Message, context: Context) -> RecordDict:
-    """Metrics of the global arrays on this node's held-out rows."""
+    """Metrics of the round's aggregate on the held-out rows, kept on this node.
+
+    Answered only in a session this node trained in (from its first round on), for one
+    aggregate per round (the one the next round must start from). The metrics go to ``<out>/evaluation.jsonl``; the reply
+    says only that they were kept.
+    """
     s = settings_of(context)
     arrays = arrays_of(msg)
     if arrays is None:
         raise FederationError("evaluate message carries no arrays.")
-    return content(metrics=training.evaluate(s, arrays))
+    session, rnd = config_str(msg, "session"), config_int(msg, "round")
+    ledger = NodePrivacyLedger.load(context, s.out)
+    key = ledger.round_key(session, rnd)
+    digest = arrays_digest(arrays)
+    if not [r for r in _trained_rounds(ledger, session) if r <= rnd]:
+        raise ProtocolError(f"evaluate answers only in a session this node trains in, from"
+                            f" its first round on (asked for round {rnd}).")
+    if ledger.evaluated.get(key, digest) != digest:
+        raise ProtocolError(f"round {rnd}'s aggregate was already evaluated; other arrays"
+                            " are refused.")
+    if key not in ledger.evaluated:
+        metrics = training.evaluate(s, arrays)
+        _append_local(s.out / "evaluation.jsonl",
+                      {"session": session, "round": rnd, "digest": digest, **metrics})
+        ledger.evaluated[key] = digest
+        ledger.save(context)
+    return content(metrics={"kept_on_node": 1.0})
+
+
+def _append_local(path: Path, entry: dict[str, object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(entry) + "\n")
 
 
 def identify(msg: Message, context: Context) -> RecordDict:
-    """Score all students, write recommendations locally, reply with counts only."""
+    """Score all students, write recommendations locally; reply with noised counts only.
+
+    Once per session, and for a node that trained in the session only on the aggregate it
+    evaluated after its last round. The counts get Gaussian noise charged to the node's
+    accountant (:mod:`privacy.dp.release`); noised cells below the node's min-cell are
+    suppressed (-1). A retry with the same arrays gets the stored counts, charged nothing.
+    """
     s = settings_of(context)
     arrays = arrays_of(msg)
     if arrays is None:
         raise FederationError("identify message carries no arrays.")
-    counts = training.identify(s, arrays)
-    return content(metrics=counts)
+    session = config_str(msg, "session")
+    ledger = NodePrivacyLedger.load(context, s.out)
+    ledger.round_key(session, 0)  # checks the session name
+    digest = arrays_digest(arrays)
+    done = ledger.identified.get(session)
+    if done is not None:
+        if done["digest"] != digest:
+            raise ProtocolError("identification was already answered in this session; "
+                                "other arrays are refused.")
+        return content(metrics={k: float(v) for k, v in done["counts"].items()})
+    if _trained_rounds(ledger, session):
+        evaluated = _rounds(ledger.evaluated, session)
+        final = ledger.evaluated.get(ledger.round_key(session, evaluated[-1])) if evaluated \
+            else None
+        if final != digest:
+            raise ProtocolError("identify answers only the last aggregate this node evaluated"
+                                " in the session; the arrays differ.")
+    exact = training.identify(s, arrays)
+    released = _charge_counts(s, ledger, exact)
+    ledger.identified[session] = {"digest": digest, "counts": released}
+    ledger.save(context)
+    return content(metrics=released)
+
+
+def _rounds(keys: dict[str, object] | dict[str, str] | dict[str, float],
+            session: str) -> list[int]:
+    prefix = f"{session}-"
+    return sorted(int(k[len(prefix):]) for k in keys
+                  if k.startswith(prefix) and k[len(prefix):].isdigit())
+
+
+def _trained_rounds(ledger: NodePrivacyLedger, session: str) -> list[int]:
+    return _rounds(ledger.epsilon_after, session)
+
+
+def _charge_counts(s: NodeSettings, ledger: NodePrivacyLedger,
+                   exact: dict[str, float]) -> dict[str, float]:
+    """Budget-guarded Gaussian release of the per-student counts, then min-cell."""
+    state = (LocalState.from_bytes(ledger.state) if ledger.state is not None
+             else training.new_state(s))
+    private = {k: v for k, v in exact.items() if k not in training.PUBLIC_COUNTS}
+    entry = count_release_entry(s.release_noise)
+    try:
+        after = check_budget(state.budget, state.accountant, noise_multiplier=entry[0],
+                             sample_rate=entry[1], steps=entry[2])
+    except RawBudgetExceededError as exc:
+        raise BudgetExceededError(str(exc)) from exc
+    rng = None if s.test_seed is None else secure_rng(s.test_seed)
+    noised = release_counts_gaussian(private, noise_multiplier=s.release_noise,
+                                     max_counts_per_record=max(1, len(private)), rng=rng)
+    charged = replace(state, accountant=state.accountant.record(
+        noise_multiplier=entry[0], sample_rate=entry[1], steps=entry[2]))
+    ledger.charge(state=charged.to_bytes(), epsilon_total=after, delta=s.delta)
+    out = {k: (v if v >= s.min_cell else -1.0) for k, v in noised.values.items()}
+    out.update({k: v for k, v in exact.items() if k in training.PUBLIC_COUNTS})
+    return out
 
 
 def match(msg: Message, context: Context) -> RecordDict:

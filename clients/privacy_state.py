@@ -10,13 +10,22 @@ restarted coordinator starts from what was really spent, never from zero.
 Each trained round is recorded under its ``(session, round)`` key with the reply it
 produced (``<out>/rounds/<session>-<round>.npz``); a coordinator that restarts and
 asks for the same round again gets the stored reply, and no new budget is spent.
+
+The ledger also binds the node's answers to the round sequence (THREAT_MODEL.md,
+"Oracles"): the digest of the arrays each trained round started from (``given``), of the
+aggregate the node evaluated after each round (``evaluated``), and the identification
+release made per session (``identified``: digest and the noised counts, replayed to a
+retry). ``epsilon_total`` is the accountant's epsilon over everything charged (DP-SGD
+steps and Gaussian count releases), read by :mod:`clients.gate`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,10 +37,21 @@ from numpy.typing import NDArray
 from fedid.atomic import atomic_write_bytes
 from fedid.errors import ConfigError
 
-__all__ = ["NodePrivacyLedger"]
+__all__ = ["NodePrivacyLedger", "arrays_digest"]
 
 _STATE_KEY = "fedid_privacy"
 _SAFE = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
+_MAPS = ("given", "evaluated")
+
+
+def arrays_digest(arrays: Sequence[NDArray[np.floating]]) -> str:
+    """SHA-256 over the arrays' shapes, dtypes and bytes (float32)."""
+    h = hashlib.sha256()
+    for a in arrays:
+        b = np.ascontiguousarray(np.asarray(a, dtype=np.float32))
+        h.update(repr(b.shape).encode())
+        h.update(b.tobytes())
+    return h.hexdigest()
 
 
 @dataclass(slots=True)
@@ -41,6 +61,25 @@ class NodePrivacyLedger:
     out: Path
     state: bytes | None = None
     epsilon_after: dict[str, float] = field(default_factory=dict)
+    epsilon_total: float = 0.0
+    delta: float = 0.0
+    given: dict[str, str] = field(default_factory=dict)
+    evaluated: dict[str, str] = field(default_factory=dict)
+    identified: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def _fill(self, raw: dict[str, Any]) -> None:
+        self.epsilon_after = {k: float(v) for k, v in raw.get("epsilon_after", {}).items()}
+        self.epsilon_total = float(raw.get("epsilon_total", 0.0))
+        self.delta = float(raw.get("delta", 0.0))
+        self.given = dict(raw.get("given", {}))
+        self.evaluated = dict(raw.get("evaluated", {}))
+        self.identified = dict(raw.get("identified", {}))
+
+    def _json(self) -> str:
+        return json.dumps({"epsilon_after": self.epsilon_after,
+                           "epsilon_total": self.epsilon_total, "delta": self.delta,
+                           "given": self.given, "evaluated": self.evaluated,
+                           "identified": self.identified})
 
     @classmethod
     def load(cls, context: Context, out: Path) -> NodePrivacyLedger:
@@ -50,25 +89,29 @@ class NodePrivacyLedger:
         if record is not None:
             state = record.get("state")
             ledger.state = state if isinstance(state, bytes) and state else None
-            ledger.epsilon_after = json.loads(str(record["epsilon_after"]))
+            ledger._fill(json.loads(str(record["ledger"])))
             return ledger
         if (out / "local_state.bin").exists():
             ledger.state = (out / "local_state.bin").read_bytes()
         if (out / "privacy_ledger.json").exists():
-            raw = json.loads((out / "privacy_ledger.json").read_text(encoding="utf-8"))
-            ledger.epsilon_after = {k: float(v) for k, v in raw["epsilon_after"].items()}
+            ledger._fill(json.loads((out / "privacy_ledger.json").read_text(encoding="utf-8")))
         return ledger
 
     def save(self, context: Context) -> None:
         """Write to the node's context and to disk (atomically)."""
-        after = json.dumps(self.epsilon_after)
+        body = self._json()
         context.state.config_records[_STATE_KEY] = ConfigRecord(
-            {"state": self.state or b"", "epsilon_after": after})
+            {"state": self.state or b"", "ledger": body})
         self.out.mkdir(parents=True, exist_ok=True)
         if self.state is not None:
-            atomic_write_bytes(self.out / "local_state.bin", self.state)
-        atomic_write_bytes(self.out / "privacy_ledger.json",
-                json.dumps({"epsilon_after": self.epsilon_after}).encode())
+            atomic_write_bytes(self.out / "local_state.bin", self.state, mode=0o600)
+        atomic_write_bytes(self.out / "privacy_ledger.json", body.encode(), mode=0o600)
+
+    def charge(self, *, state: bytes, epsilon_total: float, delta: float) -> None:
+        """A new training state whose accountant now stands at ``epsilon_total``."""
+        self.state = state
+        self.epsilon_total = float(epsilon_total)
+        self.delta = float(delta)
 
     @staticmethod
     def round_key(session: str, rnd: int) -> str:
@@ -106,6 +149,7 @@ class NodePrivacyLedger:
         blobs["metrics"] = np.array(json.dumps(metrics))
         tmp = folder / f"{key}.tmp.npz"
         np.savez(tmp, **blobs)
+        os.chmod(tmp, 0o600)
         os.replace(tmp, folder / f"{key}.npz")
         self.state = state
         self.epsilon_after[key] = epsilon

@@ -9,13 +9,13 @@ Per round and attempt (see :mod:`server.secure_sum` for the coordinator's side):
 2. ``train``         the node trains (or replays its stored round, or refuses on its
                      budget) exactly as without secure aggregation, then replies with ONE
                      masked uint64 vector instead of its arrays:
-                     ``[w * (local - global) flattened ..., w]`` with ``w`` its number of
-                     examples (``secagg-weighting = "examples"``) or 1 (``"equal"``); a
+                     ``[w * (local - global) flattened ..., w]`` with ``w`` the FedAvg
+                     weight its release policy lets leave (the constant 1.0); a
                      node that refuses the round sends a masked zero vector (``w = 0``) so
                      the others' masks still cancel.
 
 The privacy declaration (epsilon, delta, budgets) still travels in clear as metrics; the
-example count does not (the coordinator learns only the total weight).
+example count never leaves (the coordinator learns only the total weight).
 """
 
 from __future__ import annotations
@@ -110,9 +110,7 @@ def masked_reply(
         raise ProtocolError("train message carries no public key list.") from exc
     except RawCryptoError as exc:
         raise CryptoError(f"public key list rejected: {exc}") from exc
-    weighting = config_str(msg, "secagg-weighting", "examples")
-    n = float(metrics.get("num_examples", 0))
-    weight = 0.0 if local_arrays is None else (n if weighting == "examples" else 1.0)
+    weight = 0.0 if local_arrays is None else float(metrics.get("weight", 1.0))
     try:
         masked = party.mask(_vector(global_arrays, local_arrays, weight), keys)
     except RawCryptoError as exc:

@@ -9,8 +9,13 @@
   global arrays and the node's persisted :class:`~fedid.model.train.LocalState`
   (budget, accountant history, calibrated noise); the budget guard inside refuses a
   round that would exceed the node's own budget;
-- :func:`identify` writes ``<out>/recommendations.parquet`` on the node and returns
-  counts only; when matching ran without some departments (their nodes did not reply,
+- :func:`train_round` takes the node's own resolved settings (:mod:`clients.config`); on
+  the first round it calibrates the noise multiplier for the whole planned training
+  composed with the node's one planned count release (identification), so both fit the
+  node's budget;
+- :func:`identify` writes ``<out>/recommendations.parquet`` on the node (owner-only
+  permissions, like ``evidence.parquet``) and returns exact counts, which the node noises
+  and charges before anything leaves (:mod:`clients.node`); when matching ran without some departments (their nodes did not reply,
   ``<out>/evidence_sources.json``), every recommendation names them in
   ``evidence_missing``: their evidence (and their rule hits) could not be seen.
 
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -37,6 +43,12 @@ from fedid.model.features import build_inputs, level_targets
 from fedid.model.model import HardshipModel
 from fedid.model.train import LocalState, TrainConfig, new_local_state, train_local
 from fedid.schema import Schema, load_schema
+from privacy.dp import (
+    calibrate_noise_multiplier,
+    count_release_entry,
+    opacus_sample_rate,
+    planned_steps,
+)
 
 __all__ = [
     "HOLDOUT_FRACTION",
@@ -48,6 +60,7 @@ __all__ = [
     "initial_arrays",
     "train_round",
     "weight_names",
+    "write_private_parquet",
     "write_sources",
 ]
 
@@ -56,7 +69,8 @@ _log = logging.getLogger(__name__)
 HOLDOUT_FRACTION = 0.2
 _SPLIT_SEED = 7
 _LABEL = "label_level"
-_TUNABLE = ("local_epochs", "batch_size", "learning_rate")
+#: identification counts that are not about any student (public, not noised)
+PUBLIC_COUNTS = ("evidence_missing_departments",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,14 +158,24 @@ def _labelled(s: NodeSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
     return inputs[~held].reset_index(drop=True), inputs[held].reset_index(drop=True)
 
 
-def _config(rounds: int, params: dict[str, float] | None = None) -> TrainConfig:
-    extra = {k: v for k, v in (params or {}).items() if k in _TUNABLE}
-    cfg = TrainConfig(rounds=rounds)
-    return replace(
-        cfg,
-        local_epochs=int(extra.get("local_epochs", cfg.local_epochs)),
-        batch_size=int(extra.get("batch_size", cfg.batch_size)),
-        learning_rate=float(extra.get("learning_rate", cfg.learning_rate)),
+def write_private_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """Write ``frame`` to ``path`` readable by the node's user only (0600), atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.parquet")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.close(fd)
+    os.chmod(tmp, 0o600)
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(path)
+
+
+def _config(values: dict[str, float]) -> TrainConfig:
+    """The node's resolved settings (clients.config.TrainingSettings.resolve) as a config."""
+    return TrainConfig(
+        rounds=int(values["rounds"]),
+        local_epochs=int(values["local_epochs"]),
+        batch_size=int(values["batch_size"]),
+        learning_rate=float(values["learning_rate"]),
     )
 
 
@@ -184,19 +208,31 @@ def train_round(
     *,
     arrays: list[NDArray[np.float32]],
     state: LocalState,
-    rounds: int,
+    values: dict[str, float],
     seed: int | None,
-    params: dict[str, float],
 ) -> RoundOutcome:
-    """One local DP round from the global ``arrays``; BudgetExceededError if over budget."""
+    """One local DP round from the global ``arrays``; BudgetExceededError if over budget.
+
+    ``values``: the node's resolved training settings; ``seed``: None in production (OS
+    CSPRNG), set only from the node's own test configuration.
+    """
     import torch
 
     torch.set_num_threads(1)
     schema = schema_of(s)
     train_rows, _ = _labelled(s)
+    config = _config(values)
     start = replace(state, weights=_to_dict(schema, arrays))
-    result = train_local(inputs=train_rows, schema=schema, state=start,
-                         config=_config(rounds, params), seed=seed)
+    if start.noise_multiplier is None and len(train_rows):
+        n = len(train_rows)
+        start = replace(start, noise_multiplier=calibrate_noise_multiplier(
+            target_epsilon=state.budget.epsilon, delta=state.budget.delta,
+            sample_rate=opacus_sample_rate(n, config.batch_size),
+            steps=config.rounds * planned_steps(n, config.dp(1.0)),
+            accountant=config.accountant,
+            reserved=(count_release_entry(s.release_noise),)))
+    result = train_local(inputs=train_rows, schema=schema, state=start, config=config,
+                         seed=seed)
     weights = result.state.weights
     if weights is None:
         raise TrainingError("local training returned no weights.")
@@ -226,7 +262,11 @@ def evaluate(s: NodeSettings, arrays: list[NDArray[np.float32]]) -> dict[str, fl
 
 
 def identify(s: NodeSettings, arrays: list[NDArray[np.float32]]) -> dict[str, float]:
-    """Score every student, write recommendations on this node; return counts only."""
+    """Score every student, write recommendations on this node; return exact counts.
+
+    One student adds at most 1 to each count except :data:`PUBLIC_COUNTS` (the L2
+    sensitivity of the rest is ``sqrt(their number)``); the caller noises them.
+    """
     schema = schema_of(s)
     inputs = inputs_of(s)
     model = HardshipModel(schema=schema, hidden=TrainConfig().hidden,
@@ -235,10 +275,7 @@ def identify(s: NodeSettings, arrays: list[NDArray[np.float32]]) -> dict[str, fl
     missing = evidence_missing(s)
     if missing:
         rec["evidence_missing"] = ",".join(missing)
-    s.out.mkdir(parents=True, exist_ok=True)
-    tmp = s.out / "recommendations.tmp.parquet"
-    rec.to_parquet(tmp, index=False)
-    tmp.replace(s.out / "recommendations.parquet")
+    write_private_parquet(rec, s.out / "recommendations.parquet")
     aided = rec["level_index"].to_numpy() > 0
     applied = inputs["applied"].astype(bool).to_numpy() if "applied" in inputs else None
     counts: dict[str, float] = {"students": float(len(rec))}

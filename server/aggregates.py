@@ -30,6 +30,8 @@ def weighted_metrics(per_node: Mapping[str, Mapping[str, float]]) -> dict[str, f
 
 
 def sum_counts(per_node: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
-    """Sum every count over nodes (keys absent on a node count as zero)."""
+    """Sum every count over nodes (keys absent on a node, or suppressed there (-1), count
+    as zero)."""
     keys = sorted({k for m in per_node.values() for k in m})
-    return {k: float(sum(float(m.get(k, 0.0)) for m in per_node.values())) for k in keys}
+    return {k: float(sum(max(0.0, float(m.get(k, 0.0))) for m in per_node.values()))
+            for k in keys}

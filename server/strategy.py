@@ -6,13 +6,14 @@ model; a bad one is excluded and the reason logged and returned:
 
 - the node answered with an error or refused the round (its budget guard);
 - the arrays do not match the global model (count, shapes) or hold NaN/inf;
-- the example count is not a positive integer;
+- the released FedAvg weight is not a positive finite number;
 - the declared privacy spend is missing, not finite, above the node's declared
   budget, or lower than what the same node declared before (spend never shrinks).
 
-Weights: ``examples`` (classic FedAvg, n_k / n) or ``equal``. Example counts sent as
-weights are not covered by the node's DP guarantee; ``equal`` avoids sending them
-into the average (the count still travels for validation and reporting).
+Weights: ``released`` (default), the weight each node's release policy lets leave (a
+public constant 1.0 for fedid nodes: an agency's size never leaves it, see
+THREAT_MODEL.md), or ``equal`` (1 whatever a node sent). Nodes do not send their example
+counts.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ __all__ = ["AggregationResult", "FedAvg", "PrivacyDeclaration", "TrainReply"]
 
 _log = logging.getLogger(__name__)
 _EPS_SLACK = 1e-9
-_WEIGHTINGS = ("examples", "equal")
+_WEIGHTINGS = ("released", "equal")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +51,7 @@ class TrainReply:
 
     agency_id: str
     arrays: Sequence[NDArray[np.floating]] | None
-    num_examples: int
+    weight: float
     privacy: PrivacyDeclaration | None
     refused: str = ""
     error: str = ""
@@ -69,7 +70,7 @@ class AggregationResult:
 class FedAvg:
     """Weighted federated averaging with per-reply validation."""
 
-    weighting: str = "examples"
+    weighting: str = "released"
     min_replies: int = 1
     _last_spend: dict[str, float] = field(default_factory=dict)
 
@@ -102,8 +103,8 @@ class FedAvg:
                 return f"array {i} has shape {got.shape}, expected {want.shape}"
             if not np.all(np.isfinite(got)):
                 return f"array {i} holds non-finite values"
-        if reply.num_examples < 1:
-            return f"num_examples must be >= 1, got {reply.num_examples}"
+        if not (math.isfinite(reply.weight) and reply.weight > 0):
+            return f"the FedAvg weight must be finite and > 0, got {reply.weight}"
         return self._check_privacy(reply)
 
     def check_privacy(self, reply: TrainReply) -> str:
@@ -155,8 +156,8 @@ class FedAvg:
                 f"a round needs at least {self.min_replies} valid replies. Got {len(good)} "
                 f"(excluded: {excluded})."
             )
-        if self.weighting == "examples":
-            raw = np.array([r.num_examples for r in good], dtype=np.float64)
+        if self.weighting == "released":
+            raw = np.array([r.weight for r in good], dtype=np.float64)
         else:
             raw = np.ones(len(good), dtype=np.float64)
         weights = raw / raw.sum()

@@ -62,7 +62,7 @@ class YearConfig:
     wait_nodes: float = 120.0
     timeout: float = 600.0
     session: str = "year"
-    weighting: str = "examples"
+    weighting: str = "released"
     matching: bool = True
     schema: str = ""
     grouping: str = "province"
@@ -98,7 +98,7 @@ class YearConfig:
             wait_nodes=float(raw.get("wait-nodes", 120.0)),
             timeout=float(raw.get("timeout", 600.0)),
             session=str(raw.get("session", "year")),
-            weighting=str(raw.get("weighting", "examples")),
+            weighting=str(raw.get("weighting", "released")),
             matching=bool(raw.get("matching", True)),
             schema=str(raw.get("schema", "")),
             grouping=str(raw.get("grouping", "province")),
@@ -251,7 +251,7 @@ def _train(
                     delta_budget=m.get("delta_budget", float("nan")),
                 )
                 budgets[agency] = {"epsilon": priv.epsilon_budget, "delta": priv.delta_budget}
-            parsed.append(TrainReply(agency, arrays_of(msg), int(m.get("num_examples", 0)),
+            parsed.append(TrainReply(agency, arrays_of(msg), m.get("weight", 0.0),
                                      priv, refused=refused))
         result = strategy.aggregate(parsed, arrays)
         arrays = result.arrays

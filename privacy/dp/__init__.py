@@ -1,6 +1,7 @@
 """DP-SGD for the hardship model: accounting, the privacy budget, the Opacus trainer.
 
-See :mod:`privacy.dp.accounting`, :mod:`privacy.dp.budget`, :mod:`privacy.dp.trainer`.
+See :mod:`privacy.dp.accounting`, :mod:`privacy.dp.budget`, :mod:`privacy.dp.trainer`,
+:mod:`privacy.dp.release` (Gaussian count releases charged to the same accountant).
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ from privacy.dp.accounting import (
     steps_per_epoch,
 )
 from privacy.dp.budget import PrivacyBudget, check_budget
+from privacy.dp.release import (
+    CountRelease,
+    count_release_entry,
+    release_counts_gaussian,
+    secure_rng,
+)
 from privacy.dp.trainer import (
     GRAD_SAMPLE_MODES,
     DPSGDConfig,
@@ -24,6 +31,7 @@ from privacy.dp.trainer import (
     PerSampleLoss,
     dp_train,
     planned_steps,
+    poisson_mask,
 )
 
 __all__ = [
@@ -31,6 +39,7 @@ __all__ = [
     "GRAD_SAMPLE_MODES",
     "MECHANISM",
     "Accountant",
+    "CountRelease",
     "DPSGDConfig",
     "DPTrainResult",
     "HistoryEntry",
@@ -39,9 +48,13 @@ __all__ = [
     "PrivacySpend",
     "calibrate_noise_multiplier",
     "check_budget",
+    "count_release_entry",
     "dp_train",
     "expected_batch_size",
     "opacus_sample_rate",
     "planned_steps",
+    "poisson_mask",
+    "release_counts_gaussian",
+    "secure_rng",
     "steps_per_epoch",
 ]

@@ -259,8 +259,12 @@ def calibrate_noise_multiplier(
     steps: int,
     accountant: str = "prv",
     tolerance: float = 0.005,
+    reserved: Sequence[HistoryEntry] = (),
 ) -> float:
     """Smallest noise multiplier (within ``tolerance`` in epsilon) meeting the target.
+
+    ``reserved``: other planned releases (history entries, e.g. a Gaussian count release
+    ``(sigma, 1.0, 1)``) composed with the training; the target holds for the whole.
 
     ``steps`` is the WHOLE planned training: rounds x local epochs x steps per epoch, with
     ``sample_rate`` from :func:`opacus_sample_rate`. The returned multiplier gives
@@ -276,9 +280,8 @@ def calibrate_noise_multiplier(
 
     def eps(sigma: float) -> float:
         try:
-            return Accountant(kind=accountant, history=((sigma, sample_rate, steps),)).epsilon(
-                delta
-            )
+            history = ((sigma, sample_rate, steps), *reserved)
+            return Accountant(kind=accountant, history=history).epsilon(delta)
         except AccountingError:  # numerically out of range for tiny noise: treat as unbounded
             return math.inf
 

@@ -20,19 +20,26 @@ weights, the new accountant (history) and a :class:`~privacy.dp.accounting.Priva
 one: post-processing of already released noisy iterates, so it costs no privacy and damps
 the noise of the last steps.
 
-Randomness: ``seed`` makes sampling and noise reproducible for tests; in production leave it
-``None`` (torch's global generator; Opacus ``secure_mode`` is not used).
+Randomness (see THREAT_MODEL.md, "Node randomness"): with ``seed=None`` (production) the
+Poisson masks are drawn from the OS CSPRNG (``os.urandom``) and the Gaussian noise from a
+torch generator seeded from the OS CSPRNG on every call, with Opacus ``secure_mode`` noise
+(the sum of four draws, robust to the floating-point attacks on a single draw). Nothing a
+caller receives from another party can make it reproducible. ``seed`` is for tests only:
+a node sets it from its own test configuration, never from a message.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
+import secrets
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+import numpy as np
 import torch
 from opacus.grad_sample import prepare_module
 from opacus.optimizers import get_optimizer_class
@@ -58,6 +65,7 @@ __all__ = [
     "PerSampleLoss",
     "dp_train",
     "planned_steps",
+    "poisson_mask",
 ]
 
 _log = logging.getLogger(__name__)
@@ -177,7 +185,7 @@ def dp_train(
         config: DP-SGD hyperparameters; ``config.accountant`` must match ``accountant.kind``.
         budget: the party's own total budget.
         accountant: the persisted accountant (history of all previous calls).
-        seed: reproducible sampling and noise (tests only).
+        seed: reproducible sampling and noise (tests only; None: OS CSPRNG, see the module).
     """
     n = _check_tensors(tensors)
     if config.accountant != accountant.kind:
@@ -209,10 +217,7 @@ def dp_train(
         **extra,
     )
     generator = torch.Generator()
-    if seed is not None:
-        generator.manual_seed(seed)
-    else:
-        generator.seed()
+    generator.manual_seed(seed if seed is not None else secrets.randbits(63))
     optim_class = get_optimizer_class(
         clipping="flat", distributed=False, grad_sample_mode=config.grad_sample_mode
     )
@@ -223,6 +228,7 @@ def dp_train(
         expected_batch_size=expected_batch_size(n, config.batch_size),
         loss_reduction="mean",
         generator=generator,
+        secure_mode=seed is None,
     )
     opacus_accountant = accountant.to_opacus()
     optimizer.attach_step_hook(opacus_accountant.get_optimizer_hook_fn(sample_rate=sample_rate))
@@ -240,7 +246,7 @@ def dp_train(
         # Opacus's hooks fire on module outputs because inputs carry no grad: expected here.
         warnings.filterwarnings("ignore", message="Full backward hook is firing")
         for _ in range(steps):
-            mask = torch.rand(n, generator=generator) < sample_rate
+            mask = poisson_mask(n, sample_rate, generator=None if seed is None else generator)
             idx = mask.nonzero().squeeze(1)
             batch = [t.index_select(0, idx) for t in tensors]
             size = int(idx.shape[0])
@@ -301,6 +307,18 @@ def dp_train(
         empty_batches=empty,
         mean_loss=loss_sum / seen if seen else math.nan,
     )
+
+
+def poisson_mask(n: int, rate: float, *, generator: torch.Generator | None) -> torch.Tensor:
+    """Which of ``n`` records join one Poisson batch (each with probability ``rate``).
+
+    ``generator`` None: 53-bit uniforms from the OS CSPRNG (production); a seeded generator
+    only in tests.
+    """
+    if generator is not None:
+        return torch.rand(n, generator=generator) < rate
+    bits = np.frombuffer(os.urandom(8 * n), dtype=np.uint64) >> np.uint64(11)
+    return torch.from_numpy(bits.astype(np.float64) * 2.0**-53 < rate)
 
 
 def _ema_update(ema: dict[str, torch.Tensor], module: nn.Module, decay: float) -> None:

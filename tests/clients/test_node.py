@@ -71,7 +71,7 @@ def test_budget_enforced_state_persisted_and_replay(small_province: Path, tmp_pa
     # A third round was not planned: the node refuses it, whatever the coordinator asks.
     third = node.train(_train_msg(init, 3, 2), ctx)
     reply = Message(third, dst_node_id=0, message_type="query")
-    assert "refused" in str(reply.content["config"]["refused"])
+    assert str(reply.content["config"]["refused"]) == "budget"
     assert "arrays" not in reply.content.array_records
     after = LocalState.from_bytes((tmp_path / "n" / "local_state.bin").read_bytes())
     assert after.accountant.epsilon(1e-5) == pytest.approx(eps2, rel=1e-6)
@@ -83,17 +83,24 @@ def test_budget_enforced_state_persisted_and_replay(small_province: Path, tmp_pa
 def test_node_settings_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError, match="epsilon must be > 0"):
         NodeSettings.from_mapping({"agency-id": "a", "kind": "education", "data": "x",
-                                   "out": "o", "epsilon": -1})
+                                   "out": "o", "epsilon": -1, "delta": 1e-5})
     with pytest.raises(ConfigError, match="plain name"):
         NodeSettings.from_mapping({"agency-id": "../a", "kind": "education", "data": "x",
-                                   "out": "o"})
+                                   "out": "o", "epsilon": 1.0, "delta": 1e-5})
+    # A node without a stated budget does not start (no silent epsilon 1.0).
+    for missing in ("epsilon", "delta"):
+        raw = {"agency-id": "a", "kind": "education", "data": "x", "out": "o",
+               "epsilon": 1.0, "delta": 1e-5}
+        del raw[missing]
+        with pytest.raises(ConfigError, match=f"missing keys \\['{missing}'\\]"):
+            NodeSettings.from_mapping(raw)
     monkeypatch.delenv("FEDID_SIMULATION_CONFIG", raising=False)
     with pytest.raises(ConfigError, match="node-config"):
         node_settings({"partition-id": 0})
     sim = tmp_path / "sim.json"
     sim.write_text(json.dumps({"agencies": [
         {"agency-id": "x", "kind": "department", "department": "tax", "data": "t.parquet",
-         "out": "o"}]}))
+         "out": "o", "epsilon": 1.0, "delta": 1e-5}]}))
     monkeypatch.setenv("FEDID_SIMULATION_CONFIG", str(sim))
     assert node_settings({"partition-id": 0}).department == "tax"
     with pytest.raises(ConfigError, match="partition-id"):
