@@ -168,10 +168,12 @@ def _notes(year: dict[str, Any]) -> list[str]:
     notes = [
         "Epsilon figures are recomputed from each node's persisted accountant history "
         "(record-level DP over the node's training rows).",
-        "Not covered by the reported epsilon: the example counts sent with each update "
-        f"(FedAvg weighting: {year.get('training', {}).get('weighting', '?')}), the federated "
-        "evaluation metrics on held-out rows, and identification counts released to the "
-        "coordinator.",
+        "Every node release is in the node's ledger (releases.jsonl, `fedid ledger`): "
+        "updates are DP-SGD and identification counts Gaussian-noised, both charged to the "
+        "node's epsilon; FedAvg weights are a public constant "
+        f"(weighting: {year.get('training', {}).get('weighting', '?')}); evaluation metrics "
+        "stay on the nodes. Matching aggregates are suppressed under the min-cell rule, not "
+        "noised (see THREAT_MODEL.md).",
         "The self-report baseline is each student's recorded recognition (label_level): "
         "only applicants can be recognised.",
     ]

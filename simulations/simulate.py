@@ -60,6 +60,8 @@ class SimulationConfig:
     reference: bool = True
     train: tuple[tuple[str, float], ...] = ()
     secure_aggregation: bool = False  # coordinator sees only the sum (server.secure_sum)
+    # Tests only: every node's own ``test-seed`` (reproducible DP noise); None: OS CSPRNG.
+    node_test_seed: int | None = None
     # A simulated year starts from nothing: earlier node folders (with their spent
     # budgets), coordinator state and reports in ``out`` are removed (the province stays).
     fresh: bool = True
@@ -110,7 +112,8 @@ def _write_simulation_file(cfg: SimulationConfig, province: Path, schema: Path) 
             "agency-id": agency, "kind": kind, "department": department,
             "data": str(table.resolve()), "schema": str(schema.resolve()),
             "out": str((cfg.out / "nodes" / agency).resolve()),
-            "epsilon": cfg.epsilon, "delta": cfg.delta,
+            "epsilon": cfg.epsilon, "delta": cfg.delta,  # each node states its own budget
+            **({"test-seed": cfg.node_test_seed} if cfg.node_test_seed is not None else {}),
             **({"education-keys": str((cfg.out / "education_keys").resolve())}
                if kind == "education" else {}),
         })

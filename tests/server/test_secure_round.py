@@ -63,7 +63,7 @@ class FakeNodes:
         g = arrays_of(msg) or []
         refused = agency in self.refusing
         local = None if refused else [a + np.float32(self.updates[agency]) for a in g]
-        metrics = {**PRIV, "num_examples": 0 if refused else self.examples[agency]}
+        metrics = {**PRIV, "weight": 0 if refused else self.examples[agency]}
         return node_side.masked_reply(msg, ctx, agency_id=agency, global_arrays=g,
                                       local_arrays=local, metrics=metrics,
                                       refused="over budget" if refused else "")
@@ -86,7 +86,8 @@ def test_weighted_fedavg_from_the_sum_only() -> None:
 
 
 def test_equal_weighting() -> None:
-    nodes = FakeNodes({"a": 1.0, "b": -2.0, "c": 0.5}, {"a": 100, "b": 300, "c": 600})
+    # fedid nodes release the public constant weight 1.0 (clients.node.FEDAVG_WEIGHT)
+    nodes = FakeNodes({"a": 1.0, "b": -2.0, "c": 0.5}, {"a": 1, "b": 1, "c": 1})
     res = _round(nodes, FedAvg(weighting="equal"))
     assert np.allclose(res.result.arrays[1], (1.0 - 2.0 + 0.5) / 3, atol=1e-6)
 

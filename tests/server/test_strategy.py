@@ -16,14 +16,14 @@ def _priv(eps: float = 0.5, budget: float = 1.0) -> PrivacyDeclaration:
                               delta_budget=1e-5)
 
 
-def _reply(agency: str, value: float, n: int, **kw: object) -> TrainReply:
+def _reply(agency: str, value: float, n: float, **kw: object) -> TrainReply:
     arrays = [np.full((2, 3), value, np.float32), np.full(3, value, np.float32)]
-    defaults: dict[str, object] = {"arrays": arrays, "num_examples": n, "privacy": _priv()}
+    defaults: dict[str, object] = {"arrays": arrays, "weight": n, "privacy": _priv()}
     defaults.update(kw)
     return TrainReply(agency, **defaults)  # type: ignore[arg-type]
 
 
-def test_weighted_average_by_examples() -> None:
+def test_weighted_average_by_released_weights() -> None:
     result = FedAvg().aggregate([_reply("a", 1.0, 100), _reply("b", 4.0, 300)], GLOBAL)
     np.testing.assert_allclose(result.arrays[0], np.full((2, 3), 3.25))
     assert result.used == ("a", "b")
@@ -43,7 +43,8 @@ def test_equal_weighting() -> None:
          "shape"),
         (_reply("x", 1.0, 10, arrays=[np.zeros((2, 3), np.float32)]), "expected 2 arrays"),
         (_reply("x", np.nan, 10), "non-finite"),
-        (_reply("x", 1.0, 0), "num_examples"),
+        (_reply("x", 1.0, 0), "weight must be finite and > 0"),
+        (_reply("x", 1.0, float("nan")), "weight must be finite and > 0"),
         (_reply("x", 1.0, 10, privacy=None), "no privacy"),
         (_reply("x", 1.0, 10, privacy=_priv(eps=1.5, budget=1.0)), "exceeds"),
         (_reply("x", 1.0, 10, privacy=_priv(eps=float("inf"))), "not finite"),
