@@ -231,10 +231,7 @@ def _home_results(s: NodeSettings, msg: Message, context: Context) -> RecordDict
                      if schema.departments[i.department].side == "evidence"
                      and i.name in resolved.columns]
     evidence = pd.DataFrame(resolved[["student_id", *evidence_cols]])
-    s.out.mkdir(parents=True, exist_ok=True)
-    tmp = s.out / "evidence.tmp.parquet"
-    evidence.to_parquet(tmp, index=False)
-    tmp.replace(s.out / "evidence.parquet")
+    training.write_private_parquet(evidence, s.out / "evidence.parquet")  # owner-only
     live = [d for d in role.layouts if d in covered]
     training.write_sources(s.out, covered=live, missing=missing)
     counts = compute_counts(schema, resolved, tuple(live))

@@ -196,6 +196,9 @@ def test_evaluate_and_identify_answer_only_the_rounds_aggregate(
     assert _send(ctx, "query.identify", config={"session": "s"}, arrays=other).has_error()
     before = LocalState.from_bytes((out / "local_state.bin").read_bytes())
     first = metrics_of(_send(ctx, "query.identify", config={"session": "s"}, arrays=agg))
+    for private in ("recommendations.parquet", "evaluation.jsonl", "releases.jsonl",
+                    "local_state.bin", "privacy_ledger.json"):
+        assert (out / private).stat().st_mode & 0o777 == 0o600, private
     again = metrics_of(_send(ctx, "query.identify", config={"session": "s"}, arrays=agg))
     assert first == again
     after = LocalState.from_bytes((out / "local_state.bin").read_bytes())

@@ -102,7 +102,8 @@ def test_results_stay_on_each_agency_node(year: tuple[Path, dict[str, Any]]) -> 
         rec = pd.read_parquet(out / "nodes" / agency / "recommendations.parquet")
         assert len(rec) > 0
         assert "reasons" in rec.columns
-        assert (out / "nodes" / agency / "evidence.parquet").exists()
+        for private in ("evidence.parquet", "recommendations.parquet"):  # owner-only
+            assert (out / "nodes" / agency / private).stat().st_mode & 0o777 == 0o600
     coordinator_files = list((out / "coordinator").rglob("*"))
     assert coordinator_files
     assert not [p for p in coordinator_files if p.suffix == ".parquet"]
