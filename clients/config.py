@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +123,8 @@ class NodeSettings:
     epsilon: float
     delta: float
     education_keys: Path | None = None
-    training: TrainingSettings = TrainingSettings.from_mapping({})
+    training: TrainingSettings = field(
+        default_factory=lambda: TrainingSettings.from_mapping({}))
     release_noise: float = 20.0
     min_cell: int = 10
     test_seed: int | None = None

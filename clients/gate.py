@@ -82,10 +82,11 @@ def _scope(msg: Message, per: str) -> str:
     if per == "message":
         return ""
     cfg = msg.content.config_records.get("config")
-    get = (lambda k: "" if cfg is None else str(cfg.get(k, "")))  # noqa: E731
+    got = {k: "" if cfg is None else str(cfg.get(k, ""))
+           for k in ("session", "round", "secagg-attempt")}
     if per == "session":
-        return get("session")
-    return f"{get('session')}/{get('round')}/{get('secagg-attempt')}"
+        return got["session"]
+    return f"{got['session']}/{got['round']}/{got['secagg-attempt']}"
 
 
 def _append(out: Path | None, entry: dict[str, Any]) -> None:
@@ -123,7 +124,7 @@ def release_gate(msg: Message, context: Context, call_next: ClientAppCallable) -
     base: dict[str, Any] = {"time": round(time.time(), 3), "kind": kind}
     try:
         reply = call_next(msg, context)
-    except Exception as exc:  # noqa: BLE001 - every failure leaves as a code only
+    except Exception as exc:
         code = _code(exc)
         _log.warning("%s failed on this node (%s): %s", kind, type(exc).__name__, exc)
         return _refuse(msg, context, out, base, code, eps_before)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
@@ -156,8 +157,8 @@ def evaluate(msg: Message, context: Context) -> RecordDict:
     """Metrics of the round's aggregate on the held-out rows, kept on this node.
 
     Answered only in a session this node trained in (from its first round on), for one
-    aggregate per round (the one the next round must start from). The metrics go to ``<out>/evaluation.jsonl``; the reply
-    says only that they were kept.
+    aggregate per round (the one the next round must start from). The metrics go to
+    ``<out>/evaluation.jsonl``; the reply says only that they were kept.
     """
     s = settings_of(context)
     arrays = arrays_of(msg)
@@ -225,8 +226,7 @@ def identify(msg: Message, context: Context) -> RecordDict:
     return content(metrics=released)
 
 
-def _rounds(keys: dict[str, object] | dict[str, str] | dict[str, float],
-            session: str) -> list[int]:
+def _rounds(keys: Mapping[str, object], session: str) -> list[int]:
     prefix = f"{session}-"
     return sorted(int(k[len(prefix):]) for k in keys
                   if k.startswith(prefix) and k[len(prefix):].isdigit())

@@ -35,7 +35,8 @@ from typing import Final
 
 from flwr.app import RecordDict
 
-__all__ = ["MESSAGE_KINDS", "POLICY", "PROTECTIONS", "Field", "KindPolicy", "undeclared"]
+__all__ = ["MESSAGE_KINDS", "POLICY", "PROTECTIONS", "Field", "KindPolicy", "protections",
+           "undeclared"]
 
 PROTECTIONS: Final = ("dp", "public", "accounting", "protocol", "suppressed", "kept")
 
@@ -138,7 +139,7 @@ def _keys(content: RecordDict) -> Iterable[tuple[str, str]]:
         if name in content.array_records:
             yield name, "*"
             continue
-        keys = list(record.keys())  # type: ignore[attr-defined]
+        keys = list(record.keys())
         if not keys:
             yield name, ""
         for key in keys:

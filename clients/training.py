@@ -15,9 +15,10 @@
   node's budget;
 - :func:`identify` writes ``<out>/recommendations.parquet`` on the node (owner-only
   permissions, like ``evidence.parquet``) and returns exact counts, which the node noises
-  and charges before anything leaves (:mod:`clients.node`); when matching ran without some departments (their nodes did not reply,
-  ``<out>/evidence_sources.json``), every recommendation names them in
-  ``evidence_missing``: their evidence (and their rule hits) could not be seen.
+  and charges before anything leaves (:mod:`clients.node`); when matching ran without
+  some departments (their nodes did not reply, ``<out>/evidence_sources.json``), every
+  recommendation names them in ``evidence_missing``: their evidence (and their rule hits)
+  could not be seen.
 
 Arrays travel as a list in the network's state-dict order (:func:`weight_names`).
 """

@@ -21,8 +21,8 @@ from clients import node, training
 from clients.client_app import app
 from clients.config import node_settings
 from clients.gate import ERROR_CODES, read_ledger
-from clients.release import POLICY, undeclared
 from clients.records import arrays_of, content, metrics_of
+from clients.release import POLICY, undeclared
 from fedid.errors import ConfigError
 from fedid.model.train import LocalState
 
@@ -70,7 +70,8 @@ def test_noise_is_the_nodes_own(small_province: Path, tmp_path: Path) -> None:
     init = _init(a)
     ra, rb = _train(a, init), _train(b, init)
     ua, ub = arrays_of(ra), arrays_of(rb)
-    assert ua is not None and ub is not None
+    assert ua is not None
+    assert ub is not None
     # The same messages to two identical nodes: different updates (fresh CSPRNG noise).
     assert not np.allclose(ua[0], ub[0])
     # A coordinator that knows everything it sent (arrays, seed, round, node settings) and
@@ -91,7 +92,8 @@ def test_only_the_nodes_test_seed_makes_noise_reproducible(
     b = _ctx(_cfg(small_province, tmp_path / "b", **{"test-seed": 5}))
     init = _init(a)
     ua, ub = arrays_of(_train(a, init, seed=1)), arrays_of(_train(b, init, seed=99))
-    assert ua is not None and ub is not None
+    assert ua is not None
+    assert ub is not None
     np.testing.assert_array_equal(ua[0], ub[0])  # the message seed has no effect
 
 
@@ -133,7 +135,8 @@ def test_every_kind_declared_and_undeclared_fields_refused(
 
     monkeypatch.setattr(node, "info", leaky)
     refused = _send(ctx, "query.info")
-    assert refused.has_error() and refused.error.code == 1008
+    assert refused.has_error()
+    assert refused.error.code == 1008
     assert b"2000" not in (refused.error.reason or "").encode()
     assert read_ledger(tmp_path / "n")[-1]["error"] == "undeclared-field"
 
@@ -164,7 +167,8 @@ def test_hyperparameters_outside_the_nodes_ranges_refused(
     for bad in ({"train-learning_rate": 5.0}, {"train-local_epochs": 400.0},
                 {"train-noise_multiplier": 0.01}, {"rounds": 10_000}):
         reply = _train(ctx, init, **bad)
-        assert reply.has_error() and reply.error.code == 1002, bad
+        assert reply.has_error(), bad
+        assert reply.error.code == 1002, bad
         assert "400" not in (reply.error.reason or "")
     assert not (out / "local_state.bin").exists()  # nothing trained, nothing spent
     assert [e.get("error") for e in read_ledger(out)][-4:] == ["config"] * 4
@@ -187,7 +191,8 @@ def test_evaluate_and_identify_answer_only_the_rounds_aggregate(
     ev = _send(ctx, "evaluate", config={"session": "s", "round": 1}, arrays=agg)
     assert metrics_of(ev) == {"kept_on_node": 1.0}
     kept = [json.loads(line) for line in (out / "evaluation.jsonl").read_text().splitlines()]
-    assert len(kept) == 1 and "macro_f1" in kept[0]
+    assert len(kept) == 1
+    assert "macro_f1" in kept[0]
     other = [a + 0.5 for a in agg]
     assert _send(ctx, "evaluate", config={"session": "s", "round": 1}, arrays=other).has_error()
     # Round 2 must start from the aggregate evaluated after round 1.
@@ -225,7 +230,8 @@ def test_ledger_command_prints_the_releases(small_province: Path, tmp_path: Path
     done = subprocess.run([sys.executable, "-m", "fedid.cli.main", "ledger", "--out", str(out)],
                           check=True, capture_output=True, text=True)
     lines = done.stdout.strip().splitlines()
-    assert lines[0].startswith("query.init") and lines[1].startswith("train")
+    assert lines[0].startswith("query.init")
+    assert lines[1].startswith("train")
     assert "arrays.*:dp" in lines[1]
     summary = json.loads(lines[-1])
     assert summary["releases"] == 2

@@ -44,11 +44,13 @@ def test_second_run_composes_or_is_refused(small_province: Path, tmp_path: Path)
     code, output = _train(table, out, 1.0)
     assert code == 0, output
     first = json.loads(output.strip().splitlines()[-1])
-    assert first["runs"] == 1 and 0.9 < first["epsilon"] <= 1.0
+    assert first["runs"] == 1
+    assert 0.9 < first["epsilon"] <= 1.0
     state_bytes = (out / "privacy_state.bin").read_bytes()
     # The same total budget again: the guard refuses, nothing is overwritten.
     code, output = _train(table, out, 1.0)
-    assert code == 6 and "training refused" in output, output
+    assert code == 6, output
+    assert "training refused" in output
     assert (out / "privacy_state.bin").read_bytes() == state_bytes
     # A larger total budget: the second run composes on the first.
     code, output = _train(table, out, 2.0)
