@@ -237,3 +237,14 @@ def test_ledger_command_prints_the_releases(small_province: Path, tmp_path: Path
     assert summary["releases"] == 2
     state = LocalState.from_bytes((out / "local_state.bin").read_bytes())
     assert summary["charged_epsilon_sum"] == pytest.approx(state.accountant.epsilon(1e-5))
+
+
+def test_threat_model_lists_every_released_kind() -> None:
+    text = (Path(__file__).resolve().parents[2] / "THREAT_MODEL.md").read_text()
+    table = text.split("### Releases and their protection")[1].split("## Attacks")[0]
+    for kind, policy in POLICY.items():
+        assert f"| `{kind}` |" in table, kind
+        for f in policy.fields:
+            if f.key not in ("", "*") and f.record != "config":
+                assert f.key in table, (kind, f.key)
+    assert "## Matching protocol" in text

@@ -6,6 +6,7 @@ import itertools
 import math
 
 import dp_accounting
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -317,3 +318,35 @@ def test_ema_returns_average_of_iterates_at_no_privacy_cost() -> None:
     assert not torch.equal(ema.state_dict["0.weight"], last.state_dict["0.weight"])
     with pytest.raises(AccountingError, match="ema_decay"):
         DPSGDConfig(noise_multiplier=1.0, ema_decay=1.0)
+
+
+def test_count_release_is_one_gaussian_step_and_calibration_reserves_it() -> None:
+    from privacy.dp import (
+        Accountant,
+        calibrate_noise_multiplier,
+        count_release_entry,
+        poisson_mask,
+        release_counts_gaussian,
+        secure_rng,
+    )
+
+    entry = count_release_entry(20.0)
+    assert entry == (20.0, 1.0, 1)
+    plain = calibrate_noise_multiplier(target_epsilon=1.0, delta=1e-5, sample_rate=1.0,
+                                       steps=40)
+    reserved = calibrate_noise_multiplier(target_epsilon=1.0, delta=1e-5, sample_rate=1.0,
+                                          steps=40, reserved=(entry,))
+    assert reserved > plain
+    total = Accountant(history=((reserved, 1.0, 40), entry)).epsilon(1e-5)
+    assert 0.99 < total <= 1.0
+    # std = noise multiplier x sqrt(counts per record); values are integers >= 0
+    counts = {f"c{i}": 10_000.0 for i in range(4)}
+    draws = [release_counts_gaussian(counts, noise_multiplier=20.0, max_counts_per_record=4,
+                                     rng=secure_rng(i)).values for i in range(300)]
+    values = np.array([[d[k] for k in sorted(d)] for d in draws])
+    assert np.all(values == np.round(values))
+    assert np.std(values - 10_000.0) == pytest.approx(40.0, rel=0.1)
+    # CSPRNG Poisson masks: the sample rate holds, two masks differ
+    a, b = poisson_mask(20_000, 0.3, generator=None), poisson_mask(20_000, 0.3, generator=None)
+    assert abs(float(a.float().mean()) - 0.3) < 0.02
+    assert not bool((a == b).all())
