@@ -127,16 +127,22 @@ def _hex_key(what: str, text: object) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class PublicIdentity:
-    """An agency's public halves: what the roster lists and every peer verifies against."""
+    """An agency's public halves: what the roster lists and every peer verifies against.
+
+    ``department`` names the evidence a departmental agency holds ("" otherwise).
+    """
 
     agency: str
     kind: str
     signing_key: bytes
     agreement_key: bytes
+    department: str = ""
 
     def __post_init__(self) -> None:
         _check_name("agency id", self.agency)
         _check_name("agency kind", self.kind)
+        if self.department:
+            _check_name("department", self.department)
         for what, key in (("signing key", self.signing_key), ("agreement key", self.agreement_key)):
             if len(key) != KEY_BYTES:
                 raise CryptoError(f"{what} must be {KEY_BYTES} bytes. Got {len(key)}.")
@@ -149,7 +155,7 @@ class PublicIdentity:
     def fingerprint(self) -> str:
         """SHA-256 (hex) over agency, kind and both public keys."""
         raw = (_DOMAIN + _lp(self.agency.encode()) + _lp(self.kind.encode())
-               + self.signing_key + self.agreement_key)
+               + _lp(self.department.encode()) + self.signing_key + self.agreement_key)
         return hashlib.sha256(raw).hexdigest()
 
     def verify(self, signature: bytes, *, label: str, context: Context, body: bytes) -> None:
@@ -163,15 +169,17 @@ class PublicIdentity:
             raise CryptoError(f"bad signature: not {self.agency}'s over this {label}") from exc
 
     def to_mapping(self) -> dict[str, str]:
-        return {"agency": self.agency, "kind": self.kind,
-                "signing-key": self.signing_key.hex(), "agreement-key": self.agreement_key.hex()}
+        out = {"agency": self.agency, "kind": self.kind, "department": self.department,
+               "signing-key": self.signing_key.hex(), "agreement-key": self.agreement_key.hex()}
+        return out if self.department else {k: v for k, v in out.items() if k != "department"}
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, object]) -> PublicIdentity:
         try:
             return cls(agency=str(raw["agency"]), kind=str(raw["kind"]),
                        signing_key=_hex_key("signing-key", raw["signing-key"]),
-                       agreement_key=_hex_key("agreement-key", raw["agreement-key"]))
+                       agreement_key=_hex_key("agreement-key", raw["agreement-key"]),
+                       department=str(raw.get("department", "")))
         except KeyError as exc:
             raise CryptoError(f"public identity is missing field {exc.args[0]!r}") from exc
 
@@ -200,16 +208,17 @@ class AgencyIdentity:
     kind: str
     signing: Ed25519PrivateKey = field(repr=False)
     agreement: X25519PrivateKey = field(repr=False)
+    department: str = ""
 
     @classmethod
-    def generate(cls, *, agency: str, kind: str) -> AgencyIdentity:
+    def generate(cls, *, agency: str, kind: str, department: str = "") -> AgencyIdentity:
         """Fresh keys from the OS CSPRNG."""
         return cls(agency=agency, kind=kind, signing=Ed25519PrivateKey.generate(),
-                   agreement=X25519PrivateKey.generate())
+                   agreement=X25519PrivateKey.generate(), department=department)
 
     @classmethod
     def from_seeds(cls, *, agency: str, kind: str, signing_seed: bytes,
-                   agreement_private: bytes) -> AgencyIdentity:
+                   agreement_private: bytes, department: str = "") -> AgencyIdentity:
         """Keys from given 32-byte secrets (RFC 8032 seed, RFC 7748 scalar).
 
         Warning: deterministic; for known-answer tests and for loading a saved key only.
@@ -218,12 +227,13 @@ class AgencyIdentity:
             raise CryptoError(f"private keys must be {KEY_BYTES} bytes.")
         return cls(agency=agency, kind=kind,
                    signing=Ed25519PrivateKey.from_private_bytes(signing_seed),
-                   agreement=X25519PrivateKey.from_private_bytes(agreement_private))
+                   agreement=X25519PrivateKey.from_private_bytes(agreement_private),
+                   department=department)
 
     @property
     def public(self) -> PublicIdentity:
         raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        return PublicIdentity(agency=self.agency, kind=self.kind,
+        return PublicIdentity(agency=self.agency, kind=self.kind, department=self.department,
                               signing_key=self.signing.public_key().public_bytes(*raw),
                               agreement_key=self.agreement.public_key().public_bytes(*raw))
 
@@ -236,6 +246,7 @@ class AgencyIdentity:
             serialization.NoEncryption()
         return tomli_w.dumps({
             "format": _PRIVATE_FORMAT, "agency": self.agency, "kind": self.kind,
+            "department": self.department,
             "signing-seed": self.signing.private_bytes(*raw).hex(),
             "agreement-private": self.agreement.private_bytes(*raw).hex(),
         }).encode()
@@ -262,6 +273,7 @@ class AgencyIdentity:
         raw = _read_toml(_read(path), _PRIVATE_FORMAT, "identity key")
         try:
             return cls.from_seeds(agency=str(raw["agency"]), kind=str(raw["kind"]),
+                                  department=str(raw.get("department", "")),
                                   signing_seed=_hex_key("signing-seed", raw["signing-seed"]),
                                   agreement_private=_hex_key("agreement-private",
                                                              raw["agreement-private"]))
@@ -269,15 +281,16 @@ class AgencyIdentity:
             raise CryptoError(f"identity key is missing field {exc.args[0]!r}") from exc
 
     @classmethod
-    def load_or_create(cls, folder: Path, *, agency: str, kind: str) -> AgencyIdentity:
-        """The node's identity in ``folder``: loaded if present (agency and kind must match),
-        else generated and saved."""
+    def load_or_create(cls, folder: Path, *, agency: str, kind: str,
+                       department: str = "") -> AgencyIdentity:
+        """The node's identity in ``folder``: loaded if present (agency, kind and department
+        must match), else generated and saved."""
         if not (folder / PRIVATE_FILE).exists():
-            identity = cls.generate(agency=agency, kind=kind)
+            identity = cls.generate(agency=agency, kind=kind, department=department)
             identity.save(folder)
             return identity
         identity = cls.load(folder)
-        if (identity.agency, identity.kind) != (agency, kind):
+        if (identity.agency, identity.kind, identity.department) != (agency, kind, department):
             raise CryptoError(f"identity key in {folder} is for {identity.agency!r} "
                               f"({identity.kind}), not {agency!r} ({kind})")
         return identity
@@ -321,6 +334,14 @@ class Roster:
     def of_kind(self, kind: str) -> tuple[str, ...]:
         """Agency ids of one kind, sorted."""
         return tuple(sorted(a for a, pub in self.agencies.items() if pub.kind == kind))
+
+    def holder_of(self, department: str) -> PublicIdentity:
+        """The one agency registered for ``department``."""
+        found = [pub for pub in self.agencies.values() if pub.department == department]
+        if len(found) != 1:
+            raise CryptoError(f"department {department!r} must have exactly one agency in the "
+                              f"roster. Got {len(found)}.")
+        return found[0]
 
     def fingerprint(self) -> str:
         """SHA-256 (hex) over every entry's fingerprint, in agency order."""

@@ -27,7 +27,7 @@ from fedid.matching.messages import (
 )
 from fedid.matching.policy import DepartmentLayout
 from fedid.matching.protocol import COORDINATOR, StepGuard, evidence_party, hash_domain
-from privacy.blinding import BlindingKey
+from privacy.blinding_x25519 import BlindingKey
 from privacy.errors import CryptoError
 from privacy.paillier import PaillierPublicKey
 
@@ -99,11 +99,18 @@ class EvidenceAgency:
         except (CryptoError, FedCryptoError, ValueError) as exc:
             raise self.guard.fail(f"invalid public key: {exc}") from exc
         self.guard.require(self._public_key.h is not None, "public key lacks the DJN base")
+        if msg.homes or msg.departments:  # the lead's signed manifest of the run
+            self.guard.require(self.department in msg.departments,
+                               f"the run's manifest does not list {self.department!r}")
+            self.guard.require({f"home:{h}" for h in msg.homes} == set(self._homes),
+                               "the run's manifest lists other home agencies")
 
     def reblind_home_keys(self, msg: HomeBlindedKeys) -> EvidenceReblindedHomeKeys:
         """Step 3: raise a home agency's list to this department's scalar (order kept)."""
         batch = self.guard.accept(msg, senders=self._homes)
         self.guard.require(self.reblinds_home_keys, "this department does not reblind keys")
+        self.guard.require(self._public_key is not None, "home key list before the public key")
+        self.guard.distinct(msg.points, "home key list")
         try:
             points = self._blinding.blind(split_points(msg.points))
         except CryptoError as exc:

@@ -1,21 +1,30 @@
 """The fedid matching protocol: private join of students with departmental evidence.
 
 Parties: coordinator C; one or more home agencies H_a (education side: they own the
-students); evidence agencies E_1..E_m (departments). Semi-honest parties; C colludes with
-no home agency and no evidence agency.
+students); evidence agencies E_1..E_m (departments). Agencies are semi-honest toward each
+other; C colludes with no agency but may be actively malicious: every agency message is
+signed by its sender's registered key (:mod:`fedid.matching.auth`) and verified by its
+receiver against the roster, so C relays what it cannot read, forge or alter
+(docs/threat_model_matching.md says what C can still learn and do). Over Flower every
+step travels in a ``query.match`` message (:mod:`clients.matching`, :mod:`server.matching`).
 
-Keys of a run (:class:`HomeKeyring`): a Paillier key pair and a ristretto255 scalar ``h``
-for the education side. ``grouping="per_agency"`` gives every home agency its own keyring
-and its own run (DESIGN.md as written). ``grouping="province"`` shares ONE keyring among
-the home agencies of the run, so each department blinds and encrypts its records once per
-run instead of once per home agency; C splits the results per home agency. Each E_j draws
+Keys of a run (:class:`HomeKeyring`): a Paillier key pair and a blinding scalar ``h``
+(X25519 with an Elligator 2 hash, :mod:`privacy.blinding_x25519`) for the education side.
+``grouping="per_agency"`` gives every home agency its own keyring and its own run.
+``grouping="province"`` shares ONE keyring among the home agencies of the run, so each
+department blinds and encrypts its records once per run instead of once per home agency;
+C splits the results per home agency. The lead home makes it and sends it to each other
+home sealed to that home's agreement key and signed (:func:`privacy.identity.seal`): C
+relays the box and cannot open it; it exists only in the homes' memory for the run. Each E_j draws
 a scalar ``e_j`` per run; ``evidence_keys="shared"`` gives every department the same
 scalar ``e`` (cheaper: H's list is raised once, by the first department).
 
-Steps (header ``step`` = ``batch * 16 + step``; batch 0 is the full run, later batches are
-incremental resolutions, :mod:`fedid.matching.incremental`):
+Steps (header ``step`` = ``batch * 16 + step``, and the message kind code = the step;
+batch 0 is the full run, later batches are incremental resolutions,
+:mod:`fedid.matching.incremental`):
 
-1. ``HomePublicKey`` lead H -> C and every E: the Paillier modulus (DJN base ``h`` included).
+1. ``HomePublicKey`` lead H -> C, every E and every other H: the Paillier public key (``n``
+   and the DJN base) and the run's manifest (its homes and departments).
 2. ``HomeBlindedKeys`` H_a -> E_j: ``hash_to_group(id)^h`` for every distinct normalised
    student and guardian ID of H_a, in a secret random order (H_a's key positions).
 3. ``EvidenceReblindedHomeKeys`` E_j -> C: that list raised to ``e_j``, order kept.
@@ -35,7 +44,8 @@ incremental resolutions, :mod:`fedid.matching.incremental`):
    suppressed and optional discrete-Laplace noise.
 
 What each party learns (and nothing else, under DDH, DCR and the short-exponent DJN
-assumption of :mod:`privacy.paillier.fast`):
+assumption of :mod:`privacy.paillier.fast`; for C also when it deviates, thanks to the
+signatures):
 
 * H_a: the released fields of the records matched to its own students and guardians
   (which departments hold them), and the size of every department's set. Unmatched
@@ -48,11 +58,13 @@ assumption of :mod:`privacy.paillier.fast`):
   field value or a key that decrypts. The released aggregates of step 8.
 
 Every message carries the run id, sender, recipient and step; roles reject a message of
-another run, a wrong party, a repeated or out-of-order step, a malformed point, a
-ciphertext outside ``(0, n^2)`` or under another key, with :class:`ProtocolError`, and
-refuse every later call once one has been raised (fail closed). Points are validated by
-the party that blinds them (libsodium decodes and checks each one); C, which only
-compares the tokens it receives, refuses the identity element.
+another run, a wrong party, a repeated or out-of-order step, a wrong batch, a malformed
+point, a list with a repeated point or more items than declared, a trivial ciphertext or
+one outside ``(0, n^2)`` or under another key, a released count outside
+``[-1, MAX_COUNT]``, with :class:`ProtocolError`, and refuse every later call once one has
+been raised (fail closed). Points are validated by the party that blinds them (canonical,
+on the curve, not of small order); C, which only compares the tokens it receives, refuses
+the all-zero token and repeated tokens.
 
 Cost: every department record is encrypted once per run, packed ``slots`` (20-70) to a
 ciphertext, and each ciphertext holding a match is masked by C and decrypted by the
@@ -63,12 +75,14 @@ home agency that owns the match. EC work: ``|H|`` hash-and-blind + ``m |H|`` reb
 from __future__ import annotations
 
 import secrets
+import struct
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
 from fedid.errors import ProtocolError
 from fedid.matching.messages import RUN_ID_BYTES, Header, Message, MessageKind
-from privacy.blinding import BlindingKey, make_domain
+from privacy.blinding_x25519 import BlindingKey, make_domain
+from privacy.errors import CryptoError
 from privacy.paillier import (
     DEFAULT_KEYSIZE,
     PaillierPrivateKey,
@@ -78,6 +92,7 @@ from privacy.paillier import (
 
 __all__ = [
     "COORDINATOR",
+    "MAX_COUNT",
     "PROTOCOL_NAME",
     "STEP_SPAN",
     "HomeKeyring",
@@ -91,6 +106,7 @@ __all__ = [
 PROTOCOL_NAME = "fedid.matching.v1"
 COORDINATOR = "coordinator"
 STEP_SPAN = 16
+MAX_COUNT = 1 << 31  # no released count of a province exceeds this (students are < 2^28)
 
 STEP_OF: dict[MessageKind, int] = {
     MessageKind.HOME_PUBLIC_KEY: 1,
@@ -144,6 +160,24 @@ class HomeKeyring:
     def generate(cls, *, paillier_bits: int = DEFAULT_KEYSIZE) -> HomeKeyring:
         public, private = generate_paillier_keypair(n_length=paillier_bits)
         return cls(public_key=public, private_key=private, blinding=BlindingKey.generate())
+
+    def to_bytes(self) -> bytes:
+        """The secrets, for sealed delivery to another home agency only (never a file)."""
+        private = self.private_key.to_bytes()
+        return struct.pack("<I", len(private)) + private + self.blinding.secret_bytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> HomeKeyring:
+        size = int(struct.unpack("<I", data[:4])[0]) if len(data) >= 4 else -1
+        if size < 0 or len(data) != 4 + size + 32:
+            raise ProtocolError(f"keyring must be {4 + max(size, 0) + 32} bytes. "
+                                f"Got {len(data)}.")
+        try:
+            private = PaillierPrivateKey.from_bytes(data[4:4 + size])
+            blinding = BlindingKey(data[4 + size:])
+        except (CryptoError, ValueError) as exc:
+            raise ProtocolError(f"invalid keyring: {exc}") from exc
+        return cls(public_key=private.public_key, private_key=private, blinding=blinding)
 
 
 class StepGuard:
@@ -199,6 +233,12 @@ class StepGuard:
     def require(self, condition: bool, message: str) -> None:
         if not condition:
             raise self.fail(message)
+
+    def distinct(self, points: bytes, what: str) -> None:
+        """Fail closed unless the 32-byte points of ``points`` are pairwise distinct."""
+        n = len(points) // 32
+        if len({points[i:i + 32] for i in range(0, len(points), 32)}) != n:
+            raise self.fail(f"{what} repeats a point")
 
     def need(self, value: T | None, message: str) -> T:
         """``value`` if it is set; otherwise fail closed with ``message``."""

@@ -49,7 +49,7 @@ from fedid.matching.protocol import (
 )
 from fedid.matching.transport import InMemoryTransport
 from fedid.schema import Schema
-from privacy.blinding import BlindingKey
+from privacy.blinding_x25519 import BlindingKey
 from privacy.paillier import DEFAULT_KEYSIZE
 
 __all__ = [

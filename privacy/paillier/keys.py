@@ -8,18 +8,18 @@ publishes one. Ciphertexts are plain ``int`` values in ``Z_{n^2}^*``, interchang
 phe's ``EncryptedNumber.ciphertext()`` at exponent 0.
 
 Every ciphertext is checked before use (:meth:`PaillierPublicKey.validate_ciphertext`):
-``0 < c < n^2`` and ``gcd(c, n) = 1``; a ciphertext received from another party also
-``c mod n`` not ``±1`` (:meth:`PaillierPublicKey.validate_received`). The gcd rule: honest ciphertexts are units mod
-``n^2`` (``1 + m n`` and every n-th residue are), so a non-unit is malformed; worse, it
-shares a prime factor with ``n``, so accepting it into sums or decryptions would let a
-party pass factor-revealing values around, and the CRT decryption is undefined on it. The ``±1`` rule: ``c mod n`` is ``r^n mod n`` for
-randomness ``r``, so ``c ≡ ±1 (mod n)`` means ``r = ±1``: a trivial ciphertext whose
-plaintext anyone can read and anyone could have made (``c = 1`` encrypts 0), which a relay
-could inject as if a party had encrypted it. A fresh encryption lands there with
-probability ``2/n``; a local ``mul_const(c, 0)`` gives ``1`` legitimately, hence the
-separate check.
-Which key a ciphertext belongs to is carried by :class:`.ciphertext.CiphertextBatch`
-(a key fingerprint); a bare integer below ``n^2`` cannot be attributed to a key.
+``0 < c < n^2`` and ``gcd(c, n) = 1``; a ciphertext received from another party also ``c
+mod n`` not ``±1`` (:meth:`PaillierPublicKey.validate_received`). The gcd rule: honest
+ciphertexts are units mod ``n^2`` (``1 + m n`` and every n-th residue are), so a non-unit
+is malformed; worse, it shares a prime factor with ``n``, so accepting it into sums or
+decryptions would let a party pass factor-revealing values around, and the CRT decryption
+is undefined on it. The ``±1`` rule: ``c mod n`` is ``r^n mod n`` for randomness ``r``, so
+``c ≡ ±1 (mod n)`` means ``r = ±1``: a trivial ciphertext whose plaintext anyone can read
+and anyone could have made (``c = 1`` encrypts 0), which a relay could inject as if a
+party had encrypted it. A fresh encryption lands there with probability ``2/n``; a local
+``mul_const(c, 0)`` gives ``1`` legitimately, hence the separate check. Which key a
+ciphertext belongs to is carried by :class:`.ciphertext.CiphertextBatch` (a key
+fingerprint); a bare integer below ``n^2`` cannot be attributed to a key.
 
 A received ``h`` is checked to be a unit in ``(1, n^2)``; that it is an n-th residue
 cannot be checked without the factorisation. In the semi-honest model this is the key

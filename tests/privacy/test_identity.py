@@ -45,7 +45,7 @@ def _alice() -> AgencyIdentity:
 
 
 def _bob() -> AgencyIdentity:
-    return AgencyIdentity.from_seeds(agency="dept_b", kind="department",
+    return AgencyIdentity.from_seeds(agency="dept_b", kind="department", department="tax",
                                      signing_seed=bytes(range(32)), agreement_private=BOB)
 
 
@@ -186,8 +186,11 @@ def test_roster_round_trip_lookup_and_fingerprint(tmp_path: Path) -> None:
     assert loaded == roster
     assert loaded.get("edu_a") == a.public
     assert loaded.of_kind("department") == ("dept_b",)
+    assert loaded.holder_of("tax") == b.public
+    with pytest.raises(CryptoError, match="exactly one"):
+        loaded.holder_of("health")
     assert loaded.fingerprint() == roster.fingerprint()
-    fresh_b = AgencyIdentity.generate(agency="dept_b", kind="department")
+    fresh_b = AgencyIdentity.generate(agency="dept_b", kind="department", department="tax")
     other = Roster.of([a.public, fresh_b.public])
     assert other.fingerprint() != roster.fingerprint()
     with pytest.raises(CryptoError, match="not in the roster"):
