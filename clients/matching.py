@@ -54,7 +54,7 @@ from fedid.matching.messages import (
 )
 from fedid.matching.policy import build_layouts, default_policies
 from fedid.matching.protocol import COORDINATOR, HomeKeyring, evidence_party, home_party
-from fedid.matching.run import resolve_home
+from fedid.matching.resolve import resolve_home
 from privacy.blinding import BlindingKey
 from privacy.paillier import PaillierPrivateKey
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from fedid.ids import make_ids
-from fedid.matching import MatchingConfig, ReleaseConfig, run_matching
+from fedid.matching import MatchingConfig, ReleaseConfig, match_in_process
 from fedid.matching.incremental import GreenChannel
 from fedid.schema import Indicator, Schema, load_schema
 from privacy._pool import shutdown_pool
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     t_data = time.perf_counter() - t0
     t1 = time.perf_counter()
     cpu0 = _cpu_seconds()
-    res = run_matching(schema=schema, homes={"home": home}, departments=deps,
+    res = match_in_process(schema=schema, homes={"home": home}, departments=deps,
                        config=MatchingConfig(paillier_bits=args.key_bits,
                                              evidence_keys=args.evidence_keys,
                                              release=ReleaseConfig(min_cell=0)))

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from fedid.matching import MatchingConfig, ReleaseConfig, run_matching, write_outputs
+from fedid.matching import MatchingConfig, ReleaseConfig, match_in_process, write_outputs
 from fedid.matching.run import MatchingResult
 from fedid.schema import Schema, load_schema
 from simulations.province.schema_view import load_schema_view
@@ -31,7 +31,7 @@ def tables(schema: Schema) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFr
 def province_run(schema: Schema, tables: tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]
                  ) -> MatchingResult:
     homes, deps = tables
-    return run_matching(schema=schema, homes=homes, departments=deps,
+    return match_in_process(schema=schema, homes=homes, departments=deps,
                         config=MatchingConfig(paillier_bits=KEY_BITS))
 
 
@@ -77,7 +77,7 @@ def test_province_run_equals_reference_join(schema, tables, province_run):
 @pytest.mark.parametrize(("grouping", "keys"), [("per_agency", "shared")])
 def test_other_groupings_equal_reference_join(schema, tables, grouping, keys):
     homes, deps = tables
-    res = run_matching(schema=schema, homes=homes, departments=deps,
+    res = match_in_process(schema=schema, homes=homes, departments=deps,
                        config=MatchingConfig(paillier_bits=KEY_BITS, grouping=grouping,
                                              evidence_keys=keys))
     assert_matches_reference(schema, res, homes, deps)
@@ -102,7 +102,7 @@ def test_aggregates_released_with_suppression(province_run):
 
 def test_dp_release_records_epsilon(schema, tables):
     homes, deps = tables
-    res = run_matching(schema=schema, homes={"school_0": homes["school_0"]},
+    res = match_in_process(schema=schema, homes={"school_0": homes["school_0"]},
                        departments={"civil_affairs": deps["civil_affairs"]},
                        config=MatchingConfig(paillier_bits=KEY_BITS,
                                              release=ReleaseConfig(min_cell=0, epsilon=2.0)))

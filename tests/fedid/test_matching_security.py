@@ -9,7 +9,8 @@ import pytest
 
 from fedid.errors import ProtocolError
 from fedid.ids import to_canonical
-from fedid.matching import InMemoryTransport, MatchingConfig, run_matching
+from fedid.matching import InMemoryTransport, MatchingConfig, match_in_process
+from fedid.matching.auth import SignedMessage
 from fedid.matching.messages import (
     EvidencePayloads,
     Header,
@@ -39,7 +40,7 @@ def tables(schema):
 @pytest.fixture(scope="module")
 def recorded(schema, tables) -> MatchingResult:
     homes, deps = tables
-    return run_matching(schema=schema, homes=homes, departments=deps,
+    return match_in_process(schema=schema, homes=homes, departments=deps,
                         config=MatchingConfig(paillier_bits=KEY_BITS),
                         transport=InMemoryTransport(keep_bytes=True))
 
@@ -127,14 +128,14 @@ def test_coordinator_holds_no_key_that_decrypts(recorded):
 @pytest.fixture
 def small_group(schema, tables):
     homes, deps = tables
-    res = run_matching(schema=schema, homes={"school_0": homes["school_0"]},
+    res = match_in_process(schema=schema, homes={"school_0": homes["school_0"]},
                        departments={"tax": deps["tax"]},
                        config=MatchingConfig(paillier_bits=KEY_BITS))
     return res.groups[0]
 
 
 def test_truncated_and_padded_bytes_rejected(recorded):
-    blob = recorded.transport.received["coordinator"][0]
+    blob = SignedMessage.from_bytes(recorded.transport.received["coordinator"][0]).message
     decode_message(blob)
     for cut in (3, 10, len(blob) // 2, len(blob) - 1):
         with pytest.raises(ProtocolError):
@@ -149,13 +150,13 @@ def test_truncated_and_padded_bytes_rejected(recorded):
 
 def _fresh_group(schema, tables):
     homes, deps = tables
-    from fedid.matching.run import _Clock, _run_group
+    from fedid.matching.run import _Clock, _run_group, _Wire
 
     layouts = build_layouts(schema, {"tax": default_policies(schema)["tax"]})
     group, _ = _run_group(schema=schema, homes={"school_0": homes["school_0"]},
                           departments={"tax": deps["tax"]},
                           config=MatchingConfig(paillier_bits=KEY_BITS), layouts=layouts,
-                          transport=InMemoryTransport(), clock=_Clock())
+                          wire=_Wire(InMemoryTransport(), None), clock=_Clock())
     return group
 
 
