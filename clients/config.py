@@ -6,11 +6,11 @@ table, schema, output folder and privacy budget, e.g.::
     flower-supernode ... --node-config 'agency-id="edu_county_01" kind="education"
         data="/srv/fedid/students.parquet" schema="/srv/fedid/schema.toml"
         out="/srv/fedid/out" epsilon=1.0 delta=1e-5
-        education-keys="/srv/edu-shared/keys"'
+        roster="/srv/fedid/roster.toml"'
 
-``education-keys`` (education side only) is a folder the education agencies share among
-themselves (never with the coordinator or departments) for the run keyring of a
-province-wide matching run.
+``roster`` is the list of every agency's public identity keys (:class:`privacy.identity.Roster`),
+distributed out of band; ``identity`` (default ``<out>/identity``) is the folder of this
+node's own identity key (made on the node). Matching needs both (:mod:`clients.matching`).
 
 In Flower's simulation engine every virtual node gets only ``partition-id``; the
 simulation writes one JSON file describing every agency and points the nodes at it
@@ -48,7 +48,8 @@ class NodeSettings:
     out: Path
     epsilon: float
     delta: float
-    education_keys: Path | None = None
+    roster: Path | None = None
+    identity: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.agency_id or "/" in self.agency_id or ".." in self.agency_id:
@@ -77,8 +78,8 @@ class NodeSettings:
             out=Path(str(raw["out"])),
             epsilon=float(raw.get("epsilon", 1.0)),
             delta=float(raw.get("delta", 1e-5)),
-            education_keys=Path(str(raw["education-keys"])) if raw.get("education-keys")
-            else None,
+            roster=Path(str(raw["roster"])) if raw.get("roster") else None,
+            identity=Path(str(raw["identity"])) if raw.get("identity") else None,
         )
 
 
