@@ -194,6 +194,7 @@ def _home_start(s: NodeSettings, msg: Message, context: Context) -> RecordDict:
         raise ProtocolError("only an education-side node can be a home agency.")
     identity, roster, verifier = _trust(s)
     run_id = _run_id(msg)
+    _first_use(s, run_id.hex())  # before any check: a refused run is not retried either
     lead = config_str(msg, "lead", s.agency_id)
     if lead == s.agency_id:
         departments = sorted(d for d in config_str(msg, "departments").split(",") if d)
@@ -205,7 +206,6 @@ def _home_start(s: NodeSettings, msg: Message, context: Context) -> RecordDict:
         keyring = HomeKeyring.generate()
     else:
         keyring, homes, departments = _open_keyring(s, msg, identity, roster, verifier, lead)
-    _first_use(s, run_id.hex())
     role = HomeAgency(run_id=run_id, agency_id=s.agency_id, students=training.table_of(s),
                       keyring=keyring, layouts=_layouts(s, departments),
                       key_departments=departments, is_lead=lead == s.agency_id)
@@ -261,6 +261,7 @@ def _evidence(s: NodeSettings, msg: Message) -> RecordDict:
         raise ProtocolError("only a departmental node answers evidence steps.")
     identity, _roster, verifier = _trust(s)
     run_id = _run_id(msg)
+    _first_use(s, run_id.hex())  # before any check: a refused run is not retried either
     data = payloads_of(msg)
     if not data:
         raise ProtocolError("an evidence step needs the home's public key.")
@@ -272,7 +273,6 @@ def _evidence(s: NodeSettings, msg: Message) -> RecordDict:
     if len(keys) != len(pk_msg.homes) or not all(isinstance(k, HomeBlindedKeys) for k in keys):
         raise ProtocolError(f"an evidence step needs one key list per home of the run's "
                             f"manifest ({len(pk_msg.homes)}). Got {len(keys)}.")
-    _first_use(s, run_id.hex())
     role = EvidenceAgency(run_id=run_id, department=s.department, table=training.table_of(s),
                           layout=_layouts(s, [s.department])[s.department],
                           homes=[home_party(h) for h in pk_msg.homes],
