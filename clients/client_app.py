@@ -9,7 +9,7 @@ Message types handled:
 - ``query.secagg``    secure aggregation only: this round's X25519 public key
 - ``query.identify``  score every student locally, write the recommendations on this
                       node, reply with aggregate counts only
-- ``query.match_*``   one step of the matching protocol (see :mod:`clients.matching`)
+- ``query.match``     one step of the matching protocol (see :mod:`clients.matching`)
 
 Every reply passes through :func:`clients.transcript.record_mod`, which, when a
 transcript folder is configured, stores the exact bytes that leave the node so a test

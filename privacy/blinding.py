@@ -22,10 +22,11 @@ group by construction, so a blinded token carries no such bit.
 
 Every received point is validated before use: 32 bytes, canonical encoding of a group
 element (bit 255 clear: libsodium ignores that bit, RFC 9496 section 4.3.1 requires
-rejecting it, else two encodings alias one element), not the identity. libsodium's scalar multiplication itself decodes (rejecting
-non-canonical and off-group encodings) and refuses an identity result; the failing element
-is then diagnosed and reported by index. Batches of at least a few hundred elements are
-split across worker processes (:mod:`privacy._pool`).
+rejecting it, else two encodings alias one element), not the identity. libsodium's scalar
+multiplication itself decodes (rejecting non-canonical and off-group encodings) and
+refuses an identity result; the failing element is then diagnosed and reported by index.
+Batches of at least a few hundred elements are split across worker processes
+(:mod:`privacy._pool`).
 """
 
 from __future__ import annotations

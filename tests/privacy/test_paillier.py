@@ -76,7 +76,7 @@ def test_crt_decrypt_every_toy_plaintext() -> None:
 
 
 def test_trivial_ciphertexts_are_refused() -> None:
-    public, private = toy_keys()
+    public, _private = toy_keys()
     good = raw.raw_encrypt_djn(n=N, n_square=N2, h=H, plaintext=7, exponent=1)
     public.validate_received([good])
     for c in (1, 1 + 7 * N, N2 - 1, (1 + 7 * N) * (N - 1) % N2):

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from flwr.app import ConfigRecord, Context, Message, RecordDict
+from flwr.app import ConfigRecord, Message, RecordDict
 
 from clients.matching import handle, payloads_of
 from fedid.errors import FederationError
@@ -52,7 +52,7 @@ class _Liar(_Nodes):
                       message_type="query.match")
         try:
             return _Reply(handle(self.settings[agency], msg, self.contexts[agency]))
-        except Exception as exc:  # noqa: BLE001 - a node's refusal, reported as an error reply
+        except Exception as exc:
             self.refused[agency] = f"{type(exc).__name__}: {exc}"
             return _Reply(None, _Error(self.refused[agency]))
 
@@ -226,7 +226,8 @@ def test_message_of_an_earlier_run_in_a_new_run_is_refused(small_province: Path,
     def old_list(d: list[bytes]) -> bytes:
         for data in [x for lst in old.values() for x in lst]:
             m = _inner(data)
-            if isinstance(m, HomeBlindedKeys) and m.header.recipient == _inner(d[1]).header.recipient:  # type: ignore[attr-defined]
+            to = _inner(d[1]).header.recipient  # type: ignore[attr-defined]
+            if isinstance(m, HomeBlindedKeys) and m.header.recipient == to:
                 return data
         raise AssertionError("no key list of the earlier run")
 
