@@ -285,3 +285,38 @@ def test_roles_survive_pickling_between_steps(small_group):
     assert out.count == msg.count
     with pytest.raises(ProtocolError, match="replayed"):
         evidence.reblind_home_keys(msg)
+
+
+# ---------------------------------------------------------------- protocol hygiene
+def test_repeated_point_in_a_list_is_refused(small_group):
+    h = small_group.homes["school_0"]
+    msg = h.blinded_keys(batch=6)[0]
+    doubled = dataclasses.replace(msg, points=msg.points[:32] * 2 + msg.points[64:])
+    with pytest.raises(ProtocolError, match="repeats a point"):
+        small_group.evidence["tax"].reblind_home_keys(doubled)
+
+
+def test_records_of_a_later_batch_are_refused_by_the_lead(schema, tables):
+    group = _fresh_group(schema, tables)
+    rec = group.evidence["tax"].blinded_records()
+    later = dataclasses.replace(rec, header=dataclasses.replace(rec.header, step=2 * 16 + 4))
+    with pytest.raises(ProtocolError, match="batch 0 only"):
+        group.homes["school_0"].reblind_records(later)
+    with pytest.raises(ProtocolError, match="earlier protocol error"):
+        group.homes["school_0"].reblind_records(rec)  # fail closed
+
+
+@pytest.mark.parametrize("value", [-2, -(2**40), 2**62])
+def test_absurd_released_counts_are_refused(schema, tables, value):
+    from fedid.matching.coordinator import Coordinator
+    from fedid.matching.messages import HomeAggregates
+
+    group = _fresh_group(schema, tables)
+    coord = Coordinator(run_id=group.run_id, homes=["home:school_0"], lead="home:school_0",
+                        layouts=group.coordinator.layouts)
+    agg = HomeAggregates(header=Header(run_id=group.run_id, sender="home:school_0",
+                                       recipient="coordinator", step=8),
+                         names=("students", "matched"), values=(120, value), epsilon_milli=0)
+    with pytest.raises(ProtocolError, match="released counts"):
+        coord.receive_aggregates(HomeAggregates.from_bytes(agg.to_bytes()))
+
