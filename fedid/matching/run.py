@@ -118,13 +118,18 @@ class _Wire:
                         if identities is not None else None)
         self.verifier = (Verifier(Roster.of(i.public for i in identities.values()))
                          if identities is not None else None)
+        self.seconds = 0.0  # in send: (de)serialising, and signing and verifying if set
 
     def send(self, msg: M, *, home_key: bytes) -> M:
-        sender = msg.header.sender
-        if self.signers is None or self.verifier is None or sender == COORDINATOR:
-            return self.transport.deliver(msg)
-        return self.transport.deliver_signed(msg, signer=self.signers[sender],
-                                             verifier=self.verifier, home_key=home_key)
+        t0 = time.perf_counter()
+        try:
+            sender = msg.header.sender
+            if self.signers is None or self.verifier is None or sender == COORDINATOR:
+                return self.transport.deliver(msg)
+            return self.transport.deliver_signed(msg, signer=self.signers[sender],
+                                                 verifier=self.verifier, home_key=home_key)
+        finally:
+            self.seconds += time.perf_counter() - t0
 
 
 class _Clock:
@@ -257,6 +262,7 @@ def match_in_process(
                                 layouts=layouts, wire=wire, clock=clock)
         groups.append(group)
         resolved.update(res)
+    clock.t["transport_within_phases"] = wire.seconds
     views = [g.coordinator.view for g in groups]
     released: dict[str, dict[str, int]] = {}
     eps: dict[str, float] = {}
