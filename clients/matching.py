@@ -63,7 +63,13 @@ from fedid.matching.messages import (
     decode_message,
 )
 from fedid.matching.policy import build_layouts, default_policies
-from fedid.matching.protocol import COORDINATOR, HomeKeyring, evidence_party, home_party
+from fedid.matching.protocol import (
+    COORDINATOR,
+    DEFAULT_BLINDING,
+    HomeKeyring,
+    evidence_party,
+    home_party,
+)
 from fedid.matching.resolve import resolve_home
 from privacy.errors import CryptoError
 from privacy.identity import AgencyIdentity, Roster, open_sealed, seal
@@ -203,7 +209,7 @@ def _home_start(s: NodeSettings, msg: Message, context: Context) -> RecordDict:
             raise ProtocolError("this node is not a home agency of that run.")
         for party in [*(home_party(h) for h in homes), *(evidence_party(d) for d in departments)]:
             party_identity(roster, party)  # every party of the run is in the roster
-        keyring = HomeKeyring.generate()
+        keyring = HomeKeyring.generate(backend=config_str(msg, "blinding", DEFAULT_BLINDING))
     else:
         keyring, homes, departments = _open_keyring(s, msg, identity, roster, verifier, lead)
     role = HomeAgency(run_id=run_id, agency_id=s.agency_id, students=training.table_of(s),
@@ -276,7 +282,7 @@ def _evidence(s: NodeSettings, msg: Message) -> RecordDict:
     role = EvidenceAgency(run_id=run_id, department=s.department, table=training.table_of(s),
                           layout=_layouts(s, [s.department])[s.department],
                           homes=[home_party(h) for h in pk_msg.homes],
-                          lead=pk_msg.header.sender)
+                          lead=pk_msg.header.sender, backend=pk_msg.blinding)
     role.receive_public_key(pk_msg)
     signer = Signer(identity)
     out = [signer.seal(role.reblind_home_keys(k), home_key=fp)

@@ -61,7 +61,13 @@ from fedid.matching.messages import (
     decode_message,
 )
 from fedid.matching.policy import build_layouts, default_policies
-from fedid.matching.protocol import COORDINATOR, evidence_party, home_party, new_run_id
+from fedid.matching.protocol import (
+    COORDINATOR,
+    DEFAULT_BLINDING,
+    evidence_party,
+    home_party,
+    new_run_id,
+)
 from fedid.schema import Schema
 from server.transport import Messenger
 
@@ -117,12 +123,14 @@ def coordinate_matching(
     session: str,
     progress: Callable[[str, dict[str, Any]], None],
     grouping: str = "province",
+    blinding: str = DEFAULT_BLINDING,
 ) -> dict[str, Any]:
     """Resolve every education agency against every connected department.
 
     ``grouping="province"``: one run for all education agencies, sharing the education
     side's run keyring (each department blinds and encrypts its records once);
-    ``"per_agency"``: one run per education agency with its own keys.
+    ``"per_agency"``: one run per education agency with its own keys. ``blinding``: the
+    backend the leads are asked to use (they sign it into the run's manifest).
     """
     if grouping not in ("province", "per_agency"):
         raise FederationError(f"grouping must be province|per_agency. Got {grouping!r}.")
@@ -145,7 +153,8 @@ def coordinate_matching(
 
     def start_cfg(h: str) -> dict[str, str]:
         g = groups[group_of[h]]
-        return {"departments": ",".join(deps), "lead": g[0], "homes": ",".join(g)}
+        return {"departments": ",".join(deps), "lead": g[0], "homes": ",".join(g),
+                "blinding": blinding}
 
     # Steps 1-2: the leads make the keys (and publish the public key, and seal the keyring
     # to the other homes), then the others open it and blind their key lists.

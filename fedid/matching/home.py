@@ -114,7 +114,8 @@ class HomeAgency:
         manifest = tuple(sorted(homes or [self.agency_id])), tuple(sorted(self.layouts))
         return [HomePublicKey(header=self.guard.header(recipient=r,
                                                        kind=MessageKind.HOME_PUBLIC_KEY),
-                              public_key=body, homes=manifest[0], departments=manifest[1])
+                              public_key=body, homes=manifest[0], departments=manifest[1],
+                              blinding=self._keyring.backend)
                 for r in recipients]
 
     @property

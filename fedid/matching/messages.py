@@ -12,7 +12,8 @@ Every message is a frozen, slotted dataclass named by its sender and step, with
     step                  u32   batch * 16 + step number (1-8, equal to the kind code)
     body                  kind specific; every variable part is length prefixed
 
-Curve points travel as 32-byte X25519 u-coordinates (:mod:`privacy.blinding_x25519`);
+Curve points travel as 32-byte encodings of the run's blinding backend (X25519
+u-coordinates or ristretto255);
 Paillier integers as fixed-width big-endian bytes (the width of ``n`` or ``n^2``); small
 integer arrays as little-endian numpy buffers. Decoding checks every length and rejects
 trailing bytes, so a truncated or padded message raises
@@ -153,13 +154,15 @@ def _count(points: bytes) -> int:
 @dataclass(frozen=True, slots=True)
 class HomePublicKey(Message):
     """Step 1, lead H -> C and every E: the run's Paillier public key (``n`` and DJN ``h``)
-    and the run's manifest: its home agencies and departments (agency ids, sorted)."""
+    and the run's manifest: its home agencies and departments (agency ids, sorted) and the
+    blinding backend (:data:`fedid.matching.protocol.BLINDING_BACKENDS`)."""
 
     KIND: ClassVar[MessageKind] = MessageKind.HOME_PUBLIC_KEY
     header: Header
     public_key: bytes
     homes: tuple[str, ...] = ()
     departments: tuple[str, ...] = ()
+    blinding: str = "x25519"
 
     def _body(self, w: Writer) -> None:
         w.blob(self.public_key)
@@ -167,6 +170,7 @@ class HomePublicKey(Message):
             w.u32(len(names))
             for name in names:
                 w.text(name)
+        w.text(self.blinding)
 
     @classmethod
     def _parse(cls, header: Header, r: Reader) -> Self:
@@ -177,7 +181,8 @@ class HomePublicKey(Message):
             if count > 4096:
                 raise ProtocolError(f"{what} count must be <= 4096. Got {count}.")
             lists.append(tuple(r.text() for _ in range(count)))
-        return cls(header=header, public_key=key, homes=lists[0], departments=lists[1])
+        return cls(header=header, public_key=key, homes=lists[0], departments=lists[1],
+                   blinding=r.text())
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,8 +8,11 @@ receiver against the roster, so C relays what it cannot read, forge or alter
 (docs/threat_model_matching.md says what C can still learn and do). Over Flower every
 step travels in a ``query.match`` message (:mod:`clients.matching`, :mod:`server.matching`).
 
-Keys of a run (:class:`HomeKeyring`): a Paillier key pair and a blinding scalar ``h``
-(X25519 with an Elligator 2 hash, :mod:`privacy.blinding_x25519`) for the education side.
+Keys of a run (:class:`HomeKeyring`): a Paillier key pair and a blinding scalar ``h`` for
+the education side. Blinding backend (``blinding``, signed in the run's manifest): X25519
+with an Elligator 2 hash (:mod:`privacy.blinding_x25519`, the default: 1.89x
+openmined-psi's PSI records per CPU-second against 1.25x, BENCHMARKS.md) or ristretto255
+(:mod:`privacy.blinding`).
 ``grouping="per_agency"`` gives every home agency its own keyring and its own run.
 ``grouping="province"`` shares ONE keyring among the home agencies of the run, so each
 department blinds and encrypts its records once per run instead of once per home agency;
@@ -77,11 +80,13 @@ from __future__ import annotations
 import secrets
 import struct
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Literal, TypeVar
 
 from fedid.errors import ProtocolError
 from fedid.matching.messages import RUN_ID_BYTES, Header, Message, MessageKind
-from privacy.blinding_x25519 import BlindingKey, make_domain
+from privacy import blinding, blinding_x25519
+from privacy.blinding_x25519 import make_domain
 from privacy.errors import CryptoError
 from privacy.paillier import (
     DEFAULT_KEYSIZE,
@@ -91,12 +96,16 @@ from privacy.paillier import (
 )
 
 __all__ = [
+    "BLINDING_BACKENDS",
     "COORDINATOR",
+    "DEFAULT_BLINDING",
     "MAX_COUNT",
     "PROTOCOL_NAME",
     "STEP_SPAN",
+    "BlindingKey",
     "HomeKeyring",
     "StepGuard",
+    "blinding_backend",
     "evidence_party",
     "home_party",
     "new_run_id",
@@ -120,6 +129,20 @@ STEP_OF: dict[MessageKind, int] = {
 }
 
 T = TypeVar("T")
+Blinding = Literal["x25519", "ristretto255"]
+BlindingKey = blinding_x25519.BlindingKey | blinding.BlindingKey
+BLINDING_BACKENDS: dict[str, ModuleType] = {"x25519": blinding_x25519,
+                                            "ristretto255": blinding}
+DEFAULT_BLINDING: Blinding = "x25519"  # the faster backend (privacy.blinding_x25519 docstring)
+
+
+def blinding_backend(name: str) -> ModuleType:
+    """The blinding module of a backend name; :class:`ProtocolError` if unknown."""
+    try:
+        return BLINDING_BACKENDS[name]
+    except KeyError:
+        raise ProtocolError(f"blinding must be one of {sorted(BLINDING_BACKENDS)}. "
+                            f"Got {name!r}.") from None
 EvidenceKeys = Literal["per_department", "shared"]
 Grouping = Literal["per_agency", "province"]
 
@@ -155,29 +178,46 @@ class HomeKeyring:
     public_key: PaillierPublicKey
     private_key: PaillierPrivateKey = field(repr=False)
     blinding: BlindingKey = field(repr=False)
+    backend: Blinding = DEFAULT_BLINDING
 
     @classmethod
-    def generate(cls, *, paillier_bits: int = DEFAULT_KEYSIZE) -> HomeKeyring:
+    def generate(cls, *, paillier_bits: int = DEFAULT_KEYSIZE,
+                 backend: str = DEFAULT_BLINDING) -> HomeKeyring:
+        module = blinding_backend(backend)
         public, private = generate_paillier_keypair(n_length=paillier_bits)
-        return cls(public_key=public, private_key=private, blinding=BlindingKey.generate())
+        return cls(public_key=public, private_key=private,
+                   blinding=module.BlindingKey.generate(), backend=_name(backend))
 
     def to_bytes(self) -> bytes:
         """The secrets, for sealed delivery to another home agency only (never a file)."""
         private = self.private_key.to_bytes()
-        return struct.pack("<I", len(private)) + private + self.blinding.secret_bytes()
+        name = self.backend.encode()
+        return (struct.pack("<B", len(name)) + name + struct.pack("<I", len(private)) + private
+                + self.blinding.secret_bytes())
 
     @classmethod
     def from_bytes(cls, data: bytes) -> HomeKeyring:
-        size = int(struct.unpack("<I", data[:4])[0]) if len(data) >= 4 else -1
-        if size < 0 or len(data) != 4 + size + 32:
-            raise ProtocolError(f"keyring must be {4 + max(size, 0) + 32} bytes. "
-                                f"Got {len(data)}.")
         try:
-            private = PaillierPrivateKey.from_bytes(data[4:4 + size])
-            blinding = BlindingKey(data[4 + size:])
+            name = data[1:1 + data[0]].decode()
+            rest = data[1 + data[0]:]
+            size = int(struct.unpack("<I", rest[:4])[0])
+        except (IndexError, UnicodeDecodeError, struct.error) as exc:
+            raise ProtocolError("keyring is malformed") from exc
+        module = blinding_backend(name)
+        if len(rest) != 4 + size + 32:
+            raise ProtocolError(f"keyring must be {4 + size + 32} bytes. Got {len(rest)}.")
+        try:
+            private = PaillierPrivateKey.from_bytes(rest[4:4 + size])
+            key = module.BlindingKey(rest[4 + size:])
         except (CryptoError, ValueError) as exc:
             raise ProtocolError(f"invalid keyring: {exc}") from exc
-        return cls(public_key=private.public_key, private_key=private, blinding=blinding)
+        return cls(public_key=private.public_key, private_key=private, blinding=key,
+                   backend=_name(name))
+
+
+def _name(backend: str) -> Blinding:
+    blinding_backend(backend)
+    return "ristretto255" if backend == "ristretto255" else "x25519"
 
 
 class StepGuard:

@@ -38,9 +38,12 @@ from fedid.matching.policy import (
 )
 from fedid.matching.protocol import (
     COORDINATOR,
+    DEFAULT_BLINDING,
+    Blinding,
     EvidenceKeys,
     Grouping,
     HomeKeyring,
+    blinding_backend,
     evidence_party,
     home_party,
     new_run_id,
@@ -48,7 +51,6 @@ from fedid.matching.protocol import (
 from fedid.matching.resolve import resolve_home
 from fedid.matching.transport import InMemoryTransport
 from fedid.schema import Schema
-from privacy.blinding_x25519 import BlindingKey
 from privacy.identity import AgencyIdentity, Roster
 from privacy.paillier import DEFAULT_KEYSIZE
 
@@ -73,10 +75,12 @@ class MatchingConfig:
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
     policies: Mapping[str, EvidencePolicy] | None = None
     authenticate: bool = True
+    blinding: Blinding = DEFAULT_BLINDING
 
     def __post_init__(self) -> None:
         if self.grouping not in ("province", "per_agency"):
             raise ConfigError(f"grouping must be province|per_agency. Got {self.grouping!r}.")
+        blinding_backend(self.blinding)
         if self.evidence_keys not in ("per_department", "shared"):
             raise ConfigError(
                 f"evidence_keys must be per_department|shared. Got {self.evidence_keys!r}.")
@@ -151,9 +155,11 @@ def _run_group(
 ) -> tuple[RunGroup, dict[str, pd.DataFrame]]:
     run_id = new_run_id()
     with clock.phase("keygen"):
-        keyring = HomeKeyring.generate(paillier_bits=config.paillier_bits)
+        keyring = HomeKeyring.generate(paillier_bits=config.paillier_bits,
+                                       backend=config.blinding)
     deps = tuple(d for d in layouts if d in departments)
-    shared = BlindingKey.generate() if config.evidence_keys == "shared" else None
+    module = blinding_backend(config.blinding)
+    shared = module.BlindingKey.generate() if config.evidence_keys == "shared" else None
     key_deps = deps[:1] if shared is not None else deps
     domain_of = {d: (deps[0] if shared is not None else d) for d in deps}
     names = list(homes)
@@ -164,7 +170,7 @@ def _run_group(
                                  is_lead=(i == 0)) for i, a in enumerate(names)}
         e_roles = {d: EvidenceAgency(run_id=run_id, department=d, table=departments[d],
                                      layout=layouts[d], homes=[f"home:{a}" for a in names],
-                                     lead=lead, blinding=shared,
+                                     lead=lead, blinding=shared, backend=config.blinding,
                                      reblinds_home_keys=d in key_deps) for d in deps}
         coord = Coordinator(run_id=run_id, homes=[f"home:{a}" for a in names], lead=lead,
                             layouts={d: layouts[d] for d in deps}, domain_of=domain_of)

@@ -154,3 +154,18 @@ def test_green_channel_batch_equals_full_run(schema, tables, province_run):
     assert gc.transport.entries  # went through bytes
     assert {e.kind for e in gc.transport.entries} == {
         "HOME_BLINDED_KEYS", "EVIDENCE_REBLINDED_HOME_KEYS", "COORDINATOR_RESULTS"}
+
+
+def test_ristretto255_backend_is_a_configuration_with_the_same_result(
+    schema: Schema, tables: tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]],
+    province_run: MatchingResult,
+) -> None:
+    homes, deps = tables
+    other = match_in_process(schema=schema, homes=homes, departments=deps,
+                             config=MatchingConfig(paillier_bits=KEY_BITS,
+                                                   blinding="ristretto255"))
+    assert assert_matches_reference(schema, other, homes, deps) > 0
+    for agency, frame in province_run.resolved.items():
+        pd.testing.assert_frame_equal(frame, other.resolved[agency])
+    with pytest.raises(Exception, match="blinding must be one of"):
+        MatchingConfig(blinding="p256")  # type: ignore[arg-type]

@@ -78,3 +78,4 @@ def test_default_province_3072_bits(tmp_path: Path) -> None:
     stats = compare_province(root, schema, res.resolved)
     assert stats["bad_vs_reference"] == 0
     assert stats["bad_vs_ground_truth"] == 0
+
