@@ -189,10 +189,9 @@ def handle(s: NodeSettings, msg: Message, context: Context) -> RecordDict:
 
 def _run_id(msg: Message) -> bytes:
     try:
-        run_id = bytes.fromhex(config_str(msg, "run"))
+        return bytes.fromhex(config_str(msg, "run"))
     except ValueError as exc:
         raise ProtocolError("run id is not hex.") from exc
-    return run_id
 
 
 def _home_start(s: NodeSettings, msg: Message, context: Context) -> RecordDict:
