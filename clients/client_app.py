@@ -11,7 +11,7 @@ Message types handled:
 - ``query.secagg``    secure aggregation only: this round's X25519 public key
 - ``query.identify``  score every student locally, write the recommendations on this
                       node, reply with noised (charged) aggregate counts only
-- ``query.match_*``   one step of the matching protocol (see :mod:`clients.matching`)
+- ``query.match``     one step of the matching protocol (see :mod:`clients.matching`)
 
 Every reply passes the release gate (:func:`clients.gate.release_gate`): fields the release
 policy (:mod:`clients.release`) does not declare are refused, failures leave as a code

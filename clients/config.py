@@ -6,7 +6,7 @@ table, schema, output folder and privacy budget, e.g.::
     flower-supernode ... --node-config 'agency-id="edu_county_01" kind="education"
         data="/srv/fedid/students.parquet" schema="/srv/fedid/schema.toml"
         out="/srv/fedid/out" epsilon=1.0 delta=1e-5
-        education-keys="/srv/edu-shared/keys"'
+        roster="/srv/fedid/roster.toml"'
 
 ``epsilon`` and ``delta`` are required: a node without a stated budget does not start
 (delta is the node's own choice, e.g. below 1 / (a public bound on its size), never
@@ -18,9 +18,9 @@ count releases (identification counts), ``min-cell`` the suppression threshold o
 counts. ``test-seed`` makes the node's DP noise reproducible: tests only (it never comes
 from a message).
 
-``education-keys`` (education side only) is a folder the education agencies share among
-themselves (never with the coordinator or departments) for the run keyring of a
-province-wide matching run.
+``roster`` is the list of every agency's public identity keys (:class:`privacy.identity.Roster`),
+distributed out of band; ``identity`` (default ``<out>/identity``) is the folder of this
+node's own identity key (made on the node). Matching needs both (:mod:`clients.matching`).
 
 In Flower's simulation engine every virtual node gets only ``partition-id``; the
 simulation writes one JSON file describing every agency and points the nodes at it
@@ -122,12 +122,13 @@ class NodeSettings:
     out: Path
     epsilon: float
     delta: float
-    education_keys: Path | None = None
     training: TrainingSettings = field(
         default_factory=lambda: TrainingSettings.from_mapping({}))
     release_noise: float = 20.0
     min_cell: int = 10
     test_seed: int | None = None
+    roster: Path | None = None
+    identity: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.agency_id or "/" in self.agency_id or ".." in self.agency_id:
@@ -162,12 +163,12 @@ class NodeSettings:
             out=Path(str(raw["out"])),
             epsilon=float(raw["epsilon"]),
             delta=float(raw["delta"]),
-            education_keys=Path(str(raw["education-keys"])) if raw.get("education-keys")
-            else None,
             training=TrainingSettings.from_mapping(raw),
             release_noise=float(raw.get("release-noise", 20.0)),
             min_cell=int(raw.get("min-cell", 10)),
             test_seed=int(raw["test-seed"]) if "test-seed" in raw else None,
+            roster=Path(str(raw["roster"])) if raw.get("roster") else None,
+            identity=Path(str(raw["identity"])) if raw.get("identity") else None,
         )
 
 

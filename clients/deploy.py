@@ -27,8 +27,10 @@ def node_config_arg(s: NodeSettings) -> str:
     }
     if s.schema is not None:
         pairs["schema"] = str(s.schema.resolve())
-    if s.education_keys is not None:
-        pairs["education-keys"] = str(s.education_keys.resolve())
+    if s.roster is not None:
+        pairs["roster"] = str(s.roster.resolve())
+    if s.identity is not None:
+        pairs["identity"] = str(s.identity.resolve())
     for value in pairs.values():
         if '"' in value:
             raise ConfigError("node config values must not contain double quotes.")

@@ -21,10 +21,12 @@ group or is rejected; there is no twist, no cofactor, and ``from_hash`` lands in
 group by construction, so a blinded token carries no such bit.
 
 Every received point is validated before use: 32 bytes, canonical encoding of a group
-element, not the identity. libsodium's scalar multiplication itself decodes (rejecting
-non-canonical and off-group encodings) and refuses an identity result; the failing element
-is then diagnosed and reported by index. Batches of at least a few hundred elements are
-split across worker processes (:mod:`privacy._pool`).
+element (bit 255 clear: libsodium ignores that bit, RFC 9496 section 4.3.1 requires
+rejecting it, else two encodings alias one element), not the identity. libsodium's scalar
+multiplication itself decodes (rejecting non-canonical and off-group encodings) and
+refuses an identity result; the failing element is then diagnosed and reported by index.
+Batches of at least a few hundred elements are split across worker processes
+(:mod:`privacy._pool`).
 """
 
 from __future__ import annotations
@@ -103,6 +105,8 @@ def _point_problem(p: object) -> str:
         return f"must be {POINT_BYTES} bytes. Got {len(p)}"
     if p == _IDENTITY:
         return "must not be the identity element"
+    if p[31] & 0x80:
+        return "must have bit 255 clear (RFC 9496 canonical encoding). It is set"
     if not rbcl.crypto_core_ristretto255_is_valid_point(p):
         return "must be a canonical ristretto255 encoding of a group element. It is not"
     return ""
@@ -117,7 +121,7 @@ def _mult_chunk(points: Sequence[bytes], scalar: bytes) -> list[bytes | None]:
     mult = rbcl.crypto_scalarmult_ristretto255
     out: list[bytes | None] = []
     for p in points:
-        if p == _IDENTITY:
+        if p == _IDENTITY or p[31] & 0x80:  # libsodium ignores bit 255; RFC 9496 rejects it
             out.append(None)
             continue
         try:

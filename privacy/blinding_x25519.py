@@ -196,6 +196,13 @@ class BlindingKey:
     def __repr__(self) -> str:
         return "BlindingKey(<secret>)"
 
+    def secret_bytes(self) -> bytes:
+        """The 32-byte scalar, for the key holder's own storage or sealed delivery only.
+
+        Warning: this is the secret; ``BlindingKey(secret)`` restores the key.
+        """
+        return self._scalar
+
     def blind(self, points: Sequence[bytes]) -> list[bytes]:
         """``X25519(k, u)`` for each received u-coordinate, after validating every one."""
         items = list(points)

@@ -1,13 +1,20 @@
-"""Coordinator side of the matching protocol over Flower: relay and join.
+"""Coordinator side of the matching protocol over Flower (``query.match``): relay and join.
+
+Every agency message arrives signed by its sender (:mod:`fedid.matching.auth`); the
+coordinator reads it, feeds it to its :class:`~fedid.matching.coordinator.Coordinator` role
+and relays the signed bytes unchanged: it holds no agency key, so it cannot alter what it
+relays, and the province keyring passes through it only sealed to each home.
 
 For the education-side agencies (``grouping="province"``: one run for all, sharing the
-education side's keyring, the first agency leading; ``"per_agency"``: one run each, all
-runs in parallel), with the departments D connected and covered by a release policy:
+education side's keyring, the first agency by id leading; ``"per_agency"``: one run each,
+all runs in parallel), with the departments D connected and covered by a release policy:
 
-1. ``home_start`` to H: its public-key messages and blinded key lists come back;
-2. ``evidence`` to every department d (one message per (H, d)): the public key and the
-   key list for d go out; the reblinded key list, d's blinded records and d's encrypted
-   payloads come back;
+1. ``home_start`` to the lead H: its signed public key and manifest, its sealed keyrings
+   for the other homes and its blinded key lists come back; then ``home_start`` to every
+   other home with the lead's public key and its sealed keyring: its key lists come back;
+2. ``evidence`` to every department d (one message per run): the public key and every
+   home's key list for d go out; the reblinded key lists, d's blinded records and d's
+   encrypted payloads come back;
 3. ``home_reblind`` to H with every department's blinded records; the reblinded
    records come back;
 4. the :class:`fedid.matching.coordinator.Coordinator` role joins tokens and masks
@@ -41,6 +48,7 @@ from flwr.app import ConfigRecord, Message, RecordDict
 
 from clients.records import content
 from fedid.errors import FederationError, ProtocolError
+from fedid.matching.auth import SignedMessage
 from fedid.matching.coordinator import Coordinator
 from fedid.matching.messages import (
     EvidenceBlindedRecords,
@@ -53,19 +61,39 @@ from fedid.matching.messages import (
     decode_message,
 )
 from fedid.matching.policy import build_layouts, default_policies
-from fedid.matching.protocol import COORDINATOR, evidence_party, home_party, new_run_id
+from fedid.matching.protocol import (
+    COORDINATOR,
+    DEFAULT_BLINDING,
+    evidence_party,
+    home_party,
+    new_run_id,
+)
 from fedid.schema import Schema
 from server.transport import Messenger
 
-__all__ = ["run_matching"]
+__all__ = ["coordinate_matching"]
 
 _log = logging.getLogger(__name__)
 
 
-def _msg(step: str, run: bytes, payloads: list[bytes], **config: str) -> RecordDict:
+def _msg(step: str, run: bytes, payloads: list[bytes], sealed: bytes | None = None,
+         **config: str) -> RecordDict:
     rd = content(config={"step": step, "run": run.hex(), **config})
     rd["payload"] = ConfigRecord({"data": payloads})
+    if sealed is not None:
+        rd["sealed"] = ConfigRecord({"data": [sealed]})
     return rd
+
+
+def _sealed(reply: Message) -> dict[str, bytes]:
+    """The lead's sealed keyrings, by home agency (opaque to the coordinator)."""
+    record = reply.content.config_records.get("sealed")
+    if record is None:
+        return {}
+    to, data = record.get("to"), record.get("data")
+    if not (isinstance(to, list) and isinstance(data, list) and len(to) == len(data)):
+        raise ProtocolError("malformed sealed keyrings in the lead's reply.")
+    return {str(h): d for h, d in zip(to, data, strict=True) if isinstance(d, bytes)}
 
 
 def _payloads(reply: Message, who: str, step: str) -> list[bytes]:
@@ -81,24 +109,28 @@ def _payloads(reply: Message, who: str, step: str) -> list[bytes]:
 
 
 def _decoded(reply: Message | None, who: str, step: str) -> list[tuple[bytes, Any]]:
+    """(signed bytes as received, the message inside) per payload of an agency's reply."""
     if reply is None:
         raise FederationError(f"matching step {step}: no reply from {who}.")
-    return [(data, decode_message(data)) for data in _payloads(reply, who, step)]
+    return [(data, decode_message(SignedMessage.from_bytes(data).message))
+            for data in _payloads(reply, who, step)]
 
 
-def run_matching(
+def coordinate_matching(
     messenger: Messenger,
     *,
     schema: Schema,
     session: str,
     progress: Callable[[str, dict[str, Any]], None],
     grouping: str = "province",
+    blinding: str = DEFAULT_BLINDING,
 ) -> dict[str, Any]:
     """Resolve every education agency against every connected department.
 
     ``grouping="province"``: one run for all education agencies, sharing the education
     side's run keyring (each department blinds and encrypts its records once);
-    ``"per_agency"``: one run per education agency with its own keys.
+    ``"per_agency"``: one run per education agency with its own keys. ``blinding``: the
+    backend the leads are asked to use (they sign it into the run's manifest).
     """
     if grouping not in ("province", "per_agency"):
         raise FederationError(f"grouping must be province|per_agency. Got {grouping!r}.")
@@ -121,34 +153,43 @@ def run_matching(
 
     def start_cfg(h: str) -> dict[str, str]:
         g = groups[group_of[h]]
-        return {"departments": ",".join(deps), "lead": g[0], "homes": ",".join(g)}
+        return {"departments": ",".join(deps), "lead": g[0], "homes": ",".join(g),
+                "blinding": blinding}
 
-    # Steps 1-2: the leads make the keys (and publish the public key), then the others
-    # blind their key lists with the shared scalar.
+    # Steps 1-2: the leads make the keys (and publish the public key, and seal the keyring
+    # to the other homes), then the others open it and blind their key lists.
     t0 = time.perf_counter()
     progress("matching", {"step": "home_start", "home": f"{len(groups)} runs"})
     to_dep: dict[tuple[int, str], list[bytes]] = {}
+    to_home: dict[str, list[bytes]] = {}
+    boxes: dict[str, bytes] = {}
     leads = [g[0] for g in groups]
     others = [h for g in groups for h in g[1:]]
     for batch in (leads, others):
         if not batch:
             continue
         replies = messenger.exchange_pairs("query.match", [
-            (h, _msg("home_start", runs[group_of[h]], [], **start_cfg(h))) for h in batch])
+            (h, _msg("home_start", runs[group_of[h]], to_home.get(h, []), boxes.get(h),
+                     **start_cfg(h))) for h in batch])
         for h, reply in zip(batch, replies, strict=True):
             i = group_of[h]
             for data, m in _decoded(reply, h, "home_start"):
                 if m.header.run_id != runs[i] or m.header.sender != home_party(h):
                     raise ProtocolError(f"{h}: home_start reply for another run or party.")
-                if m.header.recipient == COORDINATOR and isinstance(m, HomePublicKey):
+                to = m.header.recipient
+                if to == COORDINATOR and isinstance(m, HomePublicKey):
                     coords[i].receive_public_key(m)
+                elif isinstance(m, HomePublicKey) and to.startswith("home:"):
+                    to_home.setdefault(to.removeprefix("home:"), []).append(data)
                 elif isinstance(m, HomePublicKey | HomeBlindedKeys):
-                    dep = m.header.recipient.removeprefix("evidence:")
+                    dep = to.removeprefix("evidence:")
                     if dep not in layouts:
                         raise ProtocolError(f"{h}: message for an unknown department.")
                     to_dep.setdefault((i, dep), []).append(data)
                 else:
                     raise ProtocolError(f"{h}: unexpected {type(m).__name__} at home_start.")
+            if reply is not None:
+                boxes.update(_sealed(reply))
     t["home_start"] = time.perf_counter() - t0
 
     # Steps 3, 4, 6: every department, once per run.
@@ -173,7 +214,7 @@ def run_matching(
             if isinstance(m, EvidenceReblindedHomeKeys):
                 coords[i].receive_reblinded_home_keys(m)
             elif isinstance(m, EvidenceBlindedRecords):
-                records[i].append(data)
+                records[i].append(data)  # relayed signed, unchanged, to the lead
             elif isinstance(m, EvidencePayloads):
                 payloads[i].append(m)
             else:
@@ -208,7 +249,7 @@ def run_matching(
     progress("matching", {"step": "home_results", "home": f"{len(homes)} homes"})
     results: dict[str, list[bytes]] = {h: [] for h in homes}
     for i in range(len(groups)):
-        for r in coords[i].results():
+        for r in coords[i].results():  # the coordinator's own messages: not signed
             results[r.header.recipient.removeprefix("home:")].append(r.to_bytes())
     t["coordinator_mask"] = time.perf_counter() - t0
     t0 = time.perf_counter()

@@ -153,13 +153,13 @@ def run_year(grid: Grid, cfg: YearConfig, progress: Progress | None = None) -> d
 
     if cfg.matching:
         from fedid.schema import load_schema
-        from server.matching import run_matching
+        from server.matching import coordinate_matching
 
         t0 = time.perf_counter()
         say("phase", {"name": "matching"})
         schema = load_schema(Path(cfg.schema) if cfg.schema else None)
-        year["matching"] = run_matching(messenger, schema=schema, session=cfg.session,
-                                        progress=say, grouping=cfg.grouping)
+        year["matching"] = coordinate_matching(messenger, schema=schema, session=cfg.session,
+                                               progress=say, grouping=cfg.grouping)
         phases["matching"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

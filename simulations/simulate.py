@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from fedid.errors import ConfigError, FederationError
+from privacy.identity import AgencyIdentity, Roster
 
 __all__ = ["SimulationConfig", "agencies_of", "run"]
 
@@ -36,7 +37,7 @@ _log = logging.getLogger(__name__)
 
 Progress = Callable[[str, dict[str, Any]], None]
 
-_RUN_OUTPUTS = ("nodes", "coordinator", "education_keys", "transcript", "summary.json",
+_RUN_OUTPUTS = ("nodes", "coordinator", "roster.toml", "transcript", "summary.json",
                 "report.html", "simulation.json")
 
 
@@ -107,15 +108,22 @@ def agencies_of(province: Path) -> list[tuple[str, str, str, Path]]:
 
 def _write_simulation_file(cfg: SimulationConfig, province: Path, schema: Path) -> Path:
     agencies = []
-    for agency, kind, department, table in agencies_of(province):
+    found = agencies_of(province)
+    # Each node's identity key in its own folder, and the roster of public keys that an
+    # operator would distribute out of band (privacy.identity).
+    roster = Roster.of(AgencyIdentity.load_or_create(
+        cfg.out / "nodes" / agency / "identity", agency=agency, kind=kind,
+        department="" if kind == "education" else department).public
+        for agency, kind, department, _ in found)
+    roster.save(cfg.out / "roster.toml")
+    for agency, kind, department, table in found:
         agencies.append({
             "agency-id": agency, "kind": kind, "department": department,
             "data": str(table.resolve()), "schema": str(schema.resolve()),
             "out": str((cfg.out / "nodes" / agency).resolve()),
             "epsilon": cfg.epsilon, "delta": cfg.delta,  # each node states its own budget
             **({"test-seed": cfg.node_test_seed} if cfg.node_test_seed is not None else {}),
-            **({"education-keys": str((cfg.out / "education_keys").resolve())}
-               if kind == "education" else {}),
+            "roster": str((cfg.out / "roster.toml").resolve()),
         })
     coordinator: dict[str, Any] = {
         "out": str(cfg.out.resolve()), "rounds": cfg.rounds, "min-nodes": cfg.min_nodes,

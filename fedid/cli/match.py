@@ -58,7 +58,7 @@ def match(
     ] = None,
 ) -> None:
     """Resolve every education agency's students against every department's records."""
-    from fedid.matching import MatchingConfig, ReleaseConfig, run_matching, write_outputs
+    from fedid.matching import MatchingConfig, ReleaseConfig, match_in_process, write_outputs
     from fedid.schema import load_schema
     from fedid.tables.validate import load_agency_table
 
@@ -76,7 +76,7 @@ def match(
         evidence_keys=evidence_keys,  # type: ignore[arg-type]
         release=ReleaseConfig(min_cell=min_cell, epsilon=epsilon))
     t0 = time.perf_counter()
-    result = run_matching(schema=schema, homes=homes, departments=departments, config=config)
+    result = match_in_process(schema=schema, homes=homes, departments=departments, config=config)
     write_outputs(result, out)
     students = sum(len(f) for f in result.resolved.values())
     typer.echo(f"matched {students} students of {len(homes)} agencies against "

@@ -40,9 +40,9 @@ def register(app: typer.Typer) -> None:
         key: Annotated[Path | None, typer.Option(
             "--key", help="This node's private authentication key.")] = None,
         port: Annotated[int, typer.Option("--port", help="Local ClientApp API port.")] = 9094,
-        education_keys: Annotated[Path | None, typer.Option(
-            "--education-keys", help="Folder the education agencies share for the run "
-            "keyring of a province-wide matching run (education nodes).")] = None,
+        roster: Annotated[Path | None, typer.Option(
+            "--roster", help="Roster of every agency's public identity keys (matching).")
+            ] = None,
         insecure: Annotated[bool, typer.Option(
             "--insecure", help="No TLS (local experiments only).")] = False,
     ) -> None:
@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
         dept = department or ("education" if kind == "education" else "")
         settings = NodeSettings(agency_id=agency_id, kind=kind, department=dept, data=data,
                                 schema=schema, out=out, epsilon=budget, delta=delta,
-                                education_keys=education_keys)
+                                roster=roster)
         load_agency_table(data, schema=load_schema(schema),
                           kind="education" if kind == "education" else "department",
                           department=None if kind == "education" else dept)

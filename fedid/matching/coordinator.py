@@ -26,8 +26,8 @@ from fedid.matching.messages import (
     MessageKind,
 )
 from fedid.matching.policy import MASK_BITS, DepartmentLayout
-from fedid.matching.protocol import COORDINATOR, StepGuard, evidence_party
-from privacy.blinding import POINT_BYTES
+from fedid.matching.protocol import COORDINATOR, MAX_COUNT, StepGuard, evidence_party
+from privacy.blinding_x25519 import POINT_BYTES
 from privacy.errors import CryptoError
 from privacy.paillier import PaillierPublicKey
 
@@ -158,7 +158,7 @@ class Coordinator:
         self.guard.require(len(msg.ciphertexts) == -(-len(records) // k),
                            f"{dep}: {len(msg.ciphertexts)} ciphertexts for {len(records)} records")
         try:
-            pk.validate_ciphertexts(msg.ciphertexts)
+            pk.validate_received(msg.ciphertexts)
         except CryptoError as exc:
             raise self.guard.fail(f"{dep}: {exc}") from exc
         per_home = {h: self._join(dep, h, records, k, batch=0) for h in self.homes}
@@ -199,6 +199,7 @@ class Coordinator:
         for i in range(0, len(points), POINT_BYTES):
             if points[i : i + POINT_BYTES] == _IDENTITY:
                 raise self.guard.fail("identity point in a token list")
+        self.guard.distinct(points, "token list")
 
     # -- step 7 -------------------------------------------------------------------
     def batch_matches(self, home: str, batch: int) -> dict[str, _Matches]:
@@ -283,5 +284,13 @@ class Coordinator:
     # -- step 8 -------------------------------------------------------------------
     def receive_aggregates(self, msg: HomeAggregates) -> None:
         self.guard.accept(msg, senders=frozenset(self.homes))
+        g = self.guard
+        g.require(len(msg.names) == len(msg.values), "aggregate names and values differ")
+        g.require(len(set(msg.names)) == len(msg.names), "aggregates repeat a name")
+        bad = [v for v in msg.values if not -1 <= v <= MAX_COUNT]
+        g.require(not bad, f"released counts must be -1 (suppressed) or in [0, {MAX_COUNT}]. "
+                           f"Got {bad[:1]}")
+        g.require(msg.epsilon_milli <= 1_000_000, f"released epsilon must be <= 1000. "
+                                                  f"Got {msg.epsilon_milli / 1000}.")
         self.view.released[msg.header.sender] = dict(zip(msg.names, msg.values, strict=True))
         self.view.released_epsilon[msg.header.sender] = msg.epsilon_milli / 1000

@@ -26,8 +26,15 @@ from fedid.matching.messages import (
     MessageKind,
 )
 from fedid.matching.policy import DepartmentLayout
-from fedid.matching.protocol import COORDINATOR, StepGuard, evidence_party, hash_domain
-from privacy.blinding import BlindingKey
+from fedid.matching.protocol import (
+    COORDINATOR,
+    DEFAULT_BLINDING,
+    BlindingKey,
+    StepGuard,
+    blinding_backend,
+    evidence_party,
+    hash_domain,
+)
 from privacy.errors import CryptoError
 from privacy.paillier import PaillierPublicKey
 
@@ -48,6 +55,7 @@ class EvidenceAgency:
     run (a fresh :class:`BlindingKey` unless ``evidence_keys="shared"``). ``homes`` are the
     home parties whose key lists it may receive; ``lead`` the one that reblinds its records;
     ``reblinds_home_keys`` False when another department does it for a shared scalar.
+    ``backend`` names the run's blinding backend (the lead's signed manifest must agree).
     """
 
     def __init__(
@@ -61,6 +69,7 @@ class EvidenceAgency:
         lead: str,
         blinding: BlindingKey | None = None,
         reblinds_home_keys: bool = True,
+        backend: str = DEFAULT_BLINDING,
     ) -> None:
         self.department = department
         self.party = evidence_party(department)
@@ -68,7 +77,8 @@ class EvidenceAgency:
         self.layout = layout
         self._homes = frozenset(homes)
         self._lead = lead
-        self._blinding = blinding or BlindingKey.generate()
+        self.backend = backend
+        self._blinding = blinding or blinding_backend(backend).BlindingKey.generate()
         self.reblinds_home_keys = reblinds_home_keys
         if "person_id" not in table.columns:
             raise DataValidationError(f"{department}: table has no person_id column")
@@ -99,11 +109,20 @@ class EvidenceAgency:
         except (CryptoError, FedCryptoError, ValueError) as exc:
             raise self.guard.fail(f"invalid public key: {exc}") from exc
         self.guard.require(self._public_key.h is not None, "public key lacks the DJN base")
+        self.guard.require(msg.blinding == self.backend,
+                           f"the run blinds with {msg.blinding!r}, not {self.backend!r}")
+        if msg.homes or msg.departments:  # the lead's signed manifest of the run
+            self.guard.require(self.department in msg.departments,
+                               f"the run's manifest does not list {self.department!r}")
+            self.guard.require({f"home:{h}" for h in msg.homes} == set(self._homes),
+                               "the run's manifest lists other home agencies")
 
     def reblind_home_keys(self, msg: HomeBlindedKeys) -> EvidenceReblindedHomeKeys:
         """Step 3: raise a home agency's list to this department's scalar (order kept)."""
         batch = self.guard.accept(msg, senders=self._homes)
         self.guard.require(self.reblinds_home_keys, "this department does not reblind keys")
+        self.guard.require(self._public_key is not None, "home key list before the public key")
+        self.guard.distinct(msg.points, "home key list")
         try:
             points = self._blinding.blind(split_points(msg.points))
         except CryptoError as exc:

@@ -105,13 +105,23 @@ class HomeAgency:
         return len(self._keys)
 
     # -- step 1 -----------------------------------------------------------------------
-    def public_key_messages(self, recipients: Sequence[str]) -> list[HomePublicKey]:
-        """Lead only: the run's Paillier public key to C and every evidence agency."""
+    def public_key_messages(self, recipients: Sequence[str], *, homes: Sequence[str] = ()
+                            ) -> list[HomePublicKey]:
+        """Lead only: the run's Paillier public key and manifest (``homes``: the run's home
+        agency ids; departments: this role's) to C, every evidence agency, every other home."""
         self.guard.require(self.is_lead, "only the lead home agency publishes the key")
         body = self._keyring.public_key.to_bytes()
+        manifest = tuple(sorted(homes or [self.agency_id])), tuple(sorted(self.layouts))
         return [HomePublicKey(header=self.guard.header(recipient=r,
                                                        kind=MessageKind.HOME_PUBLIC_KEY),
-                              public_key=body) for r in recipients]
+                              public_key=body, homes=manifest[0], departments=manifest[1],
+                              blinding=self._keyring.backend)
+                for r in recipients]
+
+    @property
+    def key_fingerprint(self) -> bytes:
+        """Fingerprint of the run's whole Paillier public key (``n`` and ``h``)."""
+        return self._keyring.public_key.fingerprint
 
     # -- step 2 -----------------------------------------------------------------------
     def blinded_keys(self, *, keys: Sequence[str] | None = None, batch: int = 0
@@ -128,8 +138,10 @@ class HomeAgency:
     def reblind_records(self, msg: EvidenceBlindedRecords) -> HomeReblindedRecords:
         """Lead only: a department's blinded records raised to ``h``, order kept, to C."""
         deps = frozenset(evidence_party(d) for d in self.layouts)
-        self.guard.accept(msg, senders=deps)
+        batch = self.guard.accept(msg, senders=deps)
+        self.guard.require(batch == 0, f"records are reblinded in batch 0 only. Got {batch}.")
         self.guard.require(self.is_lead, "only the lead home agency reblinds records")
+        self.guard.distinct(msg.points, "department's record list")
         try:
             points = self._keyring.blinding.blind(split_points(msg.points))
         except CryptoError as exc:
@@ -146,6 +158,7 @@ class HomeAgency:
         self.guard.accept(msg, senders={COORDINATOR})
         g = self.guard
         g.require(set(msg.departments) <= set(self.layouts), "results name unknown departments")
+        g.require(len(set(msg.departments)) == len(msg.departments), "results repeat a department")
         g.require(len(msg.department_slots) == len(msg.departments), "department slot count")
         n_ct = len(msg.ciphertexts)
         g.require(len(msg.ciphertext_department) == n_ct, "ciphertext department count")
@@ -163,7 +176,12 @@ class HomeAgency:
             g.require(bool(np.all(msg.match_slot < slots_of)), "match slot out of range")
             pairs = msg.match_ciphertext.astype(np.int64) * 65536 + msg.match_slot
             g.require(len(np.unique(pairs)) == n_m, "two matches share a slot")
+            dep_pos = (msg.ciphertext_department[msg.match_ciphertext].astype(np.int64)
+                       * (1 << 32) + msg.match_position)
+            g.require(len(np.unique(dep_pos)) == n_m,
+                      "a key position matches two records of one department")
         try:
+            self._keyring.public_key.validate_received(msg.ciphertexts)
             plain = self._keyring.private_key.decrypt_ints(msg.ciphertexts)
         except CryptoError as exc:
             raise g.fail(f"invalid ciphertext in results: {exc}") from exc

@@ -1,6 +1,7 @@
 """Incremental resolution (the 48-hour green channel) on top of a completed run.
 
-A sudden hardship should not wait for the next full round. After :func:`run_matching`,
+A sudden hardship should not wait for the next full round. After
+:func:`~fedid.matching.run.match_in_process`,
 the roles of each run keep their state: the coordinator holds every department's
 doubly blinded tokens and packed ciphertexts, each department its scalar, the home
 agencies the keyring. :meth:`GreenChannel.resolve` resolves a few students (new or
@@ -26,7 +27,8 @@ import pandas as pd
 
 from fedid.errors import ProtocolError
 from fedid.matching.home import canonical_keys
-from fedid.matching.run import RunGroup, resolve_students
+from fedid.matching.resolve import resolve_students
+from fedid.matching.run import RunGroup
 from fedid.matching.transport import InMemoryTransport
 from fedid.schema import Schema
 

@@ -9,14 +9,16 @@ Every message is a frozen, slotted dataclass named by its sender and step, with
     run_id                16 bytes
     sender, recipient     u8 length + UTF-8 party name each ("home:<agency>", "evidence:<dept>",
                           "coordinator")
-    step                  u32   sequence number of the step within the run
+    step                  u32   batch * 16 + step number (1-8, equal to the kind code)
     body                  kind specific; every variable part is length prefixed
 
-Curve points travel as 32-byte ristretto255 encodings; Paillier integers as fixed-width
-big-endian bytes (the width of ``n`` or ``n^2``); small integer arrays as little-endian
-numpy buffers. Decoding checks every length and rejects trailing bytes, so a truncated or
-padded message raises :class:`~fedid.errors.ProtocolError`. Semantic checks (the run, the
-parties, the step order, point validity, the modulus) are made by the receiving role.
+Curve points travel as 32-byte encodings of the run's blinding backend (X25519
+u-coordinates or ristretto255);
+Paillier integers as fixed-width big-endian bytes (the width of ``n`` or ``n^2``); small
+integer arrays as little-endian numpy buffers. Decoding checks every length and rejects
+trailing bytes, so a truncated or padded message raises
+:class:`~fedid.errors.ProtocolError`. Semantic checks (the run, the parties, the step
+order, point validity, the modulus) are made by the receiving role.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ from dataclasses import dataclass
 from typing import ClassVar, Self
 
 from fedid.errors import ProtocolError
-from fedid.matching.wire import POINT_BYTES, Reader, U32Array, Writer
+from fedid.matching.wire import MAX_ITEMS, POINT_BYTES, Reader, U32Array, Writer
 
 __all__ = [
     "MAGIC",
+    "MAX_ITEMS",
     "POINT_BYTES",
     "RUN_ID_BYTES",
     "WIRE_VERSION",
@@ -49,20 +52,22 @@ __all__ = [
 ]
 
 MAGIC = b"FIDM"
-WIRE_VERSION = 1
+WIRE_VERSION = 2
 RUN_ID_BYTES = 16
 
 
-
 class MessageKind(enum.IntEnum):
-    """Wire code of each message kind (never reuse a retired code)."""
+    """Wire code of each message kind = its step number in :mod:`fedid.matching.protocol`.
+
+    (Wire version 2 swapped codes 5 and 6 of version 1 so that codes and steps agree.)
+    """
 
     HOME_PUBLIC_KEY = 1
     HOME_BLINDED_KEYS = 2
     EVIDENCE_REBLINDED_HOME_KEYS = 3
     EVIDENCE_BLINDED_RECORDS = 4
-    EVIDENCE_PAYLOADS = 5
-    HOME_REBLINDED_RECORDS = 6
+    HOME_REBLINDED_RECORDS = 5
+    EVIDENCE_PAYLOADS = 6
     COORDINATOR_RESULTS = 7
     HOME_AGGREGATES = 8
 
@@ -148,18 +153,36 @@ def _count(points: bytes) -> int:
 
 @dataclass(frozen=True, slots=True)
 class HomePublicKey(Message):
-    """Step 1, lead H -> C and every E: the run's Paillier public key (``n`` and DJN ``h``)."""
+    """Step 1, lead H -> C and every E: the run's Paillier public key (``n`` and DJN ``h``)
+    and the run's manifest: its home agencies and departments (agency ids, sorted) and the
+    blinding backend (:data:`fedid.matching.protocol.BLINDING_BACKENDS`)."""
 
     KIND: ClassVar[MessageKind] = MessageKind.HOME_PUBLIC_KEY
     header: Header
     public_key: bytes
+    homes: tuple[str, ...] = ()
+    departments: tuple[str, ...] = ()
+    blinding: str = "x25519"
 
     def _body(self, w: Writer) -> None:
         w.blob(self.public_key)
+        for names in (self.homes, self.departments):
+            w.u32(len(names))
+            for name in names:
+                w.text(name)
+        w.text(self.blinding)
 
     @classmethod
     def _parse(cls, header: Header, r: Reader) -> Self:
-        return cls(header=header, public_key=r.blob())
+        key = r.blob()
+        lists: list[tuple[str, ...]] = []
+        for what in ("home", "department"):
+            count = r.u32()
+            if count > 4096:
+                raise ProtocolError(f"{what} count must be <= 4096. Got {count}.")
+            lists.append(tuple(r.text() for _ in range(count)))
+        return cls(header=header, public_key=key, homes=lists[0], departments=lists[1],
+                   blinding=r.text())
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +207,7 @@ class HomeBlindedKeys(Message):
 
 @dataclass(frozen=True, slots=True)
 class EvidenceReblindedHomeKeys(Message):
-    """Step 2, E -> C: H's list raised to E's scalar, order kept; ``home`` names the list."""
+    """Step 3, E -> C: H's list raised to E's scalar, order kept; ``home`` names the list."""
 
     KIND: ClassVar[MessageKind] = MessageKind.EVIDENCE_REBLINDED_HOME_KEYS
     header: Header
@@ -206,7 +229,7 @@ class EvidenceReblindedHomeKeys(Message):
 
 @dataclass(frozen=True, slots=True)
 class EvidenceBlindedRecords(Message):
-    """Step 3, E -> H: ``hash_to_group(person)^e`` for E's records, shuffled."""
+    """Step 4, E -> lead H: ``hash_to_group(person)^e`` for E's records, shuffled."""
 
     KIND: ClassVar[MessageKind] = MessageKind.EVIDENCE_BLINDED_RECORDS
     header: Header
@@ -229,7 +252,8 @@ class EvidencePayloads(Message):
     """Step 6, E -> C: packed Paillier ciphertexts of the records, in the shuffled order.
 
     Record ``i`` sits in slot ``i % slots`` of ciphertext ``i // slots``.
-    ``key_fingerprint`` is SHA-256 of the public key the payloads are encrypted under.
+    ``key_fingerprint`` is SHA-256 of the whole public key (``n`` and ``h``) the payloads
+    are encrypted under.
     """
 
     KIND: ClassVar[MessageKind] = MessageKind.EVIDENCE_PAYLOADS
@@ -257,7 +281,8 @@ class EvidencePayloads(Message):
 
 @dataclass(frozen=True, slots=True)
 class HomeReblindedRecords(Message):
-    """Step 3, H -> C: E's shuffled list raised to ``h``, order kept; ``department`` names it."""
+    """Step 5, lead H -> C: E's shuffled list raised to ``h``, order kept; ``department``
+    names it."""
 
     KIND: ClassVar[MessageKind] = MessageKind.HOME_REBLINDED_RECORDS
     header: Header
@@ -323,7 +348,7 @@ class CoordinatorResults(Message):
 
 @dataclass(frozen=True, slots=True)
 class HomeAggregates(Message):
-    """Step 6, H -> C: released counts (suppressed or DP-noised by H before sending).
+    """Step 8, H -> C: released counts (suppressed or DP-noised by H before sending).
 
     ``values[i]`` is the released count named ``names[i]``; ``-1`` marks a suppressed cell.
     ``epsilon_milli`` is the total epsilon spent on the release times 1000 (0: no noise).

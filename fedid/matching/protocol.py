@@ -1,21 +1,33 @@
 """The fedid matching protocol: private join of students with departmental evidence.
 
 Parties: coordinator C; one or more home agencies H_a (education side: they own the
-students); evidence agencies E_1..E_m (departments). Semi-honest parties; C colludes with
-no home agency and no evidence agency.
+students); evidence agencies E_1..E_m (departments). Agencies are semi-honest toward each
+other; C colludes with no agency but may be actively malicious: every agency message is
+signed by its sender's registered key (:mod:`fedid.matching.auth`) and verified by its
+receiver against the roster, so C relays what it cannot read, forge or alter
+(docs/threat_model_matching.md says what C can still learn and do). Over Flower every
+step travels in a ``query.match`` message (:mod:`clients.matching`, :mod:`server.matching`).
 
-Keys of a run (:class:`HomeKeyring`): a Paillier key pair and a ristretto255 scalar ``h``
-for the education side. ``grouping="per_agency"`` gives every home agency its own keyring
-and its own run (DESIGN.md as written). ``grouping="province"`` shares ONE keyring among
-the home agencies of the run, so each department blinds and encrypts its records once per
-run instead of once per home agency; C splits the results per home agency. Each E_j draws
+Keys of a run (:class:`HomeKeyring`): a Paillier key pair and a blinding scalar ``h`` for
+the education side. Blinding backend (``blinding``, signed in the run's manifest): X25519
+with an Elligator 2 hash (:mod:`privacy.blinding_x25519`, the default: 1.89x
+openmined-psi's PSI records per CPU-second against 1.25x, BENCHMARKS.md) or ristretto255
+(:mod:`privacy.blinding`).
+``grouping="per_agency"`` gives every home agency its own keyring and its own run.
+``grouping="province"`` shares ONE keyring among the home agencies of the run, so each
+department blinds and encrypts its records once per run instead of once per home agency;
+C splits the results per home agency. The lead home makes it and sends it to each other
+home sealed to that home's agreement key and signed (:func:`privacy.identity.seal`): C
+relays the box and cannot open it; it exists only in the homes' memory for the run. Each E_j draws
 a scalar ``e_j`` per run; ``evidence_keys="shared"`` gives every department the same
 scalar ``e`` (cheaper: H's list is raised once, by the first department).
 
-Steps (header ``step`` = ``batch * 16 + step``; batch 0 is the full run, later batches are
-incremental resolutions, :mod:`fedid.matching.incremental`):
+Steps (header ``step`` = ``batch * 16 + step``, and the message kind code = the step;
+batch 0 is the full run, later batches are incremental resolutions,
+:mod:`fedid.matching.incremental`):
 
-1. ``HomePublicKey`` lead H -> C and every E: the Paillier modulus (DJN base ``h`` included).
+1. ``HomePublicKey`` lead H -> C, every E and every other H: the Paillier public key (``n``
+   and the DJN base) and the run's manifest (its homes and departments).
 2. ``HomeBlindedKeys`` H_a -> E_j: ``hash_to_group(id)^h`` for every distinct normalised
    student and guardian ID of H_a, in a secret random order (H_a's key positions).
 3. ``EvidenceReblindedHomeKeys`` E_j -> C: that list raised to ``e_j``, order kept.
@@ -35,7 +47,8 @@ incremental resolutions, :mod:`fedid.matching.incremental`):
    suppressed and optional discrete-Laplace noise.
 
 What each party learns (and nothing else, under DDH, DCR and the short-exponent DJN
-assumption of :mod:`privacy.paillier.fast`):
+assumption of :mod:`privacy.paillier.fast`; for C also when it deviates, thanks to the
+signatures):
 
 * H_a: the released fields of the records matched to its own students and guardians
   (which departments hold them), and the size of every department's set. Unmatched
@@ -48,11 +61,13 @@ assumption of :mod:`privacy.paillier.fast`):
   field value or a key that decrypts. The released aggregates of step 8.
 
 Every message carries the run id, sender, recipient and step; roles reject a message of
-another run, a wrong party, a repeated or out-of-order step, a malformed point, a
-ciphertext outside ``(0, n^2)`` or under another key, with :class:`ProtocolError`, and
-refuse every later call once one has been raised (fail closed). Points are validated by
-the party that blinds them (libsodium decodes and checks each one); C, which only
-compares the tokens it receives, refuses the identity element.
+another run, a wrong party, a repeated or out-of-order step, a wrong batch, a malformed
+point, a list with a repeated point or more items than declared, a trivial ciphertext or
+one outside ``(0, n^2)`` or under another key, a released count outside
+``[-1, MAX_COUNT]``, with :class:`ProtocolError`, and refuse every later call once one has
+been raised (fail closed). Points are validated by the party that blinds them (canonical,
+on the curve, not of small order); C, which only compares the tokens it receives, refuses
+the all-zero token and repeated tokens.
 
 Cost: every department record is encrypted once per run, packed ``slots`` (20-70) to a
 ciphertext, and each ciphertext holding a match is masked by C and decrypted by the
@@ -63,12 +78,16 @@ home agency that owns the match. EC work: ``|H|`` hash-and-blind + ``m |H|`` reb
 from __future__ import annotations
 
 import secrets
+import struct
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Literal, TypeVar
 
 from fedid.errors import ProtocolError
 from fedid.matching.messages import RUN_ID_BYTES, Header, Message, MessageKind
-from privacy.blinding import BlindingKey, make_domain
+from privacy import blinding, blinding_x25519
+from privacy.blinding_x25519 import make_domain
+from privacy.errors import CryptoError
 from privacy.paillier import (
     DEFAULT_KEYSIZE,
     PaillierPrivateKey,
@@ -77,11 +96,16 @@ from privacy.paillier import (
 )
 
 __all__ = [
+    "BLINDING_BACKENDS",
     "COORDINATOR",
+    "DEFAULT_BLINDING",
+    "MAX_COUNT",
     "PROTOCOL_NAME",
     "STEP_SPAN",
+    "BlindingKey",
     "HomeKeyring",
     "StepGuard",
+    "blinding_backend",
     "evidence_party",
     "home_party",
     "new_run_id",
@@ -91,6 +115,7 @@ __all__ = [
 PROTOCOL_NAME = "fedid.matching.v1"
 COORDINATOR = "coordinator"
 STEP_SPAN = 16
+MAX_COUNT = 1 << 31  # no released count of a province exceeds this (students are < 2^28)
 
 STEP_OF: dict[MessageKind, int] = {
     MessageKind.HOME_PUBLIC_KEY: 1,
@@ -104,6 +129,20 @@ STEP_OF: dict[MessageKind, int] = {
 }
 
 T = TypeVar("T")
+Blinding = Literal["x25519", "ristretto255"]
+BlindingKey = blinding_x25519.BlindingKey | blinding.BlindingKey
+BLINDING_BACKENDS: dict[str, ModuleType] = {"x25519": blinding_x25519,
+                                            "ristretto255": blinding}
+DEFAULT_BLINDING: Blinding = "x25519"  # the faster backend (privacy.blinding_x25519 docstring)
+
+
+def blinding_backend(name: str) -> ModuleType:
+    """The blinding module of a backend name; :class:`ProtocolError` if unknown."""
+    try:
+        return BLINDING_BACKENDS[name]
+    except KeyError:
+        raise ProtocolError(f"blinding must be one of {sorted(BLINDING_BACKENDS)}. "
+                            f"Got {name!r}.") from None
 EvidenceKeys = Literal["per_department", "shared"]
 Grouping = Literal["per_agency", "province"]
 
@@ -139,11 +178,46 @@ class HomeKeyring:
     public_key: PaillierPublicKey
     private_key: PaillierPrivateKey = field(repr=False)
     blinding: BlindingKey = field(repr=False)
+    backend: Blinding = DEFAULT_BLINDING
 
     @classmethod
-    def generate(cls, *, paillier_bits: int = DEFAULT_KEYSIZE) -> HomeKeyring:
+    def generate(cls, *, paillier_bits: int = DEFAULT_KEYSIZE,
+                 backend: str = DEFAULT_BLINDING) -> HomeKeyring:
+        module = blinding_backend(backend)
         public, private = generate_paillier_keypair(n_length=paillier_bits)
-        return cls(public_key=public, private_key=private, blinding=BlindingKey.generate())
+        return cls(public_key=public, private_key=private,
+                   blinding=module.BlindingKey.generate(), backend=_name(backend))
+
+    def to_bytes(self) -> bytes:
+        """The secrets, for sealed delivery to another home agency only (never a file)."""
+        private = self.private_key.to_bytes()
+        name = self.backend.encode()
+        return (struct.pack("<B", len(name)) + name + struct.pack("<I", len(private)) + private
+                + self.blinding.secret_bytes())
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> HomeKeyring:
+        try:
+            name = data[1:1 + data[0]].decode()
+            rest = data[1 + data[0]:]
+            size = int(struct.unpack("<I", rest[:4])[0])
+        except (IndexError, UnicodeDecodeError, struct.error) as exc:
+            raise ProtocolError("keyring is malformed") from exc
+        module = blinding_backend(name)
+        if len(rest) != 4 + size + 32:
+            raise ProtocolError(f"keyring must be {4 + size + 32} bytes. Got {len(rest)}.")
+        try:
+            private = PaillierPrivateKey.from_bytes(rest[4:4 + size])
+            key = module.BlindingKey(rest[4 + size:])
+        except (CryptoError, ValueError) as exc:
+            raise ProtocolError(f"invalid keyring: {exc}") from exc
+        return cls(public_key=private.public_key, private_key=private, blinding=key,
+                   backend=_name(name))
+
+
+def _name(backend: str) -> Blinding:
+    blinding_backend(backend)
+    return "ristretto255" if backend == "ristretto255" else "x25519"
 
 
 class StepGuard:
@@ -199,6 +273,12 @@ class StepGuard:
     def require(self, condition: bool, message: str) -> None:
         if not condition:
             raise self.fail(message)
+
+    def distinct(self, points: bytes, what: str) -> None:
+        """Fail closed unless the 32-byte points of ``points`` are pairwise distinct."""
+        n = len(points) // 32
+        if len({points[i:i + 32] for i in range(0, len(points), 32)}) != n:
+            raise self.fail(f"{what} repeats a point")
 
     def need(self, value: T | None, message: str) -> T:
         """``value`` if it is set; otherwise fail closed with ``message``."""

@@ -1,37 +1,34 @@
-"""A whole matching round in one process: every home agency against every department.
+"""The in-process driver: a whole matching round in one process, every role in it.
 
-:func:`run_matching` builds the roles of :mod:`fedid.matching.protocol`, passes every
-message through an :class:`~fedid.matching.transport.InMemoryTransport` (so through
-bytes), and returns per home agency its students with the evidence merged, the
-coordinator's released aggregates, the leakage record and per-phase timings.
-:func:`write_outputs` writes them atomically (a temporary directory renamed into place).
+:func:`match_in_process` builds the roles of :mod:`fedid.matching.protocol`, gives every
+agency a fresh identity key and the run a roster (:mod:`privacy.identity`), and passes
+every message through an :class:`~fedid.matching.transport.InMemoryTransport` as signed
+bytes, verified by its receiver (:mod:`fedid.matching.auth`); ``authenticate=False``
+measures the protocol without signatures. It returns per home agency its students with the
+evidence merged (:mod:`fedid.matching.resolve`), the coordinator's released aggregates, the
+leakage record and per-phase timings; :mod:`fedid.matching.output` writes them.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import shutil
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TypeVar
 
-import numpy as np
 import pandas as pd
 
 from fedid.errors import ConfigError
 from fedid.matching.aggregates import ReleaseConfig, compute_counts, release_counts
+from fedid.matching.auth import Signer, Verifier
 from fedid.matching.coordinator import Coordinator, CoordinatorView
 from fedid.matching.evidence import EvidenceAgency
-from fedid.matching.home import HomeAgency, canonical_keys
+from fedid.matching.home import HomeAgency
 from fedid.matching.leakage import PartyLeakage, leakage_record
-from fedid.matching.merge import decode_positions, merge_evidence
-from fedid.matching.messages import HomeAggregates, MessageKind
+from fedid.matching.messages import HomeAggregates, Message, MessageKind
 from fedid.matching.policy import (
     MASK_BITS,
     DepartmentLayout,
@@ -41,29 +38,31 @@ from fedid.matching.policy import (
 )
 from fedid.matching.protocol import (
     COORDINATOR,
+    DEFAULT_BLINDING,
+    Blinding,
     EvidenceKeys,
     Grouping,
     HomeKeyring,
+    blinding_backend,
     evidence_party,
+    home_party,
     new_run_id,
 )
+from fedid.matching.resolve import resolve_home
 from fedid.matching.transport import InMemoryTransport
 from fedid.schema import Schema
-from privacy.blinding import BlindingKey
+from privacy.identity import AgencyIdentity, Roster
 from privacy.paillier import DEFAULT_KEYSIZE
 
 __all__ = [
     "MatchingConfig",
     "MatchingResult",
     "RunGroup",
-    "province_totals",
-    "resolve_home",
-    "resolve_students",
-    "run_matching",
-    "write_outputs",
+    "match_in_process",
 ]
 
 _LOG = logging.getLogger(__name__)
+M = TypeVar("M", bound=Message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +74,13 @@ class MatchingConfig:
     evidence_keys: EvidenceKeys = "per_department"
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
     policies: Mapping[str, EvidencePolicy] | None = None
+    authenticate: bool = True
+    blinding: Blinding = DEFAULT_BLINDING
 
     def __post_init__(self) -> None:
         if self.grouping not in ("province", "per_agency"):
             raise ConfigError(f"grouping must be province|per_agency. Got {self.grouping!r}.")
+        blinding_backend(self.blinding)
         if self.evidence_keys not in ("per_department", "shared"):
             raise ConfigError(
                 f"evidence_keys must be per_department|shared. Got {self.evidence_keys!r}.")
@@ -109,6 +111,31 @@ class MatchingResult:
     transport: InMemoryTransport
 
 
+class _Wire:
+    """Delivers each message through the transport, signed by its sender agency and verified
+    by its receiver when ``identities`` is set (C signs nothing)."""
+
+    def __init__(self, transport: InMemoryTransport,
+                 identities: Mapping[str, AgencyIdentity] | None) -> None:
+        self.transport = transport
+        self.signers = ({p: Signer(i) for p, i in identities.items()}
+                        if identities is not None else None)
+        self.verifier = (Verifier(Roster.of(i.public for i in identities.values()))
+                         if identities is not None else None)
+        self.seconds = 0.0  # in send: (de)serialising, and signing and verifying if set
+
+    def send(self, msg: M, *, home_key: bytes) -> M:
+        t0 = time.perf_counter()
+        try:
+            sender = msg.header.sender
+            if self.signers is None or self.verifier is None or sender == COORDINATOR:
+                return self.transport.deliver(msg)
+            return self.transport.deliver_signed(msg, signer=self.signers[sender],
+                                                 verifier=self.verifier, home_key=home_key)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+
 class _Clock:
     def __init__(self) -> None:
         self.t: dict[str, float] = defaultdict(float)
@@ -122,54 +149,17 @@ class _Clock:
             self.t[name] += time.perf_counter() - t0
 
 
-def resolve_students(
-    *, schema: Schema, layouts: Mapping[str, DepartmentLayout], students: pd.DataFrame,
-    results: Mapping[str, tuple[np.ndarray, list[int]]], position: Mapping[str, int],
-    key_count: int,
-) -> pd.DataFrame:
-    """Students with the decrypted evidence merged; ``position``: canonical ID -> key slot."""
-    sids = canonical_keys(students, "student_id", required=True)
-    gids = [canonical_keys(students, c, required=False) for c in ("guardian1_id", "guardian2_id")]
-
-    def pos(ids: np.ndarray) -> np.ndarray:
-        return np.asarray([-1 if k is None else position[k] for k in ids.tolist()],
-                          dtype=np.int64)
-
-    fields = {dep: decode_positions(layouts[dep], p, payloads, key_count)
-              for dep, (p, payloads) in results.items()}
-    s_pos = pos(sids)
-    g_pos = [pos(g) for g in gids]
-    matched: dict[str, np.ndarray] = {}
-    for dep in layouts:
-        hit = np.zeros(key_count + 1, dtype=bool)  # last entry: "no key" (-1)
-        if dep in results:
-            hit[results[dep][0]] = True
-        m = hit[s_pos]
-        for g in g_pos:
-            m = m | hit[g]
-        matched[dep] = m
-    return merge_evidence(schema=schema, students=students.reset_index(drop=True),
-                          layouts=layouts, fields_by_department=fields,
-                          student_pos=s_pos, guardian_pos=g_pos, matched_by_department=matched)
-
-
-def resolve_home(home: HomeAgency, *, schema: Schema, students: pd.DataFrame) -> pd.DataFrame:
-    """The home agency's students with the evidence of the full run merged (schema rules)."""
-    return resolve_students(schema=schema, layouts=home.layouts, students=students,
-                            results=home.results, position=home.position,
-                            key_count=home.key_count)
-
-
 def _run_group(
     *, schema: Schema, homes: Mapping[str, pd.DataFrame], departments: Mapping[str, pd.DataFrame],
-    config: MatchingConfig, layouts: Mapping[str, DepartmentLayout], transport: InMemoryTransport,
-    clock: _Clock,
+    config: MatchingConfig, layouts: Mapping[str, DepartmentLayout], wire: _Wire, clock: _Clock,
 ) -> tuple[RunGroup, dict[str, pd.DataFrame]]:
     run_id = new_run_id()
     with clock.phase("keygen"):
-        keyring = HomeKeyring.generate(paillier_bits=config.paillier_bits)
+        keyring = HomeKeyring.generate(paillier_bits=config.paillier_bits,
+                                       backend=config.blinding)
     deps = tuple(d for d in layouts if d in departments)
-    shared = BlindingKey.generate() if config.evidence_keys == "shared" else None
+    module = blinding_backend(config.blinding)
+    shared = module.BlindingKey.generate() if config.evidence_keys == "shared" else None
     key_deps = deps[:1] if shared is not None else deps
     domain_of = {d: (deps[0] if shared is not None else d) for d in deps}
     names = list(homes)
@@ -180,14 +170,19 @@ def _run_group(
                                  is_lead=(i == 0)) for i, a in enumerate(names)}
         e_roles = {d: EvidenceAgency(run_id=run_id, department=d, table=departments[d],
                                      layout=layouts[d], homes=[f"home:{a}" for a in names],
-                                     lead=lead, blinding=shared,
+                                     lead=lead, blinding=shared, backend=config.blinding,
                                      reblinds_home_keys=d in key_deps) for d in deps}
         coord = Coordinator(run_id=run_id, homes=[f"home:{a}" for a in names], lead=lead,
                             layouts={d: layouts[d] for d in deps}, domain_of=domain_of)
     lead_role = h_roles[names[0]]
+    fp = keyring.public_key.fingerprint
+
+    def send(msg: M) -> M:
+        return wire.send(msg, home_key=fp)
+
     for pk_msg in lead_role.public_key_messages(
-            [COORDINATOR, *(evidence_party(d) for d in deps)]):
-        got = transport.deliver(pk_msg)
+            [COORDINATOR, *(evidence_party(d) for d in deps)], homes=names):
+        got = send(pk_msg)
         if got.header.recipient == COORDINATOR:
             coord.receive_public_key(got)
         else:
@@ -202,24 +197,24 @@ def _run_group(
                     if key_msg.header.recipient != e.party:
                         continue
                     with clock.phase("evidence_reblind_home_keys"):
-                        out = e.reblind_home_keys(transport.deliver(key_msg))
-                    coord.receive_reblinded_home_keys(transport.deliver(out))
+                        out = e.reblind_home_keys(send(key_msg))
+                    coord.receive_reblinded_home_keys(send(out))
         with clock.phase("evidence_blind_records"):
             rec = e.blinded_records()
         with clock.phase("home_reblind_records"):
-            rr = lead_role.reblind_records(transport.deliver(rec))
-        coord.receive_reblinded_records(transport.deliver(rr))
+            rr = lead_role.reblind_records(send(rec))
+        coord.receive_reblinded_records(send(rr))
         with clock.phase("evidence_encrypt"):
             pay = e.payloads()
         with clock.phase("coordinator_join"):
-            coord.receive_payloads(transport.deliver(pay))
+            coord.receive_payloads(send(pay))
     with clock.phase("coordinator_mask"):
         results = coord.results()
     resolved: dict[str, pd.DataFrame] = {}
     for res_msg in results:
         a = res_msg.header.recipient.removeprefix("home:")
         with clock.phase("home_decrypt"):
-            h_roles[a].receive_results(transport.deliver(res_msg))
+            h_roles[a].receive_results(send(res_msg))
         with clock.phase("home_merge"):
             resolved[a] = resolve_home(h_roles[a], schema=schema, students=homes[a])
         counts = compute_counts(schema, resolved[a], deps)
@@ -228,13 +223,13 @@ def _run_group(
             header=h_roles[a].guard.header(recipient=COORDINATOR,
                                            kind=MessageKind.HOME_AGGREGATES),
             names=rel.names, values=rel.values, epsilon_milli=round(rel.epsilon * 1000))
-        coord.receive_aggregates(transport.deliver(agg))
+        coord.receive_aggregates(send(agg))
     group = RunGroup(run_id=run_id, keyring=keyring, homes=h_roles, evidence=e_roles,
                      coordinator=coord, key_departments=key_deps)
     return group, resolved
 
 
-def run_matching(
+def match_in_process(
     *,
     schema: Schema,
     homes: Mapping[str, pd.DataFrame],
@@ -250,12 +245,19 @@ def run_matching(
     """
     config = config or MatchingConfig()
     if not homes:
-        raise ConfigError("run_matching needs at least one home agency. Got 0.")
+        raise ConfigError("match_in_process needs at least one home agency. Got 0.")
     policies = config.policies or default_policies(schema)
     layouts = build_layouts(schema, {d: p for d, p in policies.items() if d in departments})
     if not layouts:
         raise ConfigError("no department table matches a release policy")
     transport = transport or InMemoryTransport()
+    identities = None
+    if config.authenticate:
+        identities = {home_party(a): AgencyIdentity.generate(agency=a, kind="education")
+                      for a in homes}
+        identities |= {evidence_party(d): AgencyIdentity.generate(
+            agency=f"agency-{d}", kind="department", department=d) for d in layouts}
+    wire = _Wire(transport, identities)
     clock = _Clock()
     groups_in = ([dict(homes)] if config.grouping == "province"
                  else [{a: t} for a, t in homes.items()])
@@ -263,9 +265,10 @@ def run_matching(
     groups: list[RunGroup] = []
     for g in groups_in:
         group, res = _run_group(schema=schema, homes=g, departments=departments, config=config,
-                                layouts=layouts, transport=transport, clock=clock)
+                                layouts=layouts, wire=wire, clock=clock)
         groups.append(group)
         resolved.update(res)
+    clock.t["transport_within_phases"] = wire.seconds
     views = [g.coordinator.view for g in groups]
     released: dict[str, dict[str, int]] = {}
     eps: dict[str, float] = {}
@@ -283,44 +286,3 @@ def run_matching(
                           leakage=leak, timings=dict(clock.t),
                           bytes_received=transport.bytes_received(), views=views,
                           groups=groups, transport=transport)
-
-
-def province_totals(released: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, int]]:
-    """Per count: the sum over home agencies of released cells and how many were suppressed
-    (a total with suppressed cells is a lower bound)."""
-    out: dict[str, dict[str, int]] = {}
-    for counts in released.values():
-        for name, value in counts.items():
-            cell = out.setdefault(name, {"total": 0, "suppressed_cells": 0})
-            if value < 0:
-                cell["suppressed_cells"] += 1
-            else:
-                cell["total"] += value
-    return out
-
-
-def write_outputs(result: MatchingResult, out: Path) -> None:
-    """Write resolved tables, released aggregates, leakage and timings; all or nothing."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        (tmp / "resolved").mkdir()
-        for agency, frame in result.resolved.items():
-            frame.to_parquet(tmp / "resolved" / f"{agency}.parquet", index=False)
-        summary = {"released": result.released, "released_epsilon": result.released_epsilon,
-                   "province_totals": province_totals(result.released),
-                   "timings_s": result.timings, "bytes_received": result.bytes_received}
-        (tmp / "aggregates.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
-        (tmp / "leakage.json").write_text(
-            json.dumps([p.to_dict() for p in result.leakage], indent=2, ensure_ascii=False))
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

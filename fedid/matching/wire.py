@@ -13,9 +13,12 @@ import numpy.typing as npt
 
 from fedid.errors import ProtocolError
 
-__all__ = ["POINT_BYTES", "Reader", "U32Array", "Writer"]
+__all__ = ["MAX_ITEMS", "POINT_BYTES", "Reader", "U32Array", "Writer"]
 
 POINT_BYTES = 32
+# Largest list a message may carry: 2^25 points (1 GiB) or ciphertexts; a province has a few
+# million students and guardians. Receivers check tighter, signed sizes before any work.
+MAX_ITEMS = 1 << 25
 U32Array = npt.NDArray[np.uint32]
 
 
@@ -89,7 +92,11 @@ class Reader:
             raise ProtocolError("text field is not valid UTF-8") from exc
 
     def points(self) -> bytes:
-        raw = self.blob()
+        size = self.u32()
+        if size > MAX_ITEMS * POINT_BYTES:
+            raise ProtocolError(f"point list must hold <= {MAX_ITEMS} points. "
+                                f"Got {size // POINT_BYTES}.")
+        raw = self.take(size)
         if len(raw) % POINT_BYTES:
             raise ProtocolError(
                 f"point buffer must be a multiple of {POINT_BYTES}. Got {len(raw)}.")
@@ -100,6 +107,8 @@ class Reader:
         count = self.u32()
         if width == 0 or width > 4096:
             raise ProtocolError(f"integer width must be 1-4096 bytes. Got {width}.")
+        if count > MAX_ITEMS:
+            raise ProtocolError(f"integer list must hold <= {MAX_ITEMS} values. Got {count}.")
         raw = self.take(width * count)
         return (
             tuple(int.from_bytes(raw[i * width : (i + 1) * width], "big") for i in range(count)),

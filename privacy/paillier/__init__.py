@@ -22,7 +22,6 @@ from .keys import (
     MIN_KEYSIZE,
     PaillierPrivateKey,
     PaillierPublicKey,
-    _insecure_test_keypair,
     generate_paillier_keypair,
 )
 
@@ -32,7 +31,6 @@ __all__ = [
     "CiphertextBatch",
     "PaillierPrivateKey",
     "PaillierPublicKey",
-    "_insecure_test_keypair",
     "decode_fixed",
     "decode_signed",
     "encode_fixed",

@@ -8,12 +8,18 @@ publishes one. Ciphertexts are plain ``int`` values in ``Z_{n^2}^*``, interchang
 phe's ``EncryptedNumber.ciphertext()`` at exponent 0.
 
 Every ciphertext is checked before use (:meth:`PaillierPublicKey.validate_ciphertext`):
-``0 < c < n^2`` and ``gcd(c, n) = 1``. The gcd rule: honest ciphertexts are units mod
-``n^2`` (``1 + m n`` and every n-th residue are), so a non-unit is malformed; worse, it
-shares a prime factor with ``n``, so accepting it into sums or decryptions would let a
-party pass factor-revealing values around, and the CRT decryption is undefined on it.
-Which key a ciphertext belongs to is carried by :class:`.ciphertext.CiphertextBatch`
-(a key fingerprint); a bare integer below ``n^2`` cannot be attributed to a key.
+``0 < c < n^2`` and ``gcd(c, n) = 1``; a ciphertext received from another party also ``c
+mod n`` not ``±1`` (:meth:`PaillierPublicKey.validate_received`). The gcd rule: honest
+ciphertexts are units mod ``n^2`` (``1 + m n`` and every n-th residue are), so a non-unit
+is malformed; worse, it shares a prime factor with ``n``, so accepting it into sums or
+decryptions would let a party pass factor-revealing values around, and the CRT decryption
+is undefined on it. The ``±1`` rule: ``c mod n`` is ``r^n mod n`` for randomness ``r``, so
+``c ≡ ±1 (mod n)`` means ``r = ±1``: a trivial ciphertext whose plaintext anyone can read
+and anyone could have made (``c = 1`` encrypts 0), which a relay could inject as if a
+party had encrypted it. A fresh encryption lands there with probability ``2/n``; a local
+``mul_const(c, 0)`` gives ``1`` legitimately, hence the separate check. Which key a
+ciphertext belongs to is carried by :class:`.ciphertext.CiphertextBatch` (a key
+fingerprint); a bare integer below ``n^2`` cannot be attributed to a key.
 
 A received ``h`` is checked to be a unit in ``(1, n^2)``; that it is an n-th residue
 cannot be checked without the factorisation. In the semi-honest model this is the key
@@ -42,7 +48,6 @@ __all__ = [
     "MIN_KEYSIZE",
     "PaillierPrivateKey",
     "PaillierPublicKey",
-    "_insecure_test_keypair",
     "generate_paillier_keypair",
 ]
 
@@ -55,9 +60,11 @@ _SEC_MAGIC = b"FDSK"
 _VERSION = 1
 
 
-def _fingerprint(n: int) -> bytes:
+def _fingerprint(n: int, h: int | None) -> bytes:
+    """SHA-256 over the whole public key: ``n`` and the DJN base ``h`` (absent: flag 0)."""
     width = (n.bit_length() + 7) // 8
-    return hashlib.sha256(b"fedid.paillier.key.v1" + n.to_bytes(width, "big")).digest()
+    tail = b"\x00" if h is None else b"\x01" + h.to_bytes(2 * width, "big")
+    return hashlib.sha256(b"fedid.paillier.key.v2" + n.to_bytes(width, "big") + tail).digest()
 
 
 def _classic_chunk(plaintexts: Sequence[int], n: int) -> list[int]:
@@ -95,7 +102,7 @@ class PaillierPublicKey:
         if h is not None and not (1 < h < self.n_square and gmpy2.gcd(h, n) == 1):
             raise CryptoError("DJN base h must be a unit in (1, n^2).")
         self.h = h
-        self.fingerprint = _fingerprint(n)
+        self.fingerprint = _fingerprint(n, h)
 
     # -- identity -------------------------------------------------------------
     @property
@@ -130,6 +137,15 @@ class PaillierPublicKey:
                 self.validate_ciphertext(c)
             except CryptoError as exc:
                 raise CryptoError(f"ciphertext at index {i}: {exc}") from None
+
+    def validate_received(self, ciphertexts: Sequence[int]) -> None:
+        """:meth:`validate_ciphertexts`, and refuse trivial ones (``c ≡ ±1 mod n``: randomness
+        ``±1``, e.g. ``c = 1``) that an honest sender's fresh encryptions never are."""
+        self.validate_ciphertexts(ciphertexts)
+        for i, c in enumerate(ciphertexts):
+            if c % self.n in (1, self.n - 1):
+                raise CryptoError(f"ciphertext at index {i} must not be trivial "
+                                  "(c = ±1 mod n: randomness ±1).")
 
     def _check_plaintext(self, i: int, value: SupportsIndex) -> int:
         try:
@@ -353,7 +369,8 @@ def generate_paillier_keypair(
 
 
 def _insecure_test_keypair(*, bits: int = 256) -> tuple[PaillierPublicKey, PaillierPrivateKey]:
-    """INSECURE: a small key pair for fast tests only.
+    """INSECURE: a small key pair for fast tests only (not exported; import it from this
+    module in tests).
 
     Warning: keys below 2048 bits are factorable; never use this outside tests. Such keys
     are also refused by :meth:`PaillierPublicKey.from_bytes`.

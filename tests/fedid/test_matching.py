@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from fedid.matching import MatchingConfig, ReleaseConfig, run_matching, write_outputs
+from fedid.matching import MatchingConfig, ReleaseConfig, match_in_process, write_outputs
 from fedid.matching.run import MatchingResult
 from fedid.schema import Schema, load_schema
 from simulations.province.schema_view import load_schema_view
@@ -31,7 +31,7 @@ def tables(schema: Schema) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFr
 def province_run(schema: Schema, tables: tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]
                  ) -> MatchingResult:
     homes, deps = tables
-    return run_matching(schema=schema, homes=homes, departments=deps,
+    return match_in_process(schema=schema, homes=homes, departments=deps,
                         config=MatchingConfig(paillier_bits=KEY_BITS))
 
 
@@ -77,7 +77,7 @@ def test_province_run_equals_reference_join(schema, tables, province_run):
 @pytest.mark.parametrize(("grouping", "keys"), [("per_agency", "shared")])
 def test_other_groupings_equal_reference_join(schema, tables, grouping, keys):
     homes, deps = tables
-    res = run_matching(schema=schema, homes=homes, departments=deps,
+    res = match_in_process(schema=schema, homes=homes, departments=deps,
                        config=MatchingConfig(paillier_bits=KEY_BITS, grouping=grouping,
                                              evidence_keys=keys))
     assert_matches_reference(schema, res, homes, deps)
@@ -102,7 +102,7 @@ def test_aggregates_released_with_suppression(province_run):
 
 def test_dp_release_records_epsilon(schema, tables):
     homes, deps = tables
-    res = run_matching(schema=schema, homes={"school_0": homes["school_0"]},
+    res = match_in_process(schema=schema, homes={"school_0": homes["school_0"]},
                        departments={"civil_affairs": deps["civil_affairs"]},
                        config=MatchingConfig(paillier_bits=KEY_BITS,
                                              release=ReleaseConfig(min_cell=0, epsilon=2.0)))
@@ -154,3 +154,18 @@ def test_green_channel_batch_equals_full_run(schema, tables, province_run):
     assert gc.transport.entries  # went through bytes
     assert {e.kind for e in gc.transport.entries} == {
         "HOME_BLINDED_KEYS", "EVIDENCE_REBLINDED_HOME_KEYS", "COORDINATOR_RESULTS"}
+
+
+def test_ristretto255_backend_is_a_configuration_with_the_same_result(
+    schema: Schema, tables: tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]],
+    province_run: MatchingResult,
+) -> None:
+    homes, deps = tables
+    other = match_in_process(schema=schema, homes=homes, departments=deps,
+                             config=MatchingConfig(paillier_bits=KEY_BITS,
+                                                   blinding="ristretto255"))
+    assert assert_matches_reference(schema, other, homes, deps) > 0
+    for agency, frame in province_run.resolved.items():
+        pd.testing.assert_frame_equal(frame, other.resolved[agency])
+    with pytest.raises(Exception, match="blinding must be one of"):
+        MatchingConfig(blinding="p256")  # type: ignore[arg-type]

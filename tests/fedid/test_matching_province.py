@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import simulations.province  # noqa: F401  (imported first: avoids an import cycle there)
-from fedid.matching import MatchingConfig, run_matching
+from fedid.matching import MatchingConfig, match_in_process
 from fedid.schema import Schema, load_schema
 from simulations.reference_join import load_province_tables, reference_join
 
@@ -54,7 +54,7 @@ def test_small_province_equals_reference_and_ground_truth(small_province: Path) 
     education, departments, _ = load_province_tables(small_province)
     legacy = sum(int((t["person_id"].str.len() == 15).sum()) for t in departments.values())
     assert legacy > 0
-    res = run_matching(schema=schema, homes=education, departments=departments,
+    res = match_in_process(schema=schema, homes=education, departments=departments,
                        config=MatchingConfig(paillier_bits=2048))
     stats = compare_province(small_province, schema, res.resolved)
     assert stats["non_null"] > 1000
@@ -73,8 +73,9 @@ def test_default_province_3072_bits(tmp_path: Path) -> None:
                    check=True)
     schema = load_schema(root / "schema.toml")
     education, departments, _ = load_province_tables(root)
-    res = run_matching(schema=schema, homes=education, departments=departments,
+    res = match_in_process(schema=schema, homes=education, departments=departments,
                        config=MatchingConfig())
     stats = compare_province(root, schema, res.resolved)
     assert stats["bad_vs_reference"] == 0
     assert stats["bad_vs_ground_truth"] == 0
+

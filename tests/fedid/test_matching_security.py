@@ -9,7 +9,8 @@ import pytest
 
 from fedid.errors import ProtocolError
 from fedid.ids import to_canonical
-from fedid.matching import InMemoryTransport, MatchingConfig, run_matching
+from fedid.matching import InMemoryTransport, MatchingConfig, match_in_process
+from fedid.matching.auth import SignedMessage
 from fedid.matching.messages import (
     EvidencePayloads,
     Header,
@@ -39,7 +40,7 @@ def tables(schema):
 @pytest.fixture(scope="module")
 def recorded(schema, tables) -> MatchingResult:
     homes, deps = tables
-    return run_matching(schema=schema, homes=homes, departments=deps,
+    return match_in_process(schema=schema, homes=homes, departments=deps,
                         config=MatchingConfig(paillier_bits=KEY_BITS),
                         transport=InMemoryTransport(keep_bytes=True))
 
@@ -127,14 +128,14 @@ def test_coordinator_holds_no_key_that_decrypts(recorded):
 @pytest.fixture
 def small_group(schema, tables):
     homes, deps = tables
-    res = run_matching(schema=schema, homes={"school_0": homes["school_0"]},
+    res = match_in_process(schema=schema, homes={"school_0": homes["school_0"]},
                        departments={"tax": deps["tax"]},
                        config=MatchingConfig(paillier_bits=KEY_BITS))
     return res.groups[0]
 
 
 def test_truncated_and_padded_bytes_rejected(recorded):
-    blob = recorded.transport.received["coordinator"][0]
+    blob = SignedMessage.from_bytes(recorded.transport.received["coordinator"][0]).message
     decode_message(blob)
     for cut in (3, 10, len(blob) // 2, len(blob) - 1):
         with pytest.raises(ProtocolError):
@@ -149,13 +150,13 @@ def test_truncated_and_padded_bytes_rejected(recorded):
 
 def _fresh_group(schema, tables):
     homes, deps = tables
-    from fedid.matching.run import _Clock, _run_group
+    from fedid.matching.run import _Clock, _run_group, _Wire
 
     layouts = build_layouts(schema, {"tax": default_policies(schema)["tax"]})
     group, _ = _run_group(schema=schema, homes={"school_0": homes["school_0"]},
                           departments={"tax": deps["tax"]},
                           config=MatchingConfig(paillier_bits=KEY_BITS), layouts=layouts,
-                          transport=InMemoryTransport(), clock=_Clock())
+                          wire=_Wire(InMemoryTransport(), None), clock=_Clock())
     return group
 
 
@@ -284,3 +285,38 @@ def test_roles_survive_pickling_between_steps(small_group):
     assert out.count == msg.count
     with pytest.raises(ProtocolError, match="replayed"):
         evidence.reblind_home_keys(msg)
+
+
+# ---------------------------------------------------------------- protocol hygiene
+def test_repeated_point_in_a_list_is_refused(small_group):
+    h = small_group.homes["school_0"]
+    msg = h.blinded_keys(batch=6)[0]
+    doubled = dataclasses.replace(msg, points=msg.points[:32] * 2 + msg.points[64:])
+    with pytest.raises(ProtocolError, match="repeats a point"):
+        small_group.evidence["tax"].reblind_home_keys(doubled)
+
+
+def test_records_of_a_later_batch_are_refused_by_the_lead(schema, tables):
+    group = _fresh_group(schema, tables)
+    rec = group.evidence["tax"].blinded_records()
+    later = dataclasses.replace(rec, header=dataclasses.replace(rec.header, step=2 * 16 + 4))
+    with pytest.raises(ProtocolError, match="batch 0 only"):
+        group.homes["school_0"].reblind_records(later)
+    with pytest.raises(ProtocolError, match="earlier protocol error"):
+        group.homes["school_0"].reblind_records(rec)  # fail closed
+
+
+@pytest.mark.parametrize("value", [-2, -(2**40), 2**62])
+def test_absurd_released_counts_are_refused(schema, tables, value):
+    from fedid.matching.coordinator import Coordinator
+    from fedid.matching.messages import HomeAggregates
+
+    group = _fresh_group(schema, tables)
+    coord = Coordinator(run_id=group.run_id, homes=["home:school_0"], lead="home:school_0",
+                        layouts=group.coordinator.layouts)
+    agg = HomeAggregates(header=Header(run_id=group.run_id, sender="home:school_0",
+                                       recipient="coordinator", step=8),
+                         names=("students", "matched"), values=(120, value), epsilon_milli=0)
+    with pytest.raises(ProtocolError, match="released counts"):
+        coord.receive_aggregates(HomeAggregates.from_bytes(agg.to_bytes()))
+

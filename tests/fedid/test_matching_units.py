@@ -147,7 +147,7 @@ def test_release_suppresses_and_noises():
 
 
 def test_province_totals_mark_suppressed_cells():
-    from fedid.matching.run import province_totals
+    from fedid.matching.output import province_totals
 
     got = province_totals({"a": {"x": 12, "y": -1}, "b": {"x": 30, "y": 15}})
     assert got == {"x": {"total": 42, "suppressed_cells": 0},

@@ -159,3 +159,13 @@ def test_secret_bytes_restore_the_same_key() -> None:
     points = hash_to_group([b"110105194912310021"], domain=b"test")
     assert restored.blind(points) == key.blind(points)
     assert BlindingKey.generate().blind(points) != key.blind(points)
+
+
+def test_encoding_with_bit_255_set_is_refused() -> None:
+    """RFC 9496 4.3.1: a non-canonical encoding (top bit set) is rejected, not aliased."""
+    key = BlindingKey.generate()
+    point = hash_to_group([b"id"], domain=make_domain(protocol="t", run_id=b"r"))[0]
+    alias = point[:31] + bytes([point[31] | 0x80])
+    with pytest.raises(CryptoError, match="bit 255"):
+        key.blind([point, alias])
+    assert len(key.blind([point])) == 1

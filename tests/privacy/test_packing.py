@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from privacy.errors import CryptoError
 from privacy.packing import SlotLayout
-from privacy.paillier import _insecure_test_keypair
+from privacy.paillier.keys import _insecure_test_keypair
 
 
 def test_geometry() -> None:

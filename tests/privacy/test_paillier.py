@@ -15,7 +15,6 @@ from privacy.paillier import (
     CiphertextBatch,
     PaillierPrivateKey,
     PaillierPublicKey,
-    _insecure_test_keypair,
     decode_fixed,
     decode_signed,
     encode_fixed,
@@ -26,6 +25,7 @@ from privacy.paillier import (
     raw,
     to_phe_encrypted,
 )
+from privacy.paillier.keys import _insecure_test_keypair
 
 # Toy key for known answers: p = 11, q = 13, n = 143, n^2 = 20449, y = 2.
 P, Q, N = 11, 13, 143
@@ -73,6 +73,25 @@ def test_crt_decrypt_every_toy_plaintext() -> None:
     cts = [raw.raw_encrypt_djn(n=N, n_square=N2, h=H, plaintext=m, exponent=m + 1)
            for m in range(N)]
     assert private.decrypt_ints(cts) == list(range(N))
+
+
+def test_trivial_ciphertexts_are_refused() -> None:
+    public, _private = toy_keys()
+    good = raw.raw_encrypt_djn(n=N, n_square=N2, h=H, plaintext=7, exponent=1)
+    public.validate_received([good])
+    for c in (1, 1 + 7 * N, N2 - 1, (1 + 7 * N) * (N - 1) % N2):
+        with pytest.raises(CryptoError, match="index 1 must not be trivial"):
+            public.validate_received([good, c])
+
+
+def test_fingerprint_covers_the_djn_base() -> None:
+    public, _ = _insecure_test_keypair(bits=256)
+    assert public.h is not None
+    other = PaillierPublicKey(public.n, public.h + 1 if public.h + 1 < public.n_square else 2,
+                              _allow_insecure=True)
+    assert other.fingerprint != public.fingerprint
+    assert PaillierPublicKey(public.n, None, _allow_insecure=True).fingerprint != \
+        public.fingerprint
 
 
 @settings(max_examples=50, deadline=None)

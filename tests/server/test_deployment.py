@@ -19,6 +19,7 @@ from clients.config import NodeSettings
 from clients.deploy import supernode_command
 from clients.transcript import TRANSCRIPT_ENV
 from fedid.cli.certs import make_trial_pki
+from privacy.identity import AgencyIdentity, Roster
 from server.deploy import Coordinator, flower_env, node_agencies_arg, stop_group
 from simulations.leakscan import needles_from_province, scan
 
@@ -41,6 +42,11 @@ class Federation:
         self.certs = root / "certs"
         names = [*EDUCATION, DEPARTMENT]
         make_trial_pki(self.certs, nodes=[*names, "intruder"], hosts=[])
+        # each node's matching identity made in its own folder; the roster of public keys
+        Roster.of(AgencyIdentity.load_or_create(
+            root / "identity" / n, agency=n, kind="education" if n in EDUCATION else "department",
+            department="" if n in EDUCATION else n).public for n in names
+        ).save(root / "roster.toml")
         self.coord = Coordinator(out=root / "coordinator", certs=self.certs, port=_free_port())
         self.nodes: dict[str, subprocess.Popen[bytes]] = {}
         self.bound: dict[int, str] = {}  # node id -> agency, from key registration
@@ -54,7 +60,7 @@ class Federation:
             data=self.province / "agencies" / folder / f"{name}.parquet",
             schema=self.province / "schema.toml", out=self.root / f"nodes-{tag}" / name,
             epsilon=1.0, delta=1e-5,
-            education_keys=self.root / "education-keys" if edu else None)
+            roster=self.root / "roster.toml", identity=self.root / "identity" / name)
 
     def start_node(self, name: str, key: str | None = None, tag: str = "a"
                    ) -> subprocess.Popen[bytes]:

@@ -1,6 +1,6 @@
 """Matching over Flower messages when a department's node fails: the year goes on without it.
 
-The coordinator side (:func:`server.matching.run_matching`) runs against every agency's real
+The coordinator side (:func:`server.matching.coordinate_matching`) runs against every agency's real
 node handler (:func:`clients.matching.handle`) in this process; a dead node answers nothing.
 """
 
@@ -23,7 +23,8 @@ from fedid.matching.coordinator import Coordinator
 from fedid.matching.policy import build_layouts, default_policies
 from fedid.matching.protocol import new_run_id
 from fedid.schema import load_schema
-from server.matching import run_matching
+from privacy.identity import AgencyIdentity, Roster
+from server.matching import coordinate_matching
 from server.transport import AgencyInfo
 from simulations.simulate import agencies_of
 
@@ -63,11 +64,15 @@ class _Nodes:
         self.settings: dict[str, NodeSettings] = {}
         self.contexts: dict[str, Context] = {}
         self.agencies: dict[str, AgencyInfo] = {}
+        roster = Roster.of(AgencyIdentity.load_or_create(
+            out / agency / "identity", agency=agency, kind=kind,
+            department="" if kind == "education" else department).public
+            for agency, kind, department, _ in homes + deps)
+        roster.save(out / "roster.toml")
         for node, (agency, kind, department, table) in enumerate(homes + deps, start=1):
             self.settings[agency] = NodeSettings(
                 agency_id=agency, kind=kind, department=department, data=table, schema=None,
-                out=out / agency, epsilon=1.0, delta=1e-5,
-                education_keys=out / "education_keys" if kind == "education" else None,
+                out=out / agency, epsilon=1.0, delta=1e-5, roster=out / "roster.toml",
             )
             self.contexts[agency] = Context(run_id=1, node_id=node, node_config={},
                                             state=RecordDict(), run_config={})
@@ -99,7 +104,7 @@ class _Nodes:
 
 
 def _match(nodes: _Nodes, grouping: str = "province") -> dict[str, Any]:
-    return run_matching(nodes, schema=load_schema(), session="year",  # type: ignore[arg-type]
+    return coordinate_matching(nodes, schema=load_schema(), session="year",  # type: ignore[arg-type]
                         progress=lambda _e, _d: None, grouping=grouping)
 
 
