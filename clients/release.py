@@ -128,6 +128,10 @@ POLICY: Final[dict[str, KindPolicy]] = {p.kind: p for p in (
                                           "keys; the home's aggregates are suppressed counts"),
         _f("metrics", "key_count", "protocol", "the home's list size, revealed by the list"),
         _f("metrics", "records", "protocol", "the department's list size, revealed by it"),
+        _f("sealed", "to", "public", "the roster names of the homes a sealed keyring is for"),
+        _f("sealed", "data", "protocol", "the run keyring sealed to each other home's roster "
+                                         "key (X25519 + AEAD, signed): unreadable by the "
+                                         "coordinator"),
     )),
 )}
 

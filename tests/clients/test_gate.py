@@ -25,6 +25,7 @@ from clients.records import arrays_of, content, metrics_of
 from clients.release import POLICY, undeclared
 from fedid.errors import ConfigError
 from fedid.model.train import LocalState
+from privacy.identity import AgencyIdentity, Roster
 
 
 @pytest.fixture(autouse=True)
@@ -38,8 +39,12 @@ def _task_identity() -> None:
 
 def _cfg(province: Path, out: Path, **extra: Any) -> dict[str, Any]:
     table = sorted((province / "agencies" / "education").glob("*.parquet"))[0]
+    identity = AgencyIdentity.load_or_create(out / "identity", agency=table.stem,
+                                             kind="education", department="")
+    Roster.of([identity.public]).save(out / "roster.toml")
     return {"agency-id": table.stem, "kind": "education", "data": str(table),
             "schema": str(province / "schema.toml"), "out": str(out),
+            "roster": str(out / "roster.toml"),
             "epsilon": 1.0, "delta": 1e-5, "train-local_epochs": 1, **extra}
 
 
