@@ -33,8 +33,8 @@ from fedid.model.train import LocalState
 from privacy.dp import check_budget, count_release_entry, release_counts_gaussian, secure_rng
 from privacy.errors import BudgetExceededError as RawBudgetExceededError
 
-__all__ = ["FEDAVG_WEIGHT", "evaluate", "identify", "info", "init", "match", "secagg_keys",
-           "settings_of", "train"]
+__all__ = ["FEDAVG_WEIGHT", "evaluate", "identify", "info", "init", "match", "noised_counts",
+           "secagg_keys", "settings_of", "train"]
 
 _log = logging.getLogger(__name__)
 #: every node's FedAvg weight: a public constant, so no update reveals the agency's size
@@ -220,7 +220,7 @@ def identify(msg: Message, context: Context) -> RecordDict:
             raise ProtocolError("identify answers only the last aggregate this node evaluated"
                                 " in the session; the arrays differ.")
     exact = training.identify(s, arrays)
-    released = _charge_counts(s, ledger, exact)
+    released = noised_counts(s, ledger, exact)
     ledger.identified[session] = {"digest": digest, "counts": released}
     ledger.save(context)
     return content(metrics=released)
@@ -236,9 +236,15 @@ def _trained_rounds(ledger: NodePrivacyLedger, session: str) -> list[int]:
     return _rounds(ledger.epsilon_after, session)
 
 
-def _charge_counts(s: NodeSettings, ledger: NodePrivacyLedger,
+def noised_counts(s: NodeSettings, ledger: NodePrivacyLedger,
                    exact: dict[str, float]) -> dict[str, float]:
-    """Budget-guarded Gaussian release of the per-student counts, then min-cell."""
+    """Budget-guarded Gaussian release of per-student counts, then min-cell (-1 below it).
+
+    For any reply that releases counts where one student adds at most 1 to each: charges
+    ``(release-noise, 1.0, 1)`` to the node's accountant (BudgetExceededError if that would
+    pass the budget) and returns the noised counts; :data:`clients.training.PUBLIC_COUNTS`
+    pass unchanged. The caller saves ``ledger``.
+    """
     state = (LocalState.from_bytes(ledger.state) if ledger.state is not None
              else training.new_state(s))
     private = {k: v for k, v in exact.items() if k not in training.PUBLIC_COUNTS}

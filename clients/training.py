@@ -38,7 +38,7 @@ from numpy.typing import NDArray
 
 from clients.config import NodeSettings
 from fedid.atomic import atomic_write_bytes
-from fedid.errors import DataValidationError, TrainingError
+from fedid.errors import BudgetExceededError, DataValidationError, TrainingError
 from fedid.model.evaluate import macro_f1
 from fedid.model.features import build_inputs, level_targets
 from fedid.model.model import HardshipModel
@@ -50,6 +50,7 @@ from privacy.dp import (
     opacus_sample_rate,
     planned_steps,
 )
+from privacy.errors import AccountingError
 
 __all__ = [
     "HOLDOUT_FRACTION",
@@ -225,13 +226,7 @@ def train_round(
     config = _config(values)
     start = replace(state, weights=_to_dict(schema, arrays))
     if start.noise_multiplier is None and len(train_rows):
-        n = len(train_rows)
-        start = replace(start, noise_multiplier=calibrate_noise_multiplier(
-            target_epsilon=state.budget.epsilon, delta=state.budget.delta,
-            sample_rate=opacus_sample_rate(n, config.batch_size),
-            steps=config.rounds * planned_steps(n, config.dp(1.0)),
-            accountant=config.accountant,
-            reserved=(count_release_entry(s.release_noise),)))
+        start = replace(start, noise_multiplier=_calibrate(s, state, config, len(train_rows)))
     result = train_local(inputs=train_rows, schema=schema, state=start, config=config,
                          seed=seed)
     weights = result.state.weights
@@ -242,6 +237,22 @@ def train_round(
         arrays=[weights[n] for n in names], num_examples=result.n_records,
         state=result.state, epsilon=result.state.epsilon_spent,
     )
+
+
+def _calibrate(s: NodeSettings, state: LocalState, config: TrainConfig, n: int) -> float:
+    """The noise multiplier for the whole planned training, composed with what the node
+    already spent (its accountant history) and its one planned identification release."""
+    try:
+        return calibrate_noise_multiplier(
+            target_epsilon=state.budget.epsilon, delta=state.budget.delta,
+            sample_rate=opacus_sample_rate(n, config.batch_size),
+            steps=config.rounds * planned_steps(n, config.dp(1.0)),
+            accountant=config.accountant,
+            reserved=(*state.accountant.history, count_release_entry(s.release_noise)))
+    except AccountingError as exc:
+        raise BudgetExceededError(
+            f"training refused: the budget {state.budget.epsilon:g} leaves no room for the"
+            f" planned training after what was spent ({exc!s}).") from exc
 
 
 def evaluate(s: NodeSettings, arrays: list[NDArray[np.float32]]) -> dict[str, float]:

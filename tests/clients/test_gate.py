@@ -253,3 +253,29 @@ def test_threat_model_lists_every_released_kind() -> None:
             if f.key not in ("", "*") and f.record != "config":
                 assert f.key in table, (kind, f.key)
     assert "## Matching protocol" in text
+
+
+def test_training_is_calibrated_on_what_the_node_already_spent(
+    small_province: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "n"
+    ctx = _ctx(_cfg(small_province, out))
+    init = _init(ctx)
+    # A charged release before any training (identification in an earlier session) ...
+    assert not _send(ctx, "query.identify", config={"session": "old"}, arrays=init).has_error()
+    arrays = init
+    for rnd in (1, 2):  # ... and the whole planned training still fits the budget,
+        reply = _train(ctx, arrays, rnd=rnd)
+        assert not reply.has_error()
+        assert "refused" not in reply.content["config"]
+        arrays = arrays_of(reply) or []
+        ev = _send(ctx, "evaluate", config={"session": "s", "round": rnd}, arrays=arrays)
+        assert not ev.has_error()
+    # ... as does this session's identification, the one release training reserved room for.
+    assert not _send(ctx, "query.identify", config={"session": "s"}, arrays=arrays).has_error()
+    state = LocalState.from_bytes((out / "local_state.bin").read_bytes())
+    assert 0.99 < state.accountant.epsilon(1e-5) <= 1.0
+    # Nothing is left: one more charged release is refused with the budget code.
+    late = _send(ctx, "query.identify", config={"session": "late"}, arrays=arrays)
+    assert late.has_error()
+    assert late.error.code == 1001
