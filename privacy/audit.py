@@ -4,8 +4,9 @@ One-run auditing (Steinke, Nasr and Jagielski, "Privacy Auditing with One (1) Tr
 NeurIPS 2023, arXiv:2305.08846). ``m`` canaries are each included in the training data
 independently with probability 1/2 (``S_i`` in {-1, +1}). After ONE training run an attacker
 guesses ``T_i`` in {-1, 0, +1} for each canary (0: abstain), ``r`` guesses in all, ``v`` of
-them correct. If training is (epsilon, delta)-DP, then (their main theorem in its approximate-DP form,
-as computed by the p-value code printed in the paper; delta = 0 gives the pure-DP form)::
+them correct. If training is (epsilon, delta)-DP, then (their main theorem in its
+approximate-DP form, as computed by the p-value code printed in the paper; delta = 0 gives
+the pure-DP form)::
 
     P[V >= v] <= beta + 2 m delta alpha,     q = e^eps / (1 + e^eps),
     beta  = P[Binomial(r, q) >= v],

@@ -34,6 +34,9 @@ from fedid.errors import ConfigError
 __all__ = ["BROKEN_MODES", "Injection", "inject", "replay_noise"]
 
 BROKEN_MODES: Final = ("noise_off", "known_seed", "clip_off")
+_FACTORY: Final = "get_optimizer_class"  # the name the trainer builds its optimizer through
+_NOISE: Final = "noise_multiplier"
+_CLIP: Final = "max_grad_norm"
 
 
 @dataclass(slots=True)
@@ -46,7 +49,7 @@ class Injection:
 
 
 def _subclass(base: type[Any], mode: str, seed: int | None, record: Injection) -> type[Any]:
-    class Broken(base):  # type: ignore[misc,valid-type]
+    class Broken(base):  # type: ignore[misc]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             record.optimizers_built += 1
@@ -61,23 +64,23 @@ def _subclass(base: type[Any], mode: str, seed: int | None, record: Injection) -
             if mode != "noise_off":
                 super().add_noise()
                 return
-            saved = self.noise_multiplier
-            self.noise_multiplier = 0.0
+            saved = getattr(self, _NOISE)
+            setattr(self, _NOISE, 0.0)
             try:
                 super().add_noise()
             finally:
-                self.noise_multiplier = saved  # the accountant's hook reads it after this
+                setattr(self, _NOISE, saved)  # the accountant's hook reads it after this
 
         def clip_and_accumulate(self) -> None:
             if mode != "clip_off":
                 super().clip_and_accumulate()
                 return
-            saved = self.max_grad_norm
-            self.max_grad_norm = float("inf")  # clip factor min(1, inf / norm) = 1
+            saved = getattr(self, _CLIP)
+            setattr(self, _CLIP, float("inf"))  # clip factor min(1, inf / norm) = 1
             try:
                 super().clip_and_accumulate()
             finally:
-                self.max_grad_norm = saved  # noise stays scaled to the claimed bound
+                setattr(self, _CLIP, saved)  # noise stays scaled to the claimed bound
 
     Broken.__name__ = f"{mode}_{base.__name__}"
     return Broken
@@ -93,7 +96,7 @@ def inject(mode: str, *, seed: int | None = None) -> Iterator[Injection]:
     import privacy.dp.trainer as trainer
 
     record = Injection(mode=mode)
-    real_factory: Callable[..., type[Any]] = trainer.get_optimizer_class
+    real_factory: Callable[..., type[Any]] = getattr(trainer, _FACTORY)
     real_coef = ghost.GradSampleModuleFastGradientClipping.get_clipping_coef
 
     def factory(*args: Any, **kwargs: Any) -> type[Any]:
@@ -103,14 +106,15 @@ def inject(mode: str, *, seed: int | None = None) -> Iterator[Injection]:
         # ghost clipping scales each record's loss by this coefficient before the backward
         return torch.ones_like(real_coef(self))
 
-    trainer.get_optimizer_class = factory  # type: ignore[assignment]
+    ghost_class = ghost.GradSampleModuleFastGradientClipping
+    setattr(trainer, _FACTORY, factory)
     if mode == "clip_off":
-        ghost.GradSampleModuleFastGradientClipping.get_clipping_coef = no_clip  # type: ignore[method-assign]
+        ghost_class.get_clipping_coef = no_clip
     try:
         yield record
     finally:
-        trainer.get_optimizer_class = real_factory  # type: ignore[assignment]
-        ghost.GradSampleModuleFastGradientClipping.get_clipping_coef = real_coef  # type: ignore[method-assign]
+        setattr(trainer, _FACTORY, real_factory)
+        ghost_class.get_clipping_coef = real_coef
 
 
 def replay_noise(

@@ -158,9 +158,10 @@ def _plain_round(weights: Weights, frame: pd.DataFrame, schema: Schema, config: 
         for start in range(0, len(x), config.plain_batch_size):
             idx = perm[start : start + config.plain_batch_size]
             opt.zero_grad()
-            per_sample_loss(net(x[idx]), y[idx], f[idx], n_levels=n_levels,
-                            flag_weight=config.flag_weight,
-                            level_weights=config.level_weights).mean().backward()  # type: ignore[no-untyped-call]
+            loss = per_sample_loss(net(x[idx]), y[idx], f[idx], n_levels=n_levels,
+                                   flag_weight=config.flag_weight,
+                                   level_weights=config.level_weights)
+            loss.mean().backward()  # type: ignore[no-untyped-call]
             opt.step()
     return {k: v.detach().numpy().astype(np.float32) for k, v in net.state_dict().items()}
 
@@ -243,7 +244,8 @@ def canary_federation(
     for a in agencies:
         n = int(tensors[a][0].shape[0])
         sigma[a] = calibrate_noise_multiplier(
-            target_epsilon=epsilon, delta=delta, sample_rate=opacus_sample_rate(n, config.batch_size),
+            target_epsilon=epsilon, delta=delta,
+            sample_rate=opacus_sample_rate(n, config.batch_size),
             steps=config.rounds * planned_steps(n, config.dp(1.0)), accountant=config.accountant)
     node = {a: np.zeros((config.rounds, slots)) for a in agencies}
     known = {a: np.zeros((config.rounds, canaries)) for a in agencies}

@@ -22,7 +22,6 @@ bound from the same scores (the real records as canaries) is reported per agency
 from __future__ import annotations
 
 import json
-
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -73,8 +72,8 @@ def _logit_stat(loss: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
 
 def _metrics(scores: npt.NDArray[np.float64], members: npt.NDArray[np.bool_]) -> dict[str, Any]:
     if members.all() or not members.any():
-        return {"n": int(len(members))}
-    return {"n": int(len(members)), "members": int(members.sum()),
+        return {"n": len(members)}
+    return {"n": len(members), "members": int(members.sum()),
             "auc": roc_auc(scores, members), "tpr_at_0.1%_fpr": tpr_at_fpr(
                 scores, members, fpr=LOW_FPR)}
 
@@ -146,7 +145,7 @@ def membership_inference(
     }
     return {
         "epsilon": epsilon,
-        "targets": int(len(pool)),
+        "targets": len(pool),
         "members": int(pool["member"].sum()),
         "shadows": shadows,
         "recipe": "non-private control: " + json.dumps(

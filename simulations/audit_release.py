@@ -66,9 +66,10 @@ def release_audit(
     per: dict[str, Any] = {}
     uncovered: dict[str, list[str]] = {}
     for i, (agency, frame) in enumerate(sorted(frames.items())):
-        kw = {"epsilon": epsilon, "delta": delta, "seed": seed + i, "exact_counts": exact_counts}
-        full = _reply(frame, schema, config, **kw)
-        less = _reply(frame.iloc[:-1].reset_index(drop=True), schema, config, **kw)
+        full, less = (
+            _reply(rows, schema, config, epsilon=epsilon, delta=delta, seed=seed + i,
+                   exact_counts=exact_counts)
+            for rows in (frame, frame.iloc[:-1].reset_index(drop=True)))
         fields = {}
         for name, value in full.items():
             changed = not np.array_equal(np.asarray(value), np.asarray(less[name]))

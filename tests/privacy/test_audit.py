@@ -88,7 +88,8 @@ def _jax_privacy_auditing() -> ModuleType:
         pytest.skip("jax-privacy not installed (pip install --no-deps jax-privacy)")
     path = Path(next(iter(spec.submodule_search_locations))) / "auditing.py"
     mod_spec = importlib.util.spec_from_file_location("_jp_auditing", path)
-    assert mod_spec is not None and mod_spec.loader is not None
+    assert mod_spec is not None
+    assert mod_spec.loader is not None
     module = importlib.util.module_from_spec(mod_spec)
     sys.modules["_jp_auditing"] = module  # dataclasses look their module up
     mod_spec.loader.exec_module(module)
