@@ -14,6 +14,8 @@ import pytest
 
 from simulations.audit import AuditConfig, run_audit
 from simulations.audit_report import section
+from simulations.bench.audit import compact
+from simulations.report import render_html
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +65,12 @@ def test_report_section_and_files(audit: dict[str, Any]) -> None:
     assert "FLAGGED" in html
     out = Path(audit["config"]["province"])
     assert out.exists()
+    # the simulated year's report includes the section when summary.json carries the audit
+    assert "What the audit measured" in render_html({"audit": audit})
+    assert "What the audit measured" not in render_html({})
+    line = compact(audit)
+    assert line["verdicts"] == audit["verdicts"]
+    assert line["releases"]["exact_counts"] == audit["releases"]["exact_counts"]["uncovered"]
 
 
 @pytest.mark.slow
