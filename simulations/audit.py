@@ -64,7 +64,7 @@ class AuditConfig:
     shadows: int = 4
     broken: tuple[str, ...] = ALL_BROKEN
     membership: bool = True
-    nonprivate: bool = True
+    nonprivate: bool = True           # also attack the non-private control
     audit_seed: int = 0
 
     def __post_init__(self) -> None:

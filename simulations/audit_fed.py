@@ -13,7 +13,10 @@ ServerApp). Two kinds of run:
   weight per canary slot; canary ``j`` is a row whose only gradient is a large multiple of
   the unit vector of slot ``j`` (clipping makes it exactly the clipping bound), and real rows
   never touch the slots. Each agency's canaries are extra rows of its training table, each
-  present with probability 1/2. The DP-SGD call is :func:`privacy.dp.dp_train` with the
+  present with probability 1/2, independently across canaries and agencies; slot ``j`` is
+  shared by canary ``j`` of every agency. In a node's own update only its own canary moves
+  its slot; in the sum (secure aggregation) the other agencies' canaries ``j`` add to it,
+  unknown to the attacker, like extra noise. The DP-SGD call is :func:`privacy.dp.dp_train` with the
   node's recipe (:class:`~fedid.model.train.TrainConfig`) and the noise multiplier
   calibrated exactly as ``train_local`` does, on the agency's rows plus its present
   canaries. The coordinator's view is each node's per-round update, or with secure
@@ -228,7 +231,7 @@ def canary_federation(
 ) -> CanaryRun:
     """White-box run: ``canaries`` Dirac canaries per agency, each present w.p. 1/2."""
     agencies = sorted(frames)
-    slots = canaries * len(agencies)
+    slots = canaries  # slot j holds canary j of every agency (independent inclusions)
     torch.manual_seed(seed)
     net = _CanaryNet(hardship_net(schema, config), slots)
     names = list(net.state_dict())
@@ -236,8 +239,8 @@ def canary_federation(
     canary_index = names.index("canary.weight")
     arrays = [v.detach().numpy().astype(np.float32) for v in net.state_dict().values()]
     present = {a: rng.random(canaries) < 0.5 for a in agencies}
-    tensors = {a: _canary_tensors(frames[a], schema, slots=slots, first=i * canaries,
-                                  present=present[a]) for i, a in enumerate(agencies)}
+    tensors = {a: _canary_tensors(frames[a], schema, slots=slots, first=0,
+                                  present=present[a]) for a in agencies}
     budget = PrivacyBudget(epsilon=epsilon, delta=delta)
     accountants = {a: Accountant(kind=config.accountant) for a in agencies}
     sigma: dict[str, float] = {}
@@ -269,16 +272,14 @@ def canary_federation(
             if "known_seed" in broken:
                 known[a][r] = _noise_trajectory(
                     seed=coordinator_seed, config=config, sigma=sigma[a], n=n, shapes=shapes,
-                    index=canary_index)[i * canaries:(i + 1) * canaries]
+                    index=canary_index)
             replies.append(_reply(a, new, n, result.spend.epsilon, budget))
         arrays = strategy.aggregate(replies, arrays).arrays
-    total = sum(node.values())
+    total = np.asarray(sum(node.values()))
     return CanaryRun(
         included=present,
-        node_updates={a: node[a][:, i * canaries:(i + 1) * canaries]
-                      for i, a in enumerate(agencies)},
-        sum_updates={a: np.asarray(total)[:, i * canaries:(i + 1) * canaries]
-                     for i, a in enumerate(agencies)},
+        node_updates=node,
+        sum_updates={a: total for a in agencies},
         epsilon={a: float(accountants[a].epsilon(delta)) for a in agencies},
         noise_multiplier=sigma,
         num_examples={a: int(tensors[a][0].shape[0]) for a in agencies},

@@ -52,6 +52,9 @@ def register(app: typer.Typer) -> None:
             "'none' for none).")] = "noise_off,known_seed,clip_off,exact_counts",
         no_membership: Annotated[bool, typer.Option(
             "--no-membership", help="Skip membership inference on real records.")] = False,
+        no_nonprivate: Annotated[bool, typer.Option(
+            "--no-nonprivate", help="Skip the non-private control of the membership "
+            "inference (it does not depend on the budget).")] = False,
     ) -> None:
         """Audit DP training empirically: canaries, one-run lower bounds, attacks."""
         from simulations.audit import AuditConfig, run_audit
@@ -61,7 +64,8 @@ def register(app: typer.Typer) -> None:
             m.strip() for m in broken.split(",") if m.strip())
         cfg = AuditConfig(out=target, data=data, seed=seed, epsilons=tuple(epsilon or [1.0]),
                           delta=delta, canaries=canaries, confidence=confidence,
-                          shadows=shadows, broken=modes, membership=not no_membership)
+                          shadows=shadows, broken=modes, membership=not no_membership,
+                          nonprivate=not no_nonprivate)
         start = time.perf_counter()
 
         def progress(message: str) -> None:
