@@ -163,6 +163,9 @@ def run_audit(cfg: AuditConfig, progress: Progress | None = None) -> dict[str, A
     from simulations.audit_release import release_audit
     from simulations.audit_report import write_page
 
+    import torch
+
+    torch.set_num_threads(1)  # small nets: one thread is faster than two on a shared machine
     say = progress or (lambda _m: None)
     t0 = time.perf_counter()
     cfg.out.mkdir(parents=True, exist_ok=True)
