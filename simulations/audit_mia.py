@@ -120,9 +120,10 @@ def membership_inference(
         config = NONPRIVATE_CONTROL
     pool = pd.concat([f.assign(agency=a) for a, f in sorted(targets.items())], ignore_index=True)
     pool["member"] = rng.random(len(pool)) < 0.5
-    groups = truth[["student_id", *[g for g in GROUPS if g in truth.columns]]]
-    pool = pool.merge(groups, on="student_id", how="left", validate="many_to_one")
-    train = {a: f[f["member"]].drop(columns=["agency", "member", *GROUPS], errors="ignore")
+    added = [g for g in GROUPS if g in truth.columns and g not in pool.columns]
+    pool = pool.merge(truth[["student_id", *added]], on="student_id", how="left",
+                      validate="many_to_one")
+    train = {a: f[f["member"]].drop(columns=["agency", "member", *added])
              .reset_index(drop=True) for a, f in pool.groupby("agency")}
     label = "non-private" if epsilon is None else f"epsilon {epsilon:g}"
     say(f"membership inference ({label}): target federation")
