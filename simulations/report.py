@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from simulations.audit_report import section as audit_section
+
 __all__ = ["render_html", "write"]
 
 
@@ -148,6 +150,7 @@ def render_html(summary: dict[str, Any]) -> str:
     per = summary.get("privacy", {}).get("per_agency", {})
     if per:
         parts.append("<h2>Privacy spend (from each node's accountant)</h2>" + _table(per))
+    parts.append(audit_section(summary.get("audit")))  # "What the audit measured" (if run)
     walls = summary.get("wall_seconds", {})
     if walls:
         parts.append("<h2>Wall time (s)</h2>" + _table({"seconds": walls}))

@@ -21,6 +21,19 @@ def _fresh_out() -> Path:
     return Path("runs") / f"simulate-{stamp}"
 
 
+def _audit(cfg: Any, summary: dict[str, Any], say: Any) -> dict[str, Any]:
+    """Run ``fedid audit`` on the simulated province; add its figures; rewrite the report."""
+    from simulations import report
+    from simulations.audit import AuditConfig, run_audit
+
+    province = cfg.data or (cfg.out / "province")
+    summary["audit"] = run_audit(AuditConfig(
+        out=cfg.out / "audit", data=province, seed=cfg.seed, students=cfg.students,
+        epsilons=(cfg.epsilon,), delta=cfg.delta, rounds=cfg.rounds), say)
+    report.write(cfg.out, summary)
+    return summary
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``simulate`` command."""
 
@@ -55,6 +68,9 @@ def register(app: typer.Typer) -> None:
         secure_aggregation: Annotated[bool, typer.Option(
             "--secure-aggregation", help="Mask each node's update (pairwise-masking secure "
             "sum): the coordinator sees only the sum.")] = False,
+        audit: Annotated[bool, typer.Option(
+            "--audit", help="Then audit the same province at the same budget (fedid audit, "
+            "into OUT/audit); its figures go into summary.json and the report.")] = False,
     ) -> None:
         """Simulate a school year end to end; write summary.json and report.html."""
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -100,6 +116,9 @@ def register(app: typer.Typer) -> None:
                     bar.update(phase, description=f"phase: matching {data.get('home', '')}")
 
             summary = run(cfg, progress)
+            if audit:
+                summary = _audit(cfg, summary, lambda m: bar.update(
+                    phase, description=f"audit: {m}"))
             bar.update(phase, description="done")
         ident = summary.get("identification", {}).get("federated", {})
         _console.print(
