@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from fedid.errors import ConfigError
+from fedid.review import Capacity
 
 __all__ = ["SIMULATION_ENV", "NodeSettings", "load_simulation_file", "node_settings"]
 
@@ -49,6 +50,7 @@ class NodeSettings:
     epsilon: float
     delta: float
     education_keys: Path | None = None
+    review_capacity: str = "10%"  # the agency's reviewers: "10%" of its students or "250"
 
     def __post_init__(self) -> None:
         if not self.agency_id or "/" in self.agency_id or ".." in self.agency_id:
@@ -59,6 +61,7 @@ class NodeSettings:
             raise ConfigError(f"epsilon must be > 0. Got {self.epsilon}.")
         if not 0 < self.delta < 1:
             raise ConfigError(f"delta must be in (0, 1). Got {self.delta}.")
+        Capacity.parse(self.review_capacity)  # raises ConfigError naming the value
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> NodeSettings:
@@ -79,6 +82,7 @@ class NodeSettings:
             delta=float(raw.get("delta", 1e-5)),
             education_keys=Path(str(raw["education-keys"])) if raw.get("education-keys")
             else None,
+            review_capacity=str(raw.get("review-capacity", "10%")),
         )
 
 

@@ -12,7 +12,10 @@
 - :func:`identify` writes ``<out>/recommendations.parquet`` on the node and returns
   counts only; when matching ran without some departments (their nodes did not reply,
   ``<out>/evidence_sources.json``), every recommendation names them in
-  ``evidence_missing``: their evidence (and their rule hits) could not be seen.
+  ``evidence_missing``: their evidence (and their rule hits) could not be seen; next to
+  them ``<out>/review_queue.parquet`` (:mod:`fedid.review`, owner-only), the students whose
+  recorded recognition most likely needs to change, up to the node's ``review-capacity``;
+  the coordinator gets the queue's counts only.
 
 Arrays travel as a list in the network's state-dict order (:func:`weight_names`).
 """
@@ -36,6 +39,7 @@ from fedid.model.evaluate import macro_f1
 from fedid.model.features import build_inputs, level_targets
 from fedid.model.model import HardshipModel
 from fedid.model.train import LocalState, TrainConfig, new_local_state, train_local
+from fedid.review import Capacity, node_queue
 from fedid.schema import Schema, load_schema
 
 __all__ = [
@@ -239,6 +243,9 @@ def identify(s: NodeSettings, arrays: list[NDArray[np.float32]]) -> dict[str, fl
     tmp = s.out / "recommendations.tmp.parquet"
     rec.to_parquet(tmp, index=False)
     tmp.replace(s.out / "recommendations.parquet")
+    queue_counts = node_queue(out=s.out, model=model, inputs=inputs, recommendations=rec,
+                              capacity=Capacity.parse(s.review_capacity),
+                              evidence_missing=missing)
     aided = rec["level_index"].to_numpy() > 0
     applied = inputs["applied"].astype(bool).to_numpy() if "applied" in inputs else None
     counts: dict[str, float] = {"students": float(len(rec))}
@@ -253,6 +260,7 @@ def identify(s: NodeSettings, arrays: list[NDArray[np.float32]]) -> dict[str, fl
     if "temporary_relief" in inputs:
         relief = pd.to_numeric(inputs["temporary_relief"], errors="coerce").fillna(0).to_numpy()
         counts["duplicate_aid"] = float(np.sum(aided & (relief > 0)))
+    counts.update(queue_counts)
     for flag in schema.dimension_flags:
         counts[f"flag_{flag}"] = float(np.sum(rec[f"flag_{flag}"].astype(bool)))
     return counts

@@ -1,0 +1,97 @@
+"""The review-queue evaluation of a simulated year: each node's queue against the alternatives.
+
+Rebuilds, for every education agency, the ranking its node computes
+(:func:`fedid.review.queue.rank_students` on the node's own inputs with the year's final
+federated model), the same ranking from the centralized non-private model, and the rule
+layer's queue, then hands them to :func:`simulations.workflow.workflow_curve` with the truth.
+The node itself writes only the first ``capacity`` entries; the evaluation needs the whole
+ranking to draw the curve over capacities.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from simulations.workflow import Cohort, orders_from_rankings, rule_order, workflow_curve
+
+__all__ = ["agency_inputs", "evaluate_year"]
+
+
+def agency_inputs(sim_file: Path) -> dict[str, pd.DataFrame]:
+    """Each education node's model inputs, as the node builds them (table + matched evidence)."""
+    from clients.config import NodeSettings
+    from clients.training import inputs_of
+
+    sim = json.loads(sim_file.read_text(encoding="utf-8"))
+    return {a["agency-id"]: inputs_of(NodeSettings.from_mapping(a))
+            for a in sim["agencies"] if a["kind"] == "education"}
+
+
+def _final_model(out: Path, schema: Any) -> Any:
+    from fedid.model import HardshipModel, TrainConfig
+
+    with np.load(out / "coordinator" / "final_model.npz") as z:
+        arrays = [z[f"arr_{i}"] for i in range(len(z.files))]
+    net = HardshipModel(schema=schema, hidden=TrainConfig().hidden).build_net()
+    weights = {n: np.asarray(a, dtype=np.float32)
+               for n, a in zip(net.state_dict(), arrays, strict=True)}
+    return HardshipModel(schema=schema, hidden=TrainConfig().hidden, weights=weights)
+
+
+def evaluate_year(
+    *, out: Path, schema_path: Path, truth: pd.DataFrame, central: Any | None,
+    central_inputs: pd.DataFrame | None = None, seed: int = 0,
+) -> dict[str, Any]:
+    """The workflow curve for the year in ``out`` (``central``: the non-private model or None)."""
+    from fedid.model import apply_rules, level_targets
+    from fedid.review import rank_students
+    from fedid.schema import load_schema
+
+    schema = load_schema(schema_path)
+    inputs = agency_inputs(out / "simulation.json")
+    model = _final_model(out, schema)
+    frames, offsets, fed, cen = [], {}, {}, {}
+    rule_levels, exclusion = [], []
+    start = 0
+    central_by_id = None
+    if central is not None and central_inputs is not None:
+        central_by_id = central_inputs.set_index("student_id")
+    for agency, frame in inputs.items():
+        recorded = level_targets(frame, schema)
+        applied = frame["applied"].astype(bool).to_numpy() if "applied" in frame else None
+        hits = apply_rules(frame, schema)
+        fed[agency] = rank_students(model.score(frame).p_greater, recorded=recorded,
+                                    applied=applied, rule_level=hits.levels())
+        if central is not None:
+            source = frame if central_by_id is None else \
+                central_by_id.loc[frame["student_id"]].reset_index()
+            cen[agency] = rank_students(central.score(source).p_greater, recorded=recorded,
+                                        applied=applied, rule_level=hits.levels())
+        offsets[agency] = np.arange(start, start + len(frame))
+        start += len(frame)
+        frames.append(pd.DataFrame({"student_id": frame["student_id"], "agency": agency,
+                                    "recorded": recorded}))
+        rule_levels.append(hits.levels())
+        exclusion.append(hits.review)
+    rows = pd.concat(frames, ignore_index=True)
+    names = {n: i for i, n in enumerate(schema.levels.names)}
+    t = rows[["student_id"]].merge(truth[["student_id", "true_level", "rural"]],
+                                   on="student_id", how="left")
+    if t["true_level"].isna().any():
+        raise ValueError(f"{int(t['true_level'].isna().sum())} students have no ground truth")
+    cohort = Cohort(agency=rows["agency"].to_numpy(dtype=object),
+                    recorded=rows["recorded"].to_numpy(dtype=np.int64),
+                    truth=t["true_level"].astype(str).map(names).to_numpy(dtype=np.int64),
+                    rural=t["rural"].astype(bool).to_numpy())
+    queues = {"federated": orders_from_rankings(fed, offsets)}
+    if cen:
+        queues["centralized"] = orders_from_rankings(cen, offsets)
+    queues["rules"] = rule_order(cohort, rule_level=np.concatenate(rule_levels),
+                                 exclusion=np.concatenate(exclusion),
+                                 rng=np.random.default_rng(seed))
+    return workflow_curve(cohort, queues, seed=seed)
