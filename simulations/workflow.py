@@ -29,13 +29,14 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-__all__ = ["CAPACITIES", "RANDOM_DRAWS", "Cohort", "after_review", "outcome", "rule_order",
-           "workflow_curve"]
+__all__ = ["CAPACITIES", "HEADLINE_CAPACITY", "RANDOM_DRAWS", "Cohort", "after_review",
+           "group_outcomes", "outcome", "rule_order", "workflow_curve"]
 
 IntArray = npt.NDArray[np.int64]
 CAPACITIES = (0.02, 0.04, 0.05, 0.075, 0.10, 0.125, 0.15, 0.20)
 ACCURACIES = (1.0, 0.9)
 RANDOM_DRAWS = 5
+HEADLINE_CAPACITY = 0.10  # the node's default capacity: groups are broken down there
 _REVIEW_SEED = 0  # the simulated reviewers' mistakes (fixed, never tuned)
 
 
@@ -47,6 +48,7 @@ class Cohort:
     recorded: IntArray
     truth: IntArray
     rural: npt.NDArray[np.bool_] | None = None
+    groups: Mapping[str, npt.NDArray[np.object_]] | None = None  # e.g. region -> per student
 
     def __post_init__(self) -> None:
         n = len(self.recorded)
@@ -76,6 +78,23 @@ def outcome(truth: IntArray, level: IntArray) -> dict[str, float]:
         "wrong_aid_rate": float(np.mean(~hard[aided])) if aided.any() else 0.0,
         "level_accuracy": float(np.mean(truth == level)) if len(truth) else 0.0,
     }
+
+
+def group_outcomes(cohort: Cohort, level: IntArray) -> dict[str, dict[str, dict[str, float]]]:
+    """Per group (rural/urban and ``cohort.groups``), missed and wrong-aid rates and size."""
+    keys: dict[str, npt.NDArray[np.object_]] = dict(cohort.groups or {})
+    if cohort.rural is not None:
+        keys = {"rural": np.where(cohort.rural, "rural", "urban").astype(object), **keys}
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for name, key in keys.items():
+        out[name] = {}
+        for value in sorted({str(v) for v in key}):
+            rows = np.asarray([str(v) == value for v in key])
+            point = outcome(cohort.truth[rows], level[rows])
+            out[name][value] = {"students": float(rows.sum()),
+                                "missed_rate": point["missed_rate"],
+                                "wrong_aid_rate": point["wrong_aid_rate"]}
+    return out
 
 
 def _rural_gap(cohort: Cohort, level: IntArray) -> float | None:
@@ -157,9 +176,17 @@ def workflow_curve(
             per_queue[name] = [{"capacity": c, **_point(cohort, orders, c, acc)}
                                for c in capacities]
         curves[f"{acc:g}"] = per_queue
-    return {"self_report": base, "capacities": list(capacities),
-            "accuracies": list(accuracies), "curves": curves,
-            "students": int(len(cohort.recorded))}
+    result = {"self_report": base, "capacities": list(capacities),
+              "accuracies": list(accuracies), "curves": curves,
+              "students": int(len(cohort.recorded)),
+              "groups": {"capacity": HEADLINE_CAPACITY,
+                         "self_report": group_outcomes(cohort, cohort.recorded)}}
+    for name, order in queues.items():
+        level = after_review(cohort.recorded, cohort.truth,
+                             _queued(cohort, order, HEADLINE_CAPACITY), accuracy=1.0,
+                             rng=np.random.default_rng(_REVIEW_SEED))
+        result["groups"][name] = group_outcomes(cohort, level)
+    return result
 
 
 def orders_from_rankings(rankings: Mapping[str, pd.DataFrame],

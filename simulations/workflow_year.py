@@ -80,14 +80,16 @@ def evaluate_year(
         exclusion.append(hits.review)
     rows = pd.concat(frames, ignore_index=True)
     names = {n: i for i, n in enumerate(schema.levels.names)}
-    t = rows[["student_id"]].merge(truth[["student_id", "true_level", "rural"]],
+    group_cols = [c for c in ("region", "sex", "stage") if c in truth.columns]
+    t = rows[["student_id"]].merge(truth[["student_id", "true_level", "rural", *group_cols]],
                                    on="student_id", how="left")
     if t["true_level"].isna().any():
         raise ValueError(f"{int(t['true_level'].isna().sum())} students have no ground truth")
     cohort = Cohort(agency=rows["agency"].to_numpy(dtype=object),
                     recorded=rows["recorded"].to_numpy(dtype=np.int64),
                     truth=t["true_level"].astype(str).map(names).to_numpy(dtype=np.int64),
-                    rural=t["rural"].astype(bool).to_numpy())
+                    rural=t["rural"].astype(bool).to_numpy(),
+                    groups={c: t[c].astype(str).to_numpy(dtype=object) for c in group_cols})
     queues = {"federated": orders_from_rankings(fed, offsets)}
     if cen:
         queues["centralized"] = orders_from_rankings(cen, offsets)
