@@ -1,4 +1,4 @@
-"""What the review queue achieves: simulated reviewers resolve queued students (privacy reviewer only).
+"""What the review queue achieves: simulated reviewers resolve queued students (truth needed).
 
 A queue is a ranking of each agency's students (best first). At capacity ``c`` (a share of each
 agency's students) the first ``round(c n_agency)`` students of every agency are reviewed; a
@@ -29,8 +29,18 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-__all__ = ["CAPACITIES", "HEADLINE_CAPACITY", "RANDOM_DRAWS", "Cohort", "after_review",
-           "group_outcomes", "outcome", "rule_order", "workflow_curve"]
+__all__ = [
+    "CAPACITIES",
+    "HEADLINE_CAPACITY",
+    "RANDOM_DRAWS",
+    "Cohort",
+    "after_review",
+    "compact",
+    "group_outcomes",
+    "outcome",
+    "rule_order",
+    "workflow_curve",
+]
 
 IntArray = npt.NDArray[np.int64]
 CAPACITIES = (0.02, 0.04, 0.05, 0.075, 0.10, 0.125, 0.15, 0.20)
@@ -110,7 +120,7 @@ def _queued(cohort: Cohort, order: Mapping[str, IntArray], share: float) -> npt.
     mask = np.zeros(len(cohort.recorded), dtype=bool)
     for agency, rows in order.items():
         n = int(np.sum(cohort.agency == agency))
-        mask[rows[: int(round(share * n))]] = True
+        mask[rows[: round(share * n)]] = True
     return mask
 
 
@@ -176,20 +186,35 @@ def workflow_curve(
             per_queue[name] = [{"capacity": c, **_point(cohort, orders, c, acc)}
                                for c in capacities]
         curves[f"{acc:g}"] = per_queue
-    result = {"self_report": base, "capacities": list(capacities),
-              "accuracies": list(accuracies), "curves": curves,
-              "students": int(len(cohort.recorded)),
-              "groups": {"capacity": HEADLINE_CAPACITY,
-                         "self_report": group_outcomes(cohort, cohort.recorded)}}
+    groups: dict[str, Any] = {"capacity": HEADLINE_CAPACITY,
+                              "self_report": group_outcomes(cohort, cohort.recorded)}
     for name, order in queues.items():
         level = after_review(cohort.recorded, cohort.truth,
                              _queued(cohort, order, HEADLINE_CAPACITY), accuracy=1.0,
                              rng=np.random.default_rng(_REVIEW_SEED))
-        result["groups"][name] = group_outcomes(cohort, level)
-    return result
+        groups[name] = group_outcomes(cohort, level)
+    return {"self_report": base, "capacities": list(capacities),
+            "accuracies": list(accuracies), "curves": curves,
+            "students": len(cohort.recorded), "groups": groups}
 
 
 def orders_from_rankings(rankings: Mapping[str, pd.DataFrame],
                          offsets: Mapping[str, IntArray]) -> dict[str, IntArray]:
     """Per agency, :func:`fedid.review.queue.rank_students` rows mapped to cohort rows."""
     return {a: offsets[a][r["row"].to_numpy(dtype=np.int64)] for a, r in rankings.items()}
+
+
+def compact(result: Mapping[str, Any], capacities: Sequence[float] = (0.02, 0.05, 0.075, 0.10,
+                                                                       0.15, 0.20),
+            ) -> dict[str, Any]:
+    """A small view of :func:`workflow_curve`'s result: rates per queue at a few capacities."""
+    keys = ("missed_rate", "wrong_aid_rate", "level_accuracy", "rural_minus_urban_missed_points")
+    view: dict[str, Any] = {"self_report": {k: round(v, 4) for k, v in
+                                            result["self_report"].items()}}
+    for acc, per_queue in result["curves"].items():
+        for name, points in per_queue.items():
+            for point in points:
+                if any(abs(point["capacity"] - c) < 1e-9 for c in capacities):
+                    view[f"{name}@{100 * point['capacity']:g}%/acc{acc}"] = {
+                        k: round(point[k], 4) for k in keys if k in point}
+    return view

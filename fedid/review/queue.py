@@ -1,4 +1,4 @@
-"""The review queue: per agency, the students whose recorded recognition most likely needs to change.
+"""The review queue: per agency, the students whose recognition most likely needs to change.
 
 The node's main output next to its recommendations (``<out>/review_queue.parquet``, owner-only).
 Every student's record (last year's recognition, and whether the student applied) is compared
@@ -37,10 +37,10 @@ import numpy.typing as npt
 import pandas as pd
 
 from fedid.atomic import atomic_write_bytes
+from fedid.errors import ConfigError
 from fedid.model.features import level_targets
 from fedid.model.model import HardshipModel
 from fedid.model.rules import apply_rules
-from fedid.errors import ConfigError
 from fedid.review.posterior import agency_rates, recalibrate, true_level_posterior
 
 __all__ = ["KINDS", "QUEUE_FILE", "Capacity", "build_queue", "node_queue", "queue_counts",
@@ -89,10 +89,12 @@ class Capacity:
         """Queue length for an agency of ``students`` students."""
         if self.count is not None:
             return min(self.count, students)
-        return min(int(round(float(self.share or 0.0) * students)), students)
+        return min(round(float(self.share or 0.0) * students), students)
 
     def label(self) -> str:
-        return f"{self.count} students" if self.count is not None else f"{100 * (self.share or 0):g} %"
+        if self.count is not None:
+            return f"{self.count} students"
+        return f"{100 * (self.share or 0):g} %"
 
 
 def rank_students(

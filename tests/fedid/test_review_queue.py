@@ -88,7 +88,8 @@ def test_queue_order_and_capacity() -> None:
     gain = ranked["gain"].to_numpy()
     assert np.all(np.diff(gain) <= 0)  # best first
     # the unrecognised rule hit is certainly missed: first, gain 1
-    assert ranked["row"].iloc[0] == 5 and gain[0] == pytest.approx(1.0)
+    assert ranked["row"].iloc[0] == 5
+    assert gain[0] == pytest.approx(1.0)
     assert ranked.set_index("row").loc[5, "kind"] == "hidden_hardship"
     # a recognised student the model finds unlikely in hardship is a wrong-aid suspect, and
     # ranks above the recognised student the model agrees with
@@ -104,7 +105,8 @@ def test_queue_order_and_capacity() -> None:
     assert list(queue["student_id"]) == list(ids[order[:3]])
     assert list(queue["rank"]) == [1, 2, 3]
     assert set(queue["evidence_missing"]) == {"tax"}
-    assert queue.loc[0, "suggested_level"] == "high" and queue.loc[0, "recorded_level"] == "none"
+    assert queue.loc[0, "suggested_level"] == "high"
+    assert queue.loc[0, "recorded_level"] == "none"
     assert len(build_queue(ranked, capacity=Capacity.parse("2"), student_ids=ids,
                            level_names=["none", "low", "high"])) == 2
 

@@ -94,9 +94,12 @@ def test_report_opens_with_its_verdict_and_renders_every_plot(tmp_path: Path) ->
     # the verdict comes first, and covers protection, cost, the queue and the groups
     assert parsed.headings[:2] == ["fedid: a simulated school year", "Verdict"]
     items = parsed.verdict_items
-    assert items == verdict(summary) and len(items) == 4
-    assert items[0].startswith("Protected:") and "epsilon 0.95" in items[0]
-    assert items[1].startswith("Privacy cost:") and "15.0 points" in items[1]
+    assert items == verdict(summary)
+    assert len(items) == 4
+    assert items[0].startswith("Protected:")
+    assert "epsilon 0.95" in items[0]
+    assert items[1].startswith("Privacy cost:")
+    assert "15.0 points" in items[1]
     assert items[2].startswith("Review queue against today's process")
     assert items[3].startswith("Groups faring worst")
     # every plot is there and is a PNG
@@ -108,12 +111,15 @@ def test_report_opens_with_its_verdict_and_renders_every_plot(tmp_path: Path) ->
     # readable labels, summary.json linked and not dumped
     assert "Missed (of students in hardship) (%)" in render_html(summary)
     assert "missed_rate" not in "".join(parsed.headings)
-    assert parsed.links == ["summary.json"] and parsed.pre == 0
+    assert parsed.links == ["summary.json"]
+    assert parsed.pre == 0
     sj, rh = write(tmp_path, summary)
-    assert sj.exists() and rh.read_text(encoding="utf-8").startswith("<!doctype html>")
+    assert sj.exists()
+    assert rh.read_text(encoding="utf-8").startswith("<!doctype html>")
 
 
 def test_report_without_truth_still_renders() -> None:
     parsed = _Parsed()
     parsed.feed(render_html({"privacy": {"per_agency": {}}, "notes": ["n"]}))
-    assert parsed.images == [] and parsed.links == ["summary.json"]
+    assert parsed.images == []
+    assert parsed.links == ["summary.json"]
