@@ -98,8 +98,9 @@ def group_outcomes(cohort: Cohort, level: IntArray) -> dict[str, dict[str, dict[
     out: dict[str, dict[str, dict[str, float]]] = {}
     for name, key in keys.items():
         out[name] = {}
-        for value in sorted({str(v) for v in key}):
-            rows = np.asarray([str(v) == value for v in key])
+        labels = np.asarray(key).astype(str)
+        for value in sorted(set(labels.tolist())):
+            rows = labels == value
             point = outcome(cohort.truth[rows], level[rows])
             out[name][value] = {"students": float(rows.sum()),
                                 "missed_rate": point["missed_rate"],
