@@ -16,7 +16,12 @@ from typing import Any
 
 from simulations.report_plots import plots
 
-__all__ = ["render_html", "verdict", "write"]
+__all__ = ["REVIEW_TARGETS", "render_html", "verdict", "write"]
+
+#: The project's review targets (capacity -> missed, wrong aid after review with reviewers
+#: right every time): a third of the default province's self-report rates at 7.5 %, and
+#: 3 % / 4 % at 10 %.
+REVIEW_TARGETS = {0.075: (0.057, 0.077), 0.10: (0.030, 0.040)}
 
 # (label, unit) per summary field; "%" fields are shares printed as percentages
 _LABELS: dict[str, tuple[str, str]] = {
@@ -81,6 +86,10 @@ def _at(rq: dict[str, Any], queue: str, capacity: float, acc: str = "1") -> dict
     return {}
 
 
+def _met(value: float, target: float) -> str:
+    return "met" if value <= target + 1e-12 else "NOT met"
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
@@ -116,22 +125,25 @@ def verdict(summary: dict[str, Any]) -> list[str]:
     base = rq.get("self_report", {})
     if base:
         parts = []
-        for cap in (0.075, 0.10):
+        for cap, (t_missed, t_wrong) in REVIEW_TARGETS.items():
             f, r = _at(rq, "federated", cap), _at(rq, "random", cap)
             if not f:
                 continue
-            met = (f["missed_rate"] <= base["missed_rate"] / 3
-                   and f["wrong_aid_rate"] <= base["wrong_aid_rate"] / 3)
             parts.append(
                 f"reviewing {100 * cap:g} % of each agency's students from the queue leaves "
                 f"missed {_pct(f['missed_rate'])} and wrong aid {_pct(f['wrong_aid_rate'])} "
                 f"(a random {100 * cap:g} %: {_pct(r.get('missed_rate', float('nan')))} and "
-                f"{_pct(r.get('wrong_aid_rate', float('nan')))}; both at most a third of "
-                f"self-report's: {'yes' if met else 'no'})")
+                f"{_pct(r.get('wrong_aid_rate', float('nan')))}; targets missed at most "
+                f"{_pct(t_missed)}: {_met(f['missed_rate'], t_missed)}, wrong aid at most "
+                f"{_pct(t_wrong)}: {_met(f['wrong_aid_rate'], t_wrong)})")
         f9 = _at(rq, "federated", 0.10, "0.9")
         if f9:
-            parts.append(f"with reviewers right 90 % of the time, 10 % leaves missed "
-                         f"{_pct(f9['missed_rate'])} and wrong aid {_pct(f9['wrong_aid_rate'])}")
+            third_m, third_w = base["missed_rate"] / 3, base["wrong_aid_rate"] / 3
+            parts.append(
+                f"with reviewers right 90 % of the time, 10 % leaves missed "
+                f"{_pct(f9['missed_rate'])} and wrong aid {_pct(f9['wrong_aid_rate'])} (a third "
+                f"of self-report's, {_pct(third_m)} and {_pct(third_w)}: "
+                f"{_met(f9['missed_rate'], third_m)} and {_met(f9['wrong_aid_rate'], third_w)})")
         out.append(f"Review queue against today's process (missed {_pct(base['missed_rate'])},"
                    f" wrong aid {_pct(base['wrong_aid_rate'])}): " + "; ".join(parts) + ".")
     out.extend(_worst_groups(rq))
@@ -142,7 +154,8 @@ def _worst_groups(rq: dict[str, Any]) -> list[str]:
     groups = rq.get("groups", {}).get("federated", {})
     if not groups:
         return []
-    rows = [(m["missed_rate"], f"{name} {value}", m) for name, parts in groups.items()
+    rows = [(m["missed_rate"], value if name == "rural" else f"{name} {value}", m)
+            for name, parts in groups.items()
             for value, m in parts.items() if m.get("students", 0) >= 100]
     rows.sort(key=lambda r: r[0], reverse=True)
     worst = "; ".join(f"{label}: missed {_pct(rate)}, wrong aid {_pct(m['wrong_aid_rate'])}"
