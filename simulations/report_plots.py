@@ -14,6 +14,8 @@ from typing import Any
 
 __all__ = ["plots"]
 
+_QUEUE_COLOURS = {"federated": "tab:orange", "centralized": "tab:blue", "rules": "tab:red",
+                  "random": "tab:green"}
 _QUEUE_NAMES = {
     "federated": "federated DP model's queue", "centralized": "centralized non-private queue",
     "rules": "rule-layer queue", "random": "random queue",
@@ -132,7 +134,9 @@ def _queue_curve(rq: dict[str, Any]) -> list[tuple[str, str]]:
             for name, points in sorted(curves.get(acc, {}).items()):
                 xs = [100 * p["capacity"] for p in points]
                 ax.plot(xs, [100 * p[key] for p in points], style, marker="o", markersize=3,
-                        label=f"{_QUEUE_NAMES.get(name, name)}, reviewers {acc}")
+                        color=_QUEUE_COLOURS.get(name),
+                        label=f"{_QUEUE_NAMES.get(name, name)}, reviewers right "
+                              f"{100 * float(acc):g} %")
         if key in base:
             ax.axhline(100 * base[key], color="black", linewidth=1,
                        label="self-report alone (today)")
