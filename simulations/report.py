@@ -200,7 +200,12 @@ def render_html(summary: dict[str, Any]) -> str:
         parts.append(
             "<h2>Review queue: rates after simulated review</h2><p>Each agency's reviewers "
             "resolve the first students of its queue (capacity in % of the agency's "
-            "students); everyone else keeps last year's recognition. Rates in %.</p>"
+            "students); everyone else keeps last year's recognition. Rates in %. A reviewer "
+            "who errs leaves a wrong record as it was and changes a right one. No queue reads "
+            "the truth: the node's ranking uses the published self-report rates, its own "
+            "counts and a calibration fitted to its own records (all on the node); the weight "
+            "of level-only errors was chosen on a tuning province never reported. The queue "
+            "counts released to the coordinator are not covered by epsilon.</p>"
             + _queue_table(rq))
     ident = summary.get("identification", {})
     rows = {k: v for k, v in ident.items() if isinstance(v, dict) and "macro_f1" in v}
