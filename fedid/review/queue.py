@@ -2,7 +2,10 @@
 
 The node's main output next to its recommendations (``<out>/review_queue.parquet``, owner-only).
 Every student's record (last year's recognition, and whether the student applied) is compared
-with the probability of each true level (:func:`fedid.review.posterior.true_level_posterior`).
+with the probability of each true level (:func:`fedid.review.posterior.true_level_posterior`),
+computed from the model's ``P(level >= 1)`` after Platt scaling to the agency's own records
+(:func:`fedid.review.posterior.recalibrate`: the DP model's scale is off per agency, and the
+ordering across the two error kinds depends on calibrated probabilities).
 
 Expected error reduction. Reviewing a student whose record is wrong with probability ``e``
 fixes ``e`` errors in expectation when reviewers reach the truth; with reviewers right with
@@ -90,11 +93,6 @@ class Capacity:
         if self.count is not None:
             return min(self.count, students)
         return min(round(float(self.share or 0.0) * students), students)
-
-    def label(self) -> str:
-        if self.count is not None:
-            return f"{self.count} students"
-        return f"{100 * (self.share or 0):g} %"
 
 
 def rank_students(
