@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from fedid.errors import ConfigError
+from fedid.review import Capacity
 
 __all__ = ["SIMULATION_ENV", "TUNABLE", "NodeSettings", "TrainingSettings",
            "load_simulation_file", "node_settings"]
@@ -129,6 +130,7 @@ class NodeSettings:
     test_seed: int | None = None
     roster: Path | None = None
     identity: Path | None = None
+    review_capacity: str = "10%"  # the agency's reviewers: "10%" of its students or "250"
 
     def __post_init__(self) -> None:
         if not self.agency_id or "/" in self.agency_id or ".." in self.agency_id:
@@ -143,6 +145,7 @@ class NodeSettings:
             raise ConfigError(f"release-noise must be > 0. Got {self.release_noise}.")
         if self.min_cell < 0:
             raise ConfigError(f"min-cell must be >= 0. Got {self.min_cell}.")
+        Capacity.parse(self.review_capacity)  # raises ConfigError naming the value
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> NodeSettings:
@@ -169,6 +172,7 @@ class NodeSettings:
             test_seed=int(raw["test-seed"]) if "test-seed" in raw else None,
             roster=Path(str(raw["roster"])) if raw.get("roster") else None,
             identity=Path(str(raw["identity"])) if raw.get("identity") else None,
+            review_capacity=str(raw.get("review-capacity", "10%")),
         )
 
 

@@ -19,6 +19,10 @@
   some departments (their nodes did not reply, ``<out>/evidence_sources.json``), every
   recommendation names them in ``evidence_missing``: their evidence (and their rule hits)
   could not be seen.
+- next to the recommendations, ``<out>/review_queue.parquet`` (:mod:`fedid.review`,
+  owner-only): the students whose recorded recognition most likely needs to change, up
+  to the node's ``review-capacity``; the coordinator gets the queue's counts only (noised
+  with the other identification counts).
 
 Arrays travel as a list in the network's state-dict order (:func:`weight_names`).
 """
@@ -43,6 +47,7 @@ from fedid.model.evaluate import macro_f1
 from fedid.model.features import build_inputs, level_targets
 from fedid.model.model import HardshipModel
 from fedid.model.train import LocalState, TrainConfig, new_local_state, train_local
+from fedid.review import Capacity, node_queue
 from fedid.schema import Schema, load_schema
 from privacy.dp import (
     calibrate_noise_multiplier,
@@ -288,6 +293,9 @@ def identify(s: NodeSettings, arrays: list[NDArray[np.float32]]) -> dict[str, fl
     if missing:
         rec["evidence_missing"] = ",".join(missing)
     write_private_parquet(rec, s.out / "recommendations.parquet")
+    queue_counts = node_queue(out=s.out, model=model, inputs=inputs, recommendations=rec,
+                              capacity=Capacity.parse(s.review_capacity),
+                              evidence_missing=missing)
     aided = rec["level_index"].to_numpy() > 0
     applied = inputs["applied"].astype(bool).to_numpy() if "applied" in inputs else None
     counts: dict[str, float] = {"students": float(len(rec))}
@@ -302,6 +310,7 @@ def identify(s: NodeSettings, arrays: list[NDArray[np.float32]]) -> dict[str, fl
     if "temporary_relief" in inputs:
         relief = pd.to_numeric(inputs["temporary_relief"], errors="coerce").fillna(0).to_numpy()
         counts["duplicate_aid"] = float(np.sum(aided & (relief > 0)))
+    counts.update(queue_counts)
     for flag in schema.dimension_flags:
         counts[f"flag_{flag}"] = float(np.sum(rec[f"flag_{flag}"].astype(bool)))
     return counts

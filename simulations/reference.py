@@ -20,7 +20,7 @@ import pandas as pd
 
 from simulations.evaluation import confusion, identification_metrics
 
-__all__ = ["centralized_reference", "pooled_inputs"]
+__all__ = ["centralized_reference", "pooled_inputs", "train_reference"]
 
 
 def pooled_inputs(
@@ -56,11 +56,10 @@ def pooled_inputs(
     return pd.concat(frames, ignore_index=True), np.concatenate(masks)
 
 
-def centralized_reference(
-    *, sim_file: Path, schema: Path, truth: pd.DataFrame, levels: Sequence[str], seed: int,
-) -> dict[str, Any]:
-    """Metrics of the pooled non-private model against the true levels."""
-    from fedid.model.rules import apply_rules
+def train_reference(
+    *, sim_file: Path, schema: Path, truth: pd.DataFrame, seed: int,
+) -> tuple[Any, pd.DataFrame, np.ndarray[Any, Any]]:
+    """The pooled non-private model, the pooled inputs and the training-row mask."""
     from fedid.model.train import TrainConfig, train_centralized
     from fedid.schema import load_schema
 
@@ -68,6 +67,21 @@ def centralized_reference(
     model, _ = train_centralized(inputs=inputs[train].reset_index(drop=True),
                                  schema=load_schema(schema), config=TrainConfig(),
                                  budget=None, seed=seed)
+    return model, inputs, train
+
+
+def centralized_reference(
+    *, sim_file: Path, schema: Path, truth: pd.DataFrame, levels: Sequence[str], seed: int,
+    trained: tuple[Any, pd.DataFrame, np.ndarray[Any, Any]] | None = None,
+) -> dict[str, Any]:
+    """Metrics of the pooled non-private model against the true levels.
+
+    ``trained``: :func:`train_reference`'s result when the caller already has it.
+    """
+    from fedid.model.rules import apply_rules
+
+    model, inputs, train = trained or train_reference(
+        sim_file=sim_file, schema=schema, truth=truth, seed=seed)
     # The recommendation's level (rule layer, then the learned score), without the
     # per-student reasons, which the reference does not need.
     level = np.maximum(apply_rules(inputs, model.schema).levels(),

@@ -17,7 +17,10 @@ privacy ledger, and the coordinator's year record. Produces the summary behind
   the gaps in points;
 - ``matching``: coverage and duplicate aid per education agency, from the
   coordinator's aggregates;
-- ``training``: per-round metrics and exclusions as the coordinator recorded them.
+- ``training``: per-round metrics and exclusions as the coordinator recorded them;
+- ``review_queue``: missed, wrong aid and level accuracy after simulated reviewers resolve
+  each agency's review queue, against self-report, random, rule-layer and centralized
+  queues, over capacities and reviewer accuracies (:mod:`simulations.workflow`).
 """
 
 from __future__ import annotations
@@ -127,11 +130,21 @@ def summarise(*, cfg: Any, province: Path, schema: Path, year: dict[str, Any]) -
                                       joined["self_report"].tolist(), levels)
         ident["self_report_baseline"] = base
         ident["operating_points"] = _operating_points(truth, recs, base, levels)
+        trained = None
         if cfg.reference:
-            from simulations.reference import centralized_reference
+            from simulations.reference import centralized_reference, train_reference
 
+            trained = train_reference(sim_file=sim_file, schema=schema, truth=truth,
+                                      seed=cfg.seed)
             ident["centralized_nonprivate"] = centralized_reference(
-                sim_file=sim_file, schema=schema, truth=truth, levels=levels, seed=cfg.seed)
+                sim_file=sim_file, schema=schema, truth=truth, levels=levels, seed=cfg.seed,
+                trained=trained)
+        from simulations.workflow_year import evaluate_year
+
+        summary["review_queue"] = evaluate_year(
+            out=cfg.out, schema_path=schema, truth=truth, seed=cfg.seed,
+            central=trained[0] if trained else None,
+            central_inputs=trained[1] if trained else None)
         summary["fairness"] = group_gaps(joined, pred_col="level", levels=levels)
         summary["fairness_baseline"] = group_gaps(joined, pred_col="self_report",
                                                   levels=levels)["gaps"]

@@ -96,11 +96,14 @@ def register(app: typer.Typer) -> None:
             transcript=transcript, workers=workers, secure_aggregation=secure_aggregation,
         )
         start = time.perf_counter()
+        # "{task.fields[count]}", not "{task.completed}/{task.total}": the phase line has no
+        # total and would end as "0/None".
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn(
-                "{task.completed}/{task.total}"), TimeElapsedColumn(),
+                "{task.fields[count]}"), TimeElapsedColumn(),
                 console=_console, transient=False) as bar:
-            phase = bar.add_task("starting", total=None)
-            rounds_task = bar.add_task("training rounds", total=rounds, visible=False)
+            phase = bar.add_task("starting", total=None, count="")
+            rounds_task = bar.add_task("training rounds", total=rounds, visible=False,
+                                       count=f"0/{rounds}")
 
             def progress(event: str, data: dict[str, Any]) -> None:
                 if event == "phase":
@@ -111,6 +114,7 @@ def register(app: typer.Typer) -> None:
                     f1 = data.get("metrics", {}).get("macro_f1")
                     extra = f" (held-out macro-F1 {f1:.3f})" if f1 is not None else ""
                     bar.update(rounds_task, completed=data["round"],
+                               count=f"{data['round']}/{rounds}",
                                description=f"training rounds{extra}")
                 elif event == "matching":
                     bar.update(phase, description=f"phase: matching {data.get('home', '')}")
@@ -119,7 +123,7 @@ def register(app: typer.Typer) -> None:
             if audit:
                 summary = _audit(cfg, summary, lambda m: bar.update(
                     phase, description=f"audit: {m}"))
-            bar.update(phase, description="done")
+            bar.update(phase, description="done", total=1, completed=1)
         ident = summary.get("identification", {}).get("federated", {})
         _console.print(
             f"[green]done[/] in {time.perf_counter() - start:.0f} s: "

@@ -17,6 +17,11 @@ indicators) and evaluates every method on a second province drawn from the same 
   GROUND TRUTH instead of the recognition labels: what the model class learns without label
   noise.
 
+``review_queue``: missed, wrong aid and level accuracy after simulated reviewers resolve each
+agency's review queue (:mod:`fedid.review`) ranked by each learned method, against the
+self-report, rule-layer and random queues, at capacities 2-20 % and reviewer accuracies 1 and
+0.9 (:mod:`simulations.workflow`).
+
 ``operating_points`` (diagnostic, not a deployable result: the threshold is chosen on the test
 province's truth): for each learned method and for the noiseless rubric (the generator's own
 scoring without its latent term, i.e. the best ranking the indicators allow), the threshold on
@@ -137,6 +142,21 @@ def _eval(level: Any, p: Any, frame: pd.DataFrame, truth: pd.DataFrame, schema: 
     )
 
 
+def _review_queue(
+    models: dict[str, dict[str, Any]], agencies: dict[str, pd.DataFrame], truth: pd.DataFrame,
+    schema: Schema,
+) -> dict[str, Any]:
+    """Each learned method's review queue on the test province (:mod:`simulations.workflow`)."""
+    from simulations.workflow import compact
+    from simulations.workflow_year import evaluate_scores
+
+    def scorer(per_agency: dict[str, Any]) -> Any:
+        return lambda agency, frame: per_agency[agency].score(frame).p_greater
+
+    return compact(evaluate_scores(inputs=agencies, truth=truth, schema=schema,
+                                   scorers={k: scorer(v) for k, v in models.items()}))
+
+
 def run(
     *,
     epsilon: float,
@@ -171,6 +191,7 @@ def run(
     }
     results: dict[str, Any] = {}
     scores: dict[str, Any] = {}  # P(hardship) per learned method, rows as ``test``
+    queue_models: dict[str, Any] = {}  # per learned method: agency -> model (review queue)
     if "self_report" in methods:
         level = test["label_level"].map({n: i for i, n in enumerate(names)}).to_numpy()
         results["self_report"] = _eval(level, (level > 0).astype(float), test, test_truth, schema)
@@ -186,6 +207,7 @@ def run(
             inputs=pooled_train, schema=schema, config=PLAIN_CONFIG, budget=None, seed=0
         )
         timings["central"] = time.perf_counter() - t
+        queue_models["central"] = dict.fromkeys(test_agencies, model)
         recs = model.recommend(test)
         scores["central"] = recs["p_hardship"].to_numpy()
         results["central"] = _eval(
@@ -208,6 +230,7 @@ def run(
             inputs=pooled_train, schema=schema, config=DP_CONFIG, budget=budget, seed=0
         )
         timings["central_dp"] = time.perf_counter() - t
+        queue_models["central_dp"] = dict.fromkeys(test_agencies, model)
         recs = model.recommend(test)
         scores["central_dp"] = recs["p_hardship"].to_numpy()
         results["central_dp"] = _eval(
@@ -227,6 +250,7 @@ def run(
             model = HardshipModel(
                 schema=schema, hidden=LOCAL_DP_CONFIG.hidden, weights=state.weights or {}
             )
+            queue_models.setdefault("local_dp", {})[agency] = model
             recs = model.recommend(test_agencies[agency])
             levels.append(recs["level_index"].to_numpy())
             probs.append(recs["p_hardship"].to_numpy())
@@ -258,6 +282,8 @@ def run(
         out["operating_points"] = {
             k: operating_point(v, recognised, hard, **targets) for k, v in scores.items()
         }
+    if queue_models:
+        out["review_queue"] = _review_queue(queue_models, test_agencies, test_truth, schema)
     out["largest_gaps"] = {k: v["largest_gaps"][:3] for k, v in results.items()}
     out["train_seconds"] = timings
     return out

@@ -52,6 +52,9 @@ def test_outputs_and_report(year: tuple[Path, dict[str, Any]]) -> None:
         assert 0.0 < points[key]["target_ratio"] < float("inf")
     # the generator's own noiseless formula ranks at least as well as the trained model
     assert points["noiseless_rubric"]["target_ratio"] <= points["federated"]["target_ratio"]
+    curves = summary["review_queue"]["curves"]
+    assert {"federated", "centralized", "rules", "random"} <= set(curves["1"])
+    assert "Review-queue curve" in html and "id='verdict'" in html
     walls = summary["wall_seconds"]
     assert {"year_matching", "year_training", "year_identify", "review"} <= set(walls)
 
@@ -112,6 +115,15 @@ def test_results_stay_on_each_agency_node(year: tuple[Path, dict[str, Any]]) -> 
     noised = [k for k in totals if k != "evidence_missing_departments"]
     std = 20.0 * len(noised) ** 0.5 * len(education) ** 0.5
     assert abs(totals["students"] - summary["identification"]["students_scored"]) < 5 * std
+    # the review queue stays on its node, owner-only; the coordinator has its counts only
+    queued = 0
+    for agency in education:
+        path = out / "nodes" / agency / "review_queue.parquet"
+        assert path.stat().st_mode & 0o077 == 0
+        queued += len(pd.read_parquet(path))
+    assert queued > 0
+    assert abs(totals["review_queue"] - queued) < 5 * std
+    assert not list((out / "coordinator").rglob("review_queue*"))
 
 
 def test_matching_figures(year: tuple[Path, dict[str, Any]]) -> None:
