@@ -95,7 +95,7 @@ class CanaryRun:
 def _reply(agency: str, arrays: list[npt.NDArray[np.float32]], n: int, eps: float,
            budget: PrivacyBudget) -> TrainReply:
     return TrainReply(
-        agency_id=agency, arrays=arrays, num_examples=n,
+        agency_id=agency, arrays=arrays, weight=1.0,  # the nodes' public constant; n stays home
         privacy=PrivacyDeclaration(epsilon_spent=eps, delta=budget.delta,
                                    epsilon_budget=budget.epsilon, delta_budget=budget.delta))
 
@@ -122,7 +122,7 @@ def federate(
     names = list(net.state_dict())
     arrays = [v.detach().numpy().astype(np.float32) for v in net.state_dict().values()]
     states = {a: new_local_state(epsilon=epsilon, delta=delta) for a in frames}
-    strategy = FedAvg(weighting="examples")
+    strategy = FedAvg(weighting="released")
     for r in range(config.rounds):
         replies = []
         for i, (agency, frame) in enumerate(sorted(frames.items())):
@@ -252,7 +252,7 @@ def canary_federation(
             steps=config.rounds * planned_steps(n, config.dp(1.0)), accountant=config.accountant)
     node = {a: np.zeros((config.rounds, slots)) for a in agencies}
     known = {a: np.zeros((config.rounds, canaries)) for a in agencies}
-    strategy = FedAvg(weighting="examples")
+    strategy = FedAvg(weighting="released")
     loss = _loss(len(schema.levels.names), config)
     for r in range(config.rounds):
         replies = []

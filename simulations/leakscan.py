@@ -16,7 +16,8 @@ offset of every file:
 Text forms are found with byte regexes (a digit run standing alone, not inside a hex
 digest or a word) and checked against the needle sets; binary forms with a sliding
 8-byte window (numpy) checked with ``isin``. Integer amounts below 10,000 and
-integer-valued small counts are not looked for (too common to tell from noise).
+integer-valued small counts are not looked for (too common to tell from noise), nor the
+body length in the header Flower puts before each serialised object (framing).
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ _WIDE = [
 
 
 _MIN_BINARY_INT = 1 << 24
+
+# Flower's header of each serialised object: "<type> <child ids> <body length>\x00". The
+# body length is framing, not data; blanked (same length) before the decimal-text scan, so
+# a message whose size happens to equal an amount is not reported.
+_FLOWER_HEADER = re.compile(
+    rb"(?:Array|ArrayRecord|ConfigRecord|MetricRecord|RecordDict|Message) [0-9a-f,]* [0-9]+\x00")
 
 
 def legacy_form(id18: str) -> str:
@@ -144,7 +151,8 @@ def scan(files: Iterable[Path], needles: Needles) -> LeakReport:
         hits = sum(1 for m in _ASCII_ID.findall(blob) if m.decode() in needles.ids)
         for pattern, enc in _WIDE:
             hits += sum(1 for m in pattern.findall(blob) if m.decode(enc) in needles.ids)
-        values = sum(1 for m in _DECIMAL.findall(blob)
+        framed = _FLOWER_HEADER.sub(lambda m: b"\x00" * len(m.group(0)), blob)
+        values = sum(1 for m in _DECIMAL.findall(framed)
                      if m in needles.float_text or m in int_text)
         bin_ids, bin_values = _binary_hits(blob, needles)
         if hits + bin_ids:
