@@ -22,7 +22,8 @@ Steps (``config.step``):
                     ``<out>/evidence.parquet`` on the node (and which departments it
                     covers, or misses because their nodes did not reply, into
                     ``<out>/evidence_sources.json``), reply with the released aggregates
-                    only (steps 7, 8)
+                    only: Gaussian-noised and charged to the home's own budget, small
+                    cells suppressed (:mod:`clients.count_release`) (steps 7, 8)
 """
 
 from __future__ import annotations
@@ -37,10 +38,12 @@ from flwr.app import ConfigRecord, Context, Message, RecordDict
 
 from clients import training
 from clients.config import NodeSettings
+from clients.count_release import noised_counts
+from clients.privacy_state import NodePrivacyLedger
 from clients.records import config_str, content
 from fedid.atomic import atomic_write_bytes
 from fedid.errors import ConfigError, ProtocolError
-from fedid.matching.aggregates import ReleaseConfig, compute_counts, release_counts
+from fedid.matching.aggregates import compute_counts
 from fedid.matching.evidence import EvidenceAgency
 from fedid.matching.home import HomeAgency
 from fedid.matching.messages import (
@@ -235,9 +238,13 @@ def _home_results(s: NodeSettings, msg: Message, context: Context) -> RecordDict
     live = [d for d in role.layouts if d in covered]
     training.write_sources(s.out, covered=live, missing=missing)
     counts = compute_counts(schema, resolved, tuple(live))
-    rel = release_counts(counts, ReleaseConfig())
+    ledger = NodePrivacyLedger.load(context, s.out)  # noised and charged to the home's budget
+    before = ledger.epsilon_total
+    rel = noised_counts(s, ledger, {k: float(v) for k, v in counts.items()})
+    ledger.save(context)
     agg = HomeAggregates(
         header=role.guard.header(recipient=COORDINATOR, kind=MessageKind.HOME_AGGREGATES),
-        names=rel.names, values=rel.values, epsilon_milli=round(rel.epsilon * 1000))
+        names=tuple(sorted(rel)), values=tuple(int(rel[k]) for k in sorted(rel)),
+        epsilon_milli=round((ledger.epsilon_total - before) * 1000))
     _store(context, run, None)
     return _reply([agg.to_bytes()])
