@@ -30,7 +30,9 @@ Steps (``config.step``), with the protocol steps of :mod:`fedid.matching.protoco
 - ``home_results``  home: decrypt the coordinator's results, merge the evidence into
                     ``<out>/evidence.parquet`` (0600) on the node (and which departments it
                     covers, or misses, into ``<out>/evidence_sources.json``), reply with the
-                    signed released aggregates only (steps 7, 8)
+                    signed released aggregates only: Gaussian-noised and charged to the
+                    home's own budget, small cells suppressed (:mod:`clients.count_release`)
+                    (steps 7, 8)
 """
 
 from __future__ import annotations
@@ -46,10 +48,12 @@ from flwr.app import ConfigRecord, Context, Message, RecordDict
 
 from clients import training
 from clients.config import NodeSettings
+from clients.count_release import noised_counts
+from clients.privacy_state import NodePrivacyLedger
 from clients.records import config_str, content
 from fedid.atomic import atomic_write_bytes
 from fedid.errors import ConfigError, ProtocolError
-from fedid.matching.aggregates import ReleaseConfig, compute_counts, release_counts
+from fedid.matching.aggregates import compute_counts
 from fedid.matching.auth import Signer, Verifier, key_fingerprint, party_identity
 from fedid.matching.evidence import EvidenceAgency
 from fedid.matching.home import HomeAgency
@@ -336,15 +340,19 @@ def _home_results(s: NodeSettings, msg: Message, context: Context) -> RecordDict
                      and i.name in resolved.columns]
     buffer = io.BytesIO()
     pd.DataFrame(resolved[["student_id", *evidence_cols]]).to_parquet(buffer, index=False)
-    counts = compute_counts(schema, resolved, tuple(d for d in role.layouts if d in covered))
-    rel = release_counts(counts, ReleaseConfig())
+    live = [d for d in role.layouts if d in covered]
+    counts = compute_counts(schema, resolved, tuple(live))
+    ledger = NodePrivacyLedger.load(context, s.out)  # noised and charged to the home's budget
+    before = ledger.epsilon_total
+    rel = noised_counts(s, ledger, {k: float(v) for k, v in counts.items()})
+    ledger.save(context)
     agg = HomeAggregates(
         header=role.guard.header(recipient=COORDINATOR, kind=MessageKind.HOME_AGGREGATES),
-        names=rel.names, values=rel.values, epsilon_milli=round(rel.epsilon * 1000))
+        names=tuple(sorted(rel)), values=tuple(int(rel[k]) for k in sorted(rel)),
+        epsilon_milli=round((ledger.epsilon_total - before) * 1000))
     reply = Signer(identity).seal(agg, home_key=role.key_fingerprint)
     s.out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(s.out / "evidence.parquet", buffer.getvalue(), mode=0o600)
-    training.write_sources(s.out, covered=[d for d in role.layouts if d in covered],
-                           missing=missing)
+    training.write_sources(s.out, covered=live, missing=missing)
     _store(context, run, None)  # the run's keys are gone with the role
     return _reply([reply])

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -26,15 +25,14 @@ from numpy.typing import NDArray
 
 from clients import secure_sum, training
 from clients.config import NodeSettings, node_settings
+from clients.count_release import noised_counts
 from clients.privacy_state import NodePrivacyLedger, arrays_digest
 from clients.records import arrays_of, config_float, config_int, config_str, content
 from fedid.errors import BudgetExceededError, FederationError, ProtocolError
 from fedid.model.train import LocalState
-from privacy.dp import check_budget, count_release_entry, release_counts_gaussian, secure_rng
-from privacy.errors import BudgetExceededError as RawBudgetExceededError
 
-__all__ = ["FEDAVG_WEIGHT", "evaluate", "identify", "info", "init", "match", "noised_counts",
-           "secagg_keys", "settings_of", "train"]
+__all__ = ["FEDAVG_WEIGHT", "evaluate", "identify", "info", "init", "match", "secagg_keys",
+           "settings_of", "train"]
 
 _log = logging.getLogger(__name__)
 #: every node's FedAvg weight: a public constant, so no update reveals the agency's size
@@ -234,35 +232,6 @@ def _rounds(keys: Mapping[str, object], session: str) -> list[int]:
 
 def _trained_rounds(ledger: NodePrivacyLedger, session: str) -> list[int]:
     return _rounds(ledger.epsilon_after, session)
-
-
-def noised_counts(s: NodeSettings, ledger: NodePrivacyLedger,
-                   exact: dict[str, float]) -> dict[str, float]:
-    """Budget-guarded Gaussian release of per-student counts, then min-cell (-1 below it).
-
-    For any reply that releases counts where one student adds at most 1 to each: charges
-    ``(release-noise, 1.0, 1)`` to the node's accountant (BudgetExceededError if that would
-    pass the budget) and returns the noised counts; :data:`clients.training.PUBLIC_COUNTS`
-    pass unchanged. The caller saves ``ledger``.
-    """
-    state = (LocalState.from_bytes(ledger.state) if ledger.state is not None
-             else training.new_state(s))
-    private = {k: v for k, v in exact.items() if k not in training.PUBLIC_COUNTS}
-    entry = count_release_entry(s.release_noise)
-    try:
-        after = check_budget(state.budget, state.accountant, noise_multiplier=entry[0],
-                             sample_rate=entry[1], steps=entry[2])
-    except RawBudgetExceededError as exc:
-        raise BudgetExceededError(str(exc)) from exc
-    rng = None if s.test_seed is None else secure_rng(s.test_seed)
-    noised = release_counts_gaussian(private, noise_multiplier=s.release_noise,
-                                     max_counts_per_record=max(1, len(private)), rng=rng)
-    charged = replace(state, accountant=state.accountant.record(
-        noise_multiplier=entry[0], sample_rate=entry[1], steps=entry[2]))
-    ledger.charge(state=charged.to_bytes(), epsilon_total=after, delta=s.delta)
-    out = {k: (v if v >= s.min_cell else -1.0) for k, v in noised.values.items()}
-    out.update({k: v for k, v in exact.items() if k in training.PUBLIC_COUNTS})
-    return out
 
 
 def match(msg: Message, context: Context) -> RecordDict:

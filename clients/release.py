@@ -125,7 +125,9 @@ POLICY: Final[dict[str, KindPolicy]] = {p.kind: p for p in (
     KindPolicy("query.match", (
         _f("config", "", "public", "empty config record"),
         _f("payload", "data", "protocol", "blinded points, Paillier ciphertexts and public "
-                                          "keys; the home's aggregates are suppressed counts"),
+                                          "keys; the home's aggregates (last step) are "
+                                          "Gaussian-noised counts charged to its budget, "
+                                          "small cells suppressed"),
         _f("metrics", "key_count", "protocol", "the home's list size, revealed by the list"),
         _f("metrics", "records", "protocol", "the department's list size, revealed by it"),
         _f("sealed", "to", "public", "the roster names of the homes a sealed keyring is for"),

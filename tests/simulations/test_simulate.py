@@ -92,8 +92,9 @@ def test_every_release_is_in_the_node_ledgers(year: tuple[Path, dict[str, Any]])
         if agency in per:
             assert charged == pytest.approx(per[agency]["epsilon_spent"], rel=1e-9)
             dp = [e for e in entries if e["charged_epsilon"] > 0]
-            assert {e["kind"] for e in dp} == {"train", "query.identify"}
-            assert all("dp" in e["fields"].values() for e in dp)
+            # DP-SGD updates, identification counts, the home's matching aggregates
+            assert {e["kind"] for e in dp} == {"train", "query.identify", "query.match"}
+            assert all(set(e["fields"].values()) & {"dp", "protocol"} for e in dp)
         else:
             assert charged == 0.0
 
