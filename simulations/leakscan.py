@@ -35,7 +35,10 @@ __all__ = ["LeakReport", "Needles", "needles_from_province", "scan"]
 
 # Text forms stand alone: a digit run inside a hex digest or a word is not a value.
 _ASCII_ID = re.compile(rb"(?<![0-9A-Za-z])[0-9]{15}(?:[0-9]{2}[0-9X])?(?![0-9A-Za-z])")
-_DECIMAL = re.compile(rb"(?<![0-9A-Za-z.])-?[0-9]+(?:\.[0-9]+)?(?![0-9A-Za-z])")
+# Flower writes each record's byte size as text after its type ("ConfigRecord  240665"): a
+# length, not a value (a signed payload's size once equalled an amount of the province).
+_DECIMAL = re.compile(
+    rb"(?<![0-9A-Za-z.])(?<!Record  )-?[0-9]+(?:\.[0-9]+)?(?![0-9A-Za-z])")
 _WIDE = [
     (re.compile(rb"(?:[0-9X]\x00){15,18}"), "utf-16-le"),
     (re.compile(rb"(?:\x00[0-9X]){15,18}"), "utf-16-be"),
