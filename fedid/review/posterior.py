@@ -108,14 +108,18 @@ def recalibrate(
     x = np.stack([np.ones(int(rows.sum())), z[rows]], axis=1)
     coef = np.array([0.0, 1.0])
     for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-(x @ coef)))
+        p = _sigmoid(x @ coef)
         grad = x.T @ (y - p)
         hess = (x * (p * (1 - p))[:, None]).T @ x + 1e-6 * np.eye(2)
         step = np.linalg.solve(hess, grad)
         coef = coef + step
         if np.abs(step).max() < 1e-8:
             break
-    out: FloatArray = 1.0 / (1.0 + np.exp(-(coef[0] + coef[1] * z)))
+    return _sigmoid(coef[0] + coef[1] * z)
+
+
+def _sigmoid(t: FloatArray) -> FloatArray:
+    out: FloatArray = 0.5 * (1.0 + np.tanh(0.5 * t))  # no overflow for large |t|
     return out
 
 
