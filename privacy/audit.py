@@ -63,7 +63,7 @@ __all__ = [
 ]
 
 # Guess counts tried by :func:`audit_scores`: k positive and k negative guesses with
-# k = fraction x m / 2 (rounded, at least 1), fixed before any score is seen.
+# k = floor(fraction x m / 2) (at least 1), fixed before any score is seen.
 GUESS_FRACTIONS: Final = (0.05, 0.1, 0.25, 0.5, 1.0)
 _EPS_CAP: Final = 60.0  # beyond this e^eps overflows the binomial's precision; bounds cap here
 
@@ -171,7 +171,7 @@ def audit_scores(
         )
     if not np.all(np.isfinite(s)):
         raise AccountingError("attack scores must be finite. Got NaN or inf.")
-    grid = tuple(sorted({max(1, round(f * m / 2)) for f in GUESS_FRACTIONS}))
+    grid = tuple(sorted({max(1, int(f * m) // 2) for f in GUESS_FRACTIONS}))
     per_test = 1.0 - (1.0 - confidence) / len(grid)
     order = np.argsort(s, kind="stable")
     best = (0.0, 0, 0)

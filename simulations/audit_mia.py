@@ -41,10 +41,12 @@ from simulations.audit_fed import Weights, federate, hardship_net
 __all__ = ["GROUPS", "LOW_FPR", "NONPRIVATE_CONTROL", "membership_inference", "record_losses"]
 
 LOW_FPR = 0.001
-# The non-private control: a model that memorises, to show the attacks find membership when
-# it is there. The project's own non-private recipe (32 hidden units, 5 rounds x 30 epochs
-# of Adam) gave pooled AUCs of only 0.51 (loss) and 0.52 (LiRA) on the default province:
-# FedAvg of small nets memorises little. 256 hidden units and 10 rounds x 10 epochs memorise.
+# The non-private control: a larger model trained longer without DP, to show what the attacks
+# find when nothing protects the records. On the default province (2026-12-06, BENCHMARKS.md)
+# the project's own non-private recipe (32 hidden units, 5 rounds x 30 epochs of Adam) gave
+# pooled AUCs of 0.510 (loss) and 0.519 (LiRA); this control (256 hidden units, 10 rounds x 10
+# epochs) 0.512 and 0.531 (largest agency 0.548): FedAvg of small tabular nets memorises
+# little, so the attacks have little to find even without DP.
 NONPRIVATE_CONTROL = replace(TrainConfig(), hidden=(256,), rounds=10, plain_epochs=10)
 GROUPS = ("rural", "region", "sex", "stage")
 Progress = Callable[[str], None]

@@ -75,6 +75,14 @@ def test_perfect_attacker_through_scores() -> None:
         _perfect_bound(100, 0.05 / len(audit.grid)), abs=1e-5)
 
 
+def test_odd_number_of_canaries() -> None:
+    rng = np.random.default_rng(7)
+    inc = rng.random(563) < 0.5
+    audit = audit_scores(rng.normal(size=563), inc, delta=1e-5)
+    assert max(audit.grid) == 281
+    assert audit.guesses <= 563
+
+
 def test_rejects_bad_counts() -> None:
     with pytest.raises(AccountingError, match="v <= r <= m"):
         one_run_p_value(m=5, r=6, v=1, epsilon=1.0, delta=0.0)

@@ -86,3 +86,29 @@ def test_default_province_epsilon_one(tmp_path: Path) -> None:
     for attack in figures["membership"]["1"]["attacks"].values():
         for rec in attack["per_agency"].values():
             assert rec["auc"] <= 0.55
+
+
+def test_membership_inference_figures(small_province: Path) -> None:
+    from fedid.model.train import TrainConfig
+    from fedid.schema import load_schema
+    from simulations.audit import _labelled
+    from simulations.audit_mia import membership_inference
+
+    schema = load_schema(small_province / "schema.toml")
+    labelled, truth = _labelled(small_province, schema)
+    names = sorted(labelled)
+    targets = {a: labelled[a] for a in names[:2]}
+    reference = {a: labelled[a] for a in names[2:4]}  # other students: never targets
+    fig = membership_inference(
+        targets=targets, reference=reference, truth=truth, schema=schema,
+        config=TrainConfig(rounds=1, local_epochs=1), epsilon=1.0, delta=1e-5, shadows=2,
+        seed=0, confidence=0.95, say=lambda _m: None)
+    assert fig["targets"] == sum(len(f) for f in targets.values())
+    for attack in ("loss", "lira_offline"):
+        res = fig["attacks"][attack]
+        assert set(res["per_agency"]) == set(targets)
+        assert set(res["groups"]) == {"rural", "region", "sex", "stage"}
+        for rec in res["per_agency"].values():
+            assert 0.0 <= rec["auc"] <= 1.0
+            assert 0.0 <= rec["tpr_at_0.1%_fpr"] <= 1.0
+            assert rec["one_run"]["epsilon_lower_bound"] <= 1.0
