@@ -29,7 +29,6 @@ from numpy.typing import NDArray
 
 from clients.records import config_int, config_str, content, payload_of
 from fedid.errors import CryptoError, ProtocolError
-from privacy.errors import CryptoError as RawCryptoError
 from privacy.secure_sum import MaskingParty, PublicKeyList
 
 __all__ = ["enabled", "keys_reply", "masked_reply"]
@@ -108,14 +107,14 @@ def masked_reply(
         keys = PublicKeyList.from_bytes(payload_of(msg))
     except ValueError as exc:
         raise ProtocolError("train message carries no public key list.") from exc
-    except RawCryptoError as exc:
+    except CryptoError as exc:
         raise CryptoError(f"public key list rejected: {exc}") from exc
     weighting = config_str(msg, "secagg-weighting", "examples")
     n = float(metrics.get("num_examples", 0))
     weight = 0.0 if local_arrays is None else (n if weighting == "examples" else 1.0)
     try:
         masked = party.mask(_vector(global_arrays, local_arrays, weight), keys)
-    except RawCryptoError as exc:
+    except CryptoError as exc:
         raise CryptoError(f"secure aggregation failed on this node: {exc}") from exc
     context.state.config_records.pop(_STATE_KEY, None)  # one key, one masked vector
     rd = RecordDict()

@@ -40,8 +40,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from clients.records import ConfigValue, arrays_of, content, metrics_of, payload_of
-from fedid.errors import FederationError
-from privacy.errors import CryptoError
+from fedid.errors import CryptoError, FederationError
 from privacy.secure_sum import PublicKeyList, check_public_key, unmask_sum
 from server.strategy import AggregationResult, FedAvg, PrivacyDeclaration, TrainReply
 from server.transport import Messenger

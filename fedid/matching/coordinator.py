@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fedid.errors import CryptoError as FedCryptoError
+from fedid.errors import CryptoError
 from fedid.matching.evidence import split_points
 from fedid.matching.messages import (
     CoordinatorResults,
@@ -28,7 +28,6 @@ from fedid.matching.messages import (
 from fedid.matching.policy import MASK_BITS, DepartmentLayout
 from fedid.matching.protocol import COORDINATOR, StepGuard, evidence_party
 from privacy.blinding import POINT_BYTES
-from privacy.errors import CryptoError
 from privacy.paillier import PaillierPublicKey
 
 __all__ = ["Coordinator", "CoordinatorView"]
@@ -92,7 +91,7 @@ class Coordinator:
         self.guard.require(self._public_key is None, "second public key for the run")
         try:
             self._public_key = PaillierPublicKey.from_bytes(msg.public_key)
-        except (CryptoError, FedCryptoError, ValueError) as exc:
+        except (CryptoError, ValueError) as exc:
             raise self.guard.fail(f"invalid public key: {exc}") from exc
 
     def drop_department(self, dep: str) -> tuple[str, ...]:
