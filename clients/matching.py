@@ -38,7 +38,7 @@ from flwr.app import ConfigRecord, Context, Message, RecordDict
 from clients import training
 from clients.config import NodeSettings
 from clients.records import config_str, content
-from fedid.atomic import atomic_write_bytes
+from fedid.atomic import atomic_file, atomic_write_bytes
 from fedid.errors import ConfigError, ProtocolError
 from fedid.matching.aggregates import ReleaseConfig, compute_counts, release_counts
 from fedid.matching.evidence import EvidenceAgency
@@ -232,9 +232,8 @@ def _home_results(s: NodeSettings, msg: Message, context: Context) -> RecordDict
                      and i.name in resolved.columns]
     evidence = pd.DataFrame(resolved[["student_id", *evidence_cols]])
     s.out.mkdir(parents=True, exist_ok=True)
-    tmp = s.out / "evidence.tmp.parquet"
-    evidence.to_parquet(tmp, index=False)
-    tmp.replace(s.out / "evidence.parquet")
+    with atomic_file(s.out / "evidence.parquet") as tmp:
+        evidence.to_parquet(tmp, index=False)
     live = [d for d in role.layouts if d in covered]
     training.write_sources(s.out, covered=live, missing=missing)
     counts = compute_counts(schema, resolved, tuple(live))

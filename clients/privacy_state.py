@@ -15,7 +15,6 @@ asks for the same round again gets the stored reply, and no new budget is spent.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 from flwr.app import ConfigRecord, Context
 from numpy.typing import NDArray
 
-from fedid.atomic import atomic_write_bytes
+from fedid.atomic import atomic_file, atomic_write_bytes
 from fedid.errors import ConfigError
 
 __all__ = ["NodePrivacyLedger"]
@@ -104,8 +103,7 @@ class NodePrivacyLedger:
         blobs: dict[str, Any] = {f"a{i}": a for i, a in enumerate(arrays)}
         blobs["n_arrays"] = np.array(len(arrays))
         blobs["metrics"] = np.array(json.dumps(metrics))
-        tmp = folder / f"{key}.tmp.npz"
-        np.savez(tmp, **blobs)
-        os.replace(tmp, folder / f"{key}.npz")
+        with atomic_file(folder / f"{key}.npz") as tmp:
+            np.savez(tmp, **blobs)
         self.state = state
         self.epsilon_after[key] = epsilon

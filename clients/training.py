@@ -30,7 +30,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from clients.config import NodeSettings
-from fedid.atomic import atomic_write_bytes
+from fedid.atomic import atomic_file, atomic_write_bytes
 from fedid.errors import DataValidationError, TrainingError
 from fedid.model.evaluate import macro_f1
 from fedid.model.features import build_inputs, level_targets
@@ -236,9 +236,8 @@ def identify(s: NodeSettings, arrays: list[NDArray[np.float32]]) -> dict[str, fl
     if missing:
         rec["evidence_missing"] = ",".join(missing)
     s.out.mkdir(parents=True, exist_ok=True)
-    tmp = s.out / "recommendations.tmp.parquet"
-    rec.to_parquet(tmp, index=False)
-    tmp.replace(s.out / "recommendations.parquet")
+    with atomic_file(s.out / "recommendations.parquet") as tmp:
+        rec.to_parquet(tmp, index=False)
     aided = rec["level_index"].to_numpy() > 0
     applied = inputs["applied"].astype(bool).to_numpy() if "applied" in inputs else None
     counts: dict[str, float] = {"students": float(len(rec))}

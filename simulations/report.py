@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from fedid.atomic import atomic_write_bytes
+
 __all__ = ["render_html", "write"]
 
 
@@ -166,7 +168,7 @@ def write(out: Path, summary: dict[str, Any]) -> tuple[Path, Path]:
     """Write ``summary.json`` and ``report.html`` into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     sj = out / "summary.json"
-    sj.write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
+    atomic_write_bytes(sj, json.dumps(summary, indent=1, default=str).encode("utf-8"))
     rh = out / "report.html"
-    rh.write_text(render_html(summary), encoding="utf-8")
+    atomic_write_bytes(rh, render_html(summary).encode("utf-8"))
     return sj, rh

@@ -36,6 +36,7 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int | None, typer.Option("--seed", help="Test runs only.")] = None,
     ) -> None:
         """Train the hardship model on one agency's table with DP-SGD; write model and card."""
+        from fedid.atomic import atomic_write_bytes
         from fedid.cli._model_io import load_inputs
         from fedid.errors import DataValidationError
         from fedid.model import (
@@ -81,7 +82,7 @@ def register(app: typer.Typer) -> None:
             caveats=tuple(k for k in DP_CAVEATS if k != "fedavg_weights"),  # no federation here
         )
         save_model(out, model, card)
-        (out / "privacy_state.bin").write_bytes(result.state.to_bytes())
+        atomic_write_bytes(out / "privacy_state.bin", result.state.to_bytes())
         spend = result.spend
         typer.echo(
             json.dumps(

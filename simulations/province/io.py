@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,6 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fedid.atomic import atomic_directory
 from fedid.errors import ConfigError
 from simulations.province.departments import PANDAS_TYPES
 from simulations.province.generate import GENERATOR_VERSION, Province
@@ -125,9 +123,7 @@ def write_province(
     out = out.resolve()
     if out.exists() and not overwrite:
         raise ConfigError(f"output folder exists: {out} (choose another or overwrite)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_directory(out) as tmp:
         (tmp / "schema.toml").write_text(province.schema.text, encoding="utf-8")
         groups = {
             "agencies/education": province.education,
@@ -143,14 +139,4 @@ def write_province(
                 files[rel] = {"rows": len(frame), "sha256": _sha256(tmp / rel)}
         files["schema.toml"] = {"rows": 0, "sha256": _sha256(tmp / "schema.toml")}
         (tmp / "manifest.json").write_text(_manifest(province, files, fmt), encoding="utf-8")
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out / "manifest.json"
