@@ -22,9 +22,14 @@ def test_write_bytes_replaces_and_keeps_mode(tmp_path):
 def test_failed_file_write_leaves_the_old_file_and_no_temporary(tmp_path):
     target = tmp_path / "ledger.json"
     target.write_text("old")
-    with pytest.raises(RuntimeError, match="disk full"), atomic_file(target) as tmp:
-        tmp.write_text("half")
-        raise RuntimeError("disk full")
+
+    def crash_midway() -> None:
+        with atomic_file(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        crash_midway()
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["ledger.json"]
 
@@ -45,8 +50,13 @@ def test_directory_swap_and_failure(tmp_path):
     with atomic_directory(out) as tmp:
         (tmp / "b.txt").write_text("second")
     assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
-    with pytest.raises(ValueError, match="bad table"), atomic_directory(out) as tmp:
-        (tmp / "c.txt").write_text("third")
-        raise ValueError("bad table")
+
+    def fail_midway() -> None:
+        with atomic_directory(out) as tmp:
+            (tmp / "c.txt").write_text("third")
+            raise ValueError("bad table")
+
+    with pytest.raises(ValueError, match="bad table"):
+        fail_midway()
     assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
