@@ -37,7 +37,6 @@ from flwr.app import ConfigRecord, Context, Message, RecordDict
 
 from clients import training
 from clients.config import NodeSettings
-from clients.records import config_str, content
 from fedid.atomic import atomic_file, atomic_write_bytes
 from fedid.errors import ConfigError, ProtocolError
 from fedid.matching.aggregates import ReleaseConfig, compute_counts, release_counts
@@ -55,6 +54,7 @@ from fedid.matching.messages import (
 from fedid.matching.policy import build_layouts, default_policies
 from fedid.matching.protocol import COORDINATOR, HomeKeyring, evidence_party, home_party
 from fedid.matching.run import resolve_home
+from fedid.records import config_str, content
 from privacy.blinding import BlindingKey
 from privacy.paillier import PaillierPrivateKey
 

@@ -20,9 +20,9 @@ from numpy.typing import NDArray
 from clients import secure_sum, training
 from clients.config import NodeSettings, node_settings
 from clients.privacy_state import NodePrivacyLedger
-from clients.records import arrays_of, config_float, config_int, config_str, content
 from fedid.errors import BudgetExceededError, FederationError
 from fedid.model.train import LocalState
+from fedid.records import arrays_of, config_float, config_int, config_str, content
 
 __all__ = ["evaluate", "identify", "info", "init", "match", "secagg_keys", "settings_of",
            "train"]

@@ -27,8 +27,8 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from numpy.typing import NDArray
 
-from clients.records import config_int, config_str, content, payload_of
 from fedid.errors import CryptoError, ProtocolError
+from fedid.records import config_int, config_str, content, payload_of
 from privacy.secure_sum import MaskingParty, PublicKeyList
 
 __all__ = ["enabled", "keys_reply", "masked_reply"]

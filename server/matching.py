@@ -39,7 +39,6 @@ from typing import Any
 import numpy as np
 from flwr.app import ConfigRecord, Message, RecordDict
 
-from clients.records import content
 from fedid.errors import FederationError, ProtocolError
 from fedid.matching.coordinator import Coordinator
 from fedid.matching.messages import (
@@ -54,6 +53,7 @@ from fedid.matching.messages import (
 )
 from fedid.matching.policy import build_layouts, default_policies
 from fedid.matching.protocol import COORDINATOR, evidence_party, home_party, new_run_id
+from fedid.records import content
 from fedid.schema import Schema
 from server.transport import Messenger
 

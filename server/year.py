@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 from flwr.serverapp import Grid
 
-from clients.records import ConfigValue, arrays_of, content, metrics_of
 from fedid.errors import ConfigError, FederationError
+from fedid.records import ConfigValue, arrays_of, content, metrics_of
 from server import aggregates
 from server.ledger import Ledger, RoundRecord
 from server.strategy import AggregationResult, FedAvg, PrivacyDeclaration, TrainReply

@@ -14,8 +14,8 @@ import pytest
 from flwr.app import Context, Message, RecordDict
 
 from clients import secure_sum as node_side
-from clients.records import ConfigValue, arrays_of
 from fedid.errors import FederationError
+from fedid.records import ConfigValue, arrays_of
 from server.secure_sum import SecureRound, secure_round
 from server.strategy import FedAvg
 from server.transport import Messenger
