@@ -21,7 +21,6 @@ budget: both come from the node's own side.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from fedid.errors import ConfigError
+from fedid.simulation_file import SIMULATION_ENV, load_simulation_file
 
-__all__ = ["SIMULATION_ENV", "NodeSettings", "load_simulation_file", "node_settings"]
+__all__ = ["NodeSettings", "node_settings"]
 
-SIMULATION_ENV = "FEDID_SIMULATION_CONFIG"
 _KINDS = ("education", "department")
 
 
@@ -80,17 +79,6 @@ class NodeSettings:
             education_keys=Path(str(raw["education-keys"])) if raw.get("education-keys")
             else None,
         )
-
-
-def load_simulation_file(path: Path) -> dict[str, Any]:
-    """Read a simulation description written by :mod:`simulations.simulate`."""
-    try:
-        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read simulation config {path}: {exc}") from exc
-    if not isinstance(data.get("agencies"), list):
-        raise ConfigError(f"simulation config {path} has no 'agencies' list.")
-    return data
 
 
 def node_settings(node_config: Mapping[str, Any]) -> NodeSettings:

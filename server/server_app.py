@@ -16,7 +16,7 @@ from typing import Any
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from clients.config import SIMULATION_ENV, load_simulation_file
+from fedid.simulation_file import SIMULATION_ENV, load_simulation_file
 from server.year import Progress, YearConfig, run_year
 
 __all__ = ["app", "set_progress"]
