@@ -1,4 +1,4 @@
-"""The plaintext reference join: each student's value of every indicator from agency tables.
+"""The plaintext reference join of agency tables: each student's value of every indicator.
 
 This is what private matching must reproduce exactly, computed in the clear (simulation and
 tests only). Rules, from the schema:
@@ -18,7 +18,6 @@ Types: float -> Float64, int/ordinal -> Int64, bool -> boolean, category -> stri
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -27,9 +26,9 @@ import pandas as pd
 from fedid.errors import DataValidationError
 from fedid.ids import to_canonical
 from simulations.province.departments import PANDAS_TYPES, typed_column
-from simulations.province.schema_view import SchemaView, load_schema_view
+from simulations.province.schema_view import SchemaView
 
-__all__ = ["join_evidence", "load_province_tables", "reference_join"]
+__all__ = ["join_evidence"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -158,35 +157,3 @@ def join_evidence(
             )
         out[ind.name] = typed_column(joined, ind.type)
     return pd.DataFrame(out, index=students.index)
-
-
-def load_province_tables(
-    root: Path,
-) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], SchemaView]:
-    """Education tables, departmental tables and schema of a written province (any format)."""
-    from simulations.province.io import read_table  # io imports the generator
-
-    schema = load_schema_view(root / "schema.toml")
-    tables: list[dict[str, pd.DataFrame]] = []
-    for folder in ("education", "departments"):
-        paths = sorted((root / "agencies" / folder).iterdir())
-        tables.append(
-            {p.stem: read_table(p, schema) for p in paths if p.suffix in (".parquet", ".csv")}
-        )
-    return tables[0], tables[1], schema
-
-
-def reference_join(root: Path) -> pd.DataFrame:
-    """The plaintext join over a written province (Parquet), one row per enrolled student.
-
-    Columns: home_agency, student_id, then every indicator in schema order; rows ordered by
-    agency id, then as in that agency's table.
-    """
-    education, departments, schema = load_province_tables(root)
-    parts = []
-    for agency, table in education.items():
-        joined = join_evidence(table, departments, schema)
-        joined.insert(0, "student_id", table["student_id"].astype("string").array)
-        joined.insert(0, "home_agency", pd.array([agency] * len(table), dtype="string"))
-        parts.append(joined)
-    return pd.concat(parts, ignore_index=True)

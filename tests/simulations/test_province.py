@@ -413,7 +413,8 @@ def test_scenario_rejects_bad_rates() -> None:
         replace(Scenario(), missed_rate=0.05)
 
 
-@pytest.mark.parametrize("module", ["simulations.reference_join", "simulations.province.io"])
+@pytest.mark.parametrize("module", ["simulations.reference_join", "simulations.province.io",
+                                    "simulations.province.join", "simulations.province.tables"])
 def test_modules_import_first_without_a_cycle(module: str) -> None:
     import subprocess
     import sys
