@@ -80,7 +80,7 @@ class SimulationConfig:
 
 
 def _synth(cfg: SimulationConfig, target: Path) -> None:
-    cmd = [sys.executable, "-m", "fedid.cli.main", "synth", "--out", str(target),
+    cmd = [sys.executable, "-m", "cli.main", "synth", "--out", str(target),
            "--seed", str(cfg.seed)]
     if cfg.students is not None:
         cmd += ["--students", str(cfg.students)]

@@ -83,7 +83,7 @@ def synth(out: Path, seed: int, students: int | None = None) -> Path:
     """Write a default synthetic province with ``fedid synth`` (``students``: another size)."""
     size = [] if students is None else ["--students", str(students)]
     subprocess.run(  # noqa: S603 (the fedid CLI, fixed arguments)
-        [sys.executable, "-m", "fedid.cli.main", "synth", "--out", str(out), "--seed", str(seed),
+        [sys.executable, "-m", "cli.main", "synth", "--out", str(out), "--seed", str(seed),
          *size],
         check=True,
         stdout=subprocess.DEVNULL,

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from fedid.cli.main import app
+from cli.main import app
 from fedid.errors import ConfigError
 from fedid.ids import parse, validate
 from fedid.schema import load_schema
