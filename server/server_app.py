@@ -17,7 +17,8 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from fedid.simulation_file import SIMULATION_ENV, load_simulation_file
-from server.year import Progress, YearConfig, run_year
+from server.year import Progress, run_year
+from server.year_config import YearConfig
 
 __all__ = ["app", "set_progress"]
 
