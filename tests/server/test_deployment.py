@@ -19,7 +19,7 @@ from clients.config import NodeSettings
 from clients.deploy import supernode_command
 from clients.transcript import TRANSCRIPT_ENV
 from fedid.pki import make_trial_pki
-from server.deploy import Coordinator, flower_env, node_agencies_arg, stop_group
+from server.deploy import SuperLinkLauncher, flower_env, node_agencies_arg, stop_group
 from simulations.leakscan import needles_from_province, scan
 
 pytestmark = pytest.mark.slow
@@ -41,7 +41,8 @@ class Federation:
         self.certs = root / "certs"
         names = [*EDUCATION, DEPARTMENT]
         make_trial_pki(self.certs, nodes=[*names, "intruder"], hosts=[])
-        self.coord = Coordinator(out=root / "coordinator", certs=self.certs, port=_free_port())
+        self.coord = SuperLinkLauncher(out=root / "coordinator", certs=self.certs,
+                                       port=_free_port())
         self.nodes: dict[str, subprocess.Popen[bytes]] = {}
         self.bound: dict[int, str] = {}  # node id -> agency, from key registration
 
