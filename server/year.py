@@ -10,10 +10,10 @@ Phases (each timed):
              replies validated (:mod:`server.strategy`); checkpoint after every round
              (:mod:`server.ledger`); federated evaluation on the nodes' held-out rows;
              with ``secure-aggregation`` on, the coordinator sees only the sum of the
-             weighted updates (:mod:`server.secure_sum`)
+             weighted updates (:mod:`server.secure_round`)
 4. identify  each education node scores all its students with the final model and
              writes the recommendations on its own side; the coordinator receives
-             aggregate counts only (:mod:`server.aggregates`)
+             aggregate counts only (:mod:`server.node_metrics`)
 
 The coordinator writes ``coordinator/`` under its output folder: ``ledger.json``,
 ``checkpoint.npz``, ``final_model.npz``, ``year.json`` (aggregates, privacy spend per
@@ -37,7 +37,7 @@ from flwr.serverapp import Grid
 from fedid.atomic import atomic_file, atomic_write_bytes
 from fedid.errors import FederationError
 from fedid.records import ConfigValue, arrays_of, content, metrics_of
-from server import aggregates
+from server import node_metrics
 from server.ledger import Ledger, RoundRecord
 from server.strategy import AggregationResult, FedAvg, PrivacyDeclaration, TrainReply
 from server.transport import Messenger
@@ -150,7 +150,7 @@ def _train(
             "session": cfg.session, "round": rnd, "rounds": cfg.rounds, "seed": cfg.seed,
             **{f"train-{k}": v for k, v in cfg.train.items()}}
         if cfg.secure_aggregation:
-            from server.secure_sum import secure_round
+            from server.secure_round import secure_round
 
             secure = secure_round(messenger, strategy, trainers=trainers, conf=conf,
                                   arrays=arrays)
@@ -221,7 +221,7 @@ def _evaluate(
         "evaluate", {a: content(config=conf, arrays=arrays) for a in nodes}, group=str(rnd)
     )
     per_node = {a: metrics_of(m) for a, m in replies.items() if not m.has_error()}
-    return aggregates.weighted_metrics(per_node)
+    return node_metrics.weighted_metrics(per_node)
 
 
 def _identify(messenger: Messenger, arrays: list[Any], cfg: YearConfig) -> dict[str, Any]:
@@ -233,5 +233,5 @@ def _identify(messenger: Messenger, arrays: list[Any], cfg: YearConfig) -> dict[
     )
     per_node = {a: metrics_of(m) for a, m in replies.items() if not m.has_error()}
     failed = sorted(set(nodes) - set(per_node))
-    return {"per_agency": per_node, "total": aggregates.sum_counts(per_node), "failed": failed,
+    return {"per_agency": per_node, "total": node_metrics.sum_counts(per_node), "failed": failed,
             "rejoined": rejoined}

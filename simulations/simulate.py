@@ -59,7 +59,7 @@ class SimulationConfig:
     workers: int = 2
     reference: bool = True
     train: tuple[tuple[str, float], ...] = ()
-    secure_aggregation: bool = False  # coordinator sees only the sum (server.secure_sum)
+    secure_aggregation: bool = False  # coordinator sees only the sum (server.secure_round)
     # A simulated year starts from nothing: earlier node folders (with their spent
     # budgets), coordinator state and reports in ``out`` are removed (the province stays).
     fresh: bool = True

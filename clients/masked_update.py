@@ -1,7 +1,7 @@
 """The node's side of secure aggregation (Flower glue over :mod:`privacy.secure_sum`).
 
 Used only when the coordinator's train message says ``secure-aggregation = true``.
-Per round and attempt (see :mod:`server.secure_sum` for the coordinator's side):
+Per round and attempt (see :mod:`server.secure_round` for the coordinator's side):
 
 1. ``query.secagg``  the node makes a fresh X25519 key pair, keeps the private key in
                      its own ``context.state`` (never sent) and replies with the 32-byte
