@@ -66,7 +66,7 @@ from simulations.frontier import operating_point
 from simulations.province.truth import noiseless_score
 
 __all__ = [
-    "DP_CONFIG", "LOCAL_DP_CONFIG", "PLAIN_CONFIG", "load_province", "main", "run",
+    "DP_CONFIG", "LOCAL_DP_CONFIG", "PLAIN_CONFIG", "compare_methods", "load_province", "main",
 ]
 
 # Centralized DP: one call of 20 epochs over the pooled table (sample rate 1/6: 120 steps),
@@ -137,7 +137,7 @@ def _eval(level: Any, p: Any, frame: pd.DataFrame, truth: pd.DataFrame, schema: 
     )
 
 
-def run(
+def compare_methods(
     *,
     epsilon: float,
     train_seed: int,
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> None:
         help="comma-separated subset",
     )
     args = parser.parse_args(argv)
-    figures = run(
+    figures = compare_methods(
         epsilon=args.epsilon,
         train_seed=args.train_seed,
         test_seed=args.test_seed,
