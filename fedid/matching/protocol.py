@@ -6,7 +6,7 @@ no home agency and no evidence agency.
 
 Keys of a run (:class:`HomeKeyring`): a Paillier key pair and a ristretto255 scalar ``h``
 for the education side. ``grouping="per_agency"`` gives every home agency its own keyring
-and its own run (DESIGN.md as written). ``grouping="province"`` shares ONE keyring among
+and its own run (the design as first written). ``grouping="province"`` shares ONE keyring among
 the home agencies of the run, so each department blinds and encrypts its records once per
 run instead of once per home agency; C splits the results per home agency. Each E_j draws
 a scalar ``e_j`` per run; ``evidence_keys="shared"`` gives every department the same

@@ -202,7 +202,7 @@ def test_dimension_mix_among_university_hardship(province: Province) -> None:
     assert abs(mix["academic"] - 0.327) <= 0.03
     assert abs(mix["psychological"] - 0.245) <= 0.03
     assert mix["compound_2_plus"] > 0.40
-    # DOMAIN (plan): 68 % of university hardship students from central/west, 71 % rural
+    # ARCHITECTURE.md (plan): 68 % of university hardship students from central/west, 71 % rural
     assert abs(mix["from_central_or_west"] - 0.68) <= 0.05
     assert abs(mix["rural"] - 0.71) <= 0.05
     gt = province.ground_truth
