@@ -17,13 +17,16 @@ for a simulation is ``flwr run APP CONNECTION`` against a SuperLink started with
    ``<work>/progress.jsonl`` (:data:`server.server_app.PROGRESS_ENV`) and hands each to
    the caller's callback;
 5. checks the run finished ``completed`` (``flwr ls``) and stops the SuperLink and every
-   process it started.
+   process group it started (the simulation process and Ray run in groups of their own).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -85,6 +88,39 @@ def _start_superlink(work: Path, port: int, env: dict[str, str]) -> subprocess.P
     stop_group(process)
     raise FederationError(f"the simulation SuperLink did not start within "
                           f"{_START_TIMEOUT_S:.0f} s; see {work / 'superlink.log'}.")
+
+
+def _groups_below(pid: int) -> set[int]:
+    """Process groups of every descendant of ``pid`` (read from Linux ``/proc``).
+
+    The SuperLink starts ``flower-superexec`` in a session of its own, which starts the
+    simulation process and Ray; stopping the SuperLink's group alone could leave them.
+    """
+    parent_of: dict[int, int] = {}
+    group_of: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        parent_of[int(stat.parent.name)] = int(fields[1])
+        group_of[int(stat.parent.name)] = int(fields[2])
+    below: set[int] = {pid}
+    grew = True
+    while grew:
+        more = {child for child, parent in parent_of.items() if parent in below}
+        grew = not more <= below
+        below |= more
+    return {group_of[p] for p in below - {pid} if p in group_of} - {os.getpgrp()}
+
+
+def _stop(superlink: subprocess.Popen[bytes]) -> None:
+    """Stop the SuperLink and every process group it started."""
+    groups = _groups_below(superlink.pid)
+    stop_group(superlink)
+    for group in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signal.SIGTERM)
 
 
 def _follow(path: Path, say: Progress, done: threading.Event) -> None:
@@ -168,4 +204,4 @@ def run_in_simulation(
     finally:
         done.set()
         follower.join(timeout=10)
-        stop_group(superlink)
+        _stop(superlink)
