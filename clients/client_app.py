@@ -61,7 +61,7 @@ def evaluate(msg: Message, context: Context) -> Message:
 
 @app.query("secagg")
 def secagg(msg: Message, context: Context) -> Message:
-    """Secure aggregation, key step: this round's public key (see clients.secure_sum)."""
+    """Secure aggregation, key step: this round's public key (see clients.masked_update)."""
     return Message(node.secagg_keys(msg, context), reply_to=msg)
 
 

@@ -31,7 +31,6 @@ budget: both come from the node's own side.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -40,11 +39,10 @@ from typing import Any
 
 from fedid.errors import ConfigError
 from fedid.review import Capacity
+from fedid.simulation_file import SIMULATION_ENV, load_simulation_file
 
-__all__ = ["SIMULATION_ENV", "TUNABLE", "NodeSettings", "TrainingSettings",
-           "load_simulation_file", "node_settings"]
+__all__ = ["TUNABLE", "NodeSettings", "TrainingSettings", "node_settings"]
 
-SIMULATION_ENV = "FEDID_SIMULATION_CONFIG"
 _KINDS = ("education", "department")
 #: name -> (default value, default range the coordinator may propose in), per federated round
 #: (defaults: fedid.model.train.TrainConfig's, chosen on synthetic provinces)
@@ -174,17 +172,6 @@ class NodeSettings:
             identity=Path(str(raw["identity"])) if raw.get("identity") else None,
             review_capacity=str(raw.get("review-capacity", "10%")),
         )
-
-
-def load_simulation_file(path: Path) -> dict[str, Any]:
-    """Read a simulation description written by :mod:`simulations.simulate`."""
-    try:
-        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read simulation config {path}: {exc}") from exc
-    if not isinstance(data.get("agencies"), list):
-        raise ConfigError(f"simulation config {path} has no 'agencies' list.")
-    return data
 
 
 def node_settings(node_config: Mapping[str, Any]) -> NodeSettings:

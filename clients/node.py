@@ -23,13 +23,13 @@ import numpy as np
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from numpy.typing import NDArray
 
-from clients import secure_sum, training
+from clients import masked_update, training
 from clients.config import NodeSettings, node_settings
 from clients.count_release import noised_counts
 from clients.privacy_state import NodePrivacyLedger, arrays_digest
-from clients.records import arrays_of, config_float, config_int, config_str, content
 from fedid.errors import BudgetExceededError, FederationError, ProtocolError
 from fedid.model.train import LocalState
+from fedid.records import arrays_of, config_float, config_int, config_str, content
 
 __all__ = ["FEDAVG_WEIGHT", "evaluate", "identify", "info", "init", "match", "secagg_keys",
            "settings_of", "train"]
@@ -128,12 +128,12 @@ def _train_reply(
     msg: Message, context: Context, s: NodeSettings, arrays: list[NDArray[np.float32]] | None,
     metrics: dict[str, float], *, refused: str = "",
 ) -> RecordDict:
-    """The plain reply, or with secure aggregation on, a masked vector (clients.secure_sum)."""
-    if secure_sum.enabled(msg):
+    """The plain reply, or with secure aggregation on, a masked vector (clients.masked_update)."""
+    if masked_update.enabled(msg):
         global_arrays = arrays_of(msg)
         if global_arrays is None:
             raise FederationError("train message carries no arrays.")
-        return secure_sum.masked_reply(msg, context, agency_id=s.agency_id,
+        return masked_update.masked_reply(msg, context, agency_id=s.agency_id,
                                        global_arrays=global_arrays, local_arrays=arrays,
                                        metrics=metrics, refused=refused)
     if arrays is None:
@@ -142,8 +142,8 @@ def _train_reply(
 
 
 def secagg_keys(msg: Message, context: Context) -> RecordDict:
-    """Secure aggregation step 1: a fresh public key for this round (clients.secure_sum)."""
-    return secure_sum.keys_reply(msg, context, agency_id=settings_of(context).agency_id)
+    """Secure aggregation step 1: a fresh public key for this round (clients.masked_update)."""
+    return masked_update.keys_reply(msg, context, agency_id=settings_of(context).agency_id)
 
 
 def _privacy_metrics(s: NodeSettings, epsilon: float) -> dict[str, float]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ import numpy as np
 from flwr.app import ConfigRecord, Context
 from numpy.typing import NDArray
 
-from fedid.atomic import atomic_write_bytes
+from fedid.atomic import atomic_file, atomic_write_bytes
 from fedid.errors import ConfigError
 
 __all__ = ["NodePrivacyLedger", "arrays_digest"]
@@ -147,9 +146,7 @@ class NodePrivacyLedger:
         blobs: dict[str, Any] = {f"a{i}": a for i, a in enumerate(arrays)}
         blobs["n_arrays"] = np.array(len(arrays))
         blobs["metrics"] = np.array(json.dumps(metrics))
-        tmp = folder / f"{key}.tmp.npz"
-        np.savez(tmp, **blobs)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, folder / f"{key}.npz")
+        with atomic_file(folder / f"{key}.npz", mode=0o600) as tmp:
+            np.savez(tmp, **blobs)
         self.state = state
         self.epsilon_after[key] = epsilon

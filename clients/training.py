@@ -41,7 +41,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from clients.config import NodeSettings
-from fedid.atomic import atomic_write_bytes
+from fedid.atomic import atomic_file, atomic_write_bytes
 from fedid.errors import BudgetExceededError, DataValidationError, TrainingError
 from fedid.model.evaluate import macro_f1
 from fedid.model.features import build_inputs, level_targets
@@ -168,12 +168,8 @@ def _labelled(s: NodeSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
 def write_private_parquet(frame: pd.DataFrame, path: Path) -> None:
     """Write ``frame`` to ``path`` readable by the node's user only (0600), atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.parquet")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.close(fd)
-    os.chmod(tmp, 0o600)
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(path)
+    with atomic_file(path, mode=0o600) as tmp:
+        frame.to_parquet(tmp, index=False)
 
 
 def _config(values: dict[str, float]) -> TrainConfig:

@@ -1,7 +1,10 @@
-"""Schema rules: the checks behind :mod:`fedid.schema` and the TOML-to-dataclass builder.
+"""Schema rules: the checks behind :mod:`fedid.schema`'s dataclasses.
 
-Each check raises :class:`SchemaError` with the rule broken and the observed value. The
-builder prefixes the file and the entry (``schema FILE: indicators[3]: ...``).
+Each check raises :class:`SchemaError` with the rule broken and the observed value; the
+builder in :mod:`fedid.schema` prefixes the file and the entry (``schema FILE:
+indicators[3]: ...``). The checks take the dataclasses (an ``Indicator``, ``Rule`` or
+``Schema`` of :mod:`fedid.schema`) typed ``Any``: the dataclasses import these rules, so
+this module imports nothing from :mod:`fedid.schema` (no import cycle).
 Rules (in addition to the field enumerations):
 
 - levels: ``"none"`` followed by 2 or 3 unique level names; one label per level;
@@ -22,15 +25,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fedid.errors import SchemaError
 
-if TYPE_CHECKING:
-    from fedid.schema import Indicator, Rule, Schema
-
-__all__ = ["build_schema", "check_indicator", "check_rule_shape", "check_schema"]
+__all__ = ["check_indicator", "check_rule_shape", "check_schema"]
 
 DIMENSIONS = (
     "economic",
@@ -61,13 +60,6 @@ _COMBINE_TYPES = {
 }
 _IDENT = re.compile(r"^[a-z][a-z0-9_]*$")
 
-_TOP_KEYS = {"schema", "levels", "outputs", "departments", "indicators", "rules"}
-_INDICATOR_KEYS = {
-    "name", "dimension", "department", "type", "unit", "min", "max", "categories",
-    "transform", "keyed_by", "direction", "source_field", "combine",
-}  # fmt: skip
-_RULE_KEYS = {"name", "indicator", "op", "value"}
-
 
 def _one_of(what: str, value: object, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
@@ -89,7 +81,7 @@ def _is_number(value: object) -> bool:
 # --------------------------------------------------------------------------- object checks
 
 
-def check_indicator(ind: Indicator) -> None:
+def check_indicator(ind: Any) -> None:
     """Rules one indicator must satisfy on its own."""
     try:
         _check_indicator(ind)
@@ -97,7 +89,7 @@ def check_indicator(ind: Indicator) -> None:
         raise SchemaError(f"indicator {ind.name!r}: {exc}") from None
 
 
-def _check_indicator(ind: Indicator) -> None:
+def _check_indicator(ind: Any) -> None:
     _identifier("name", ind.name)
     if ind.name in RESERVED_COLUMNS or ind.name.startswith("label_"):
         raise SchemaError(f"name must not be a reserved column name. Got {ind.name!r}")
@@ -130,7 +122,7 @@ def _check_indicator(ind: Indicator) -> None:
         )
 
 
-def _check_range(ind: Indicator) -> None:
+def _check_range(ind: Any) -> None:
     if ind.type not in NUMERIC_TYPES:
         if ind.min is not None or ind.max is not None:
             raise SchemaError(f"type {ind.type!r} takes no min/max. Got {ind.min!r}..{ind.max!r}")
@@ -153,7 +145,7 @@ def _check_range(ind: Indicator) -> None:
         raise SchemaError(f"transform 'log1p' needs min >= 0. Got min {ind.min!r}")
 
 
-def _check_categories(ind: Indicator) -> None:
+def _check_categories(ind: Any) -> None:
     if ind.type != "category":
         if ind.categories:
             raise SchemaError(f"categories are only for type 'category'. Got type {ind.type!r}")
@@ -165,7 +157,7 @@ def _check_categories(ind: Indicator) -> None:
         raise SchemaError(f"categories must be unique. Got {list(cats)}")
 
 
-def check_rule_shape(rule: Rule) -> None:
+def check_rule_shape(rule: Any) -> None:
     """Rules one rule-layer entry must satisfy on its own (the indicator is checked later)."""
     _identifier(f"rule {rule.name!r}: name", rule.name)
     _one_of(f"rule {rule.name!r}: kind", rule.kind, ("direct", "exclusion"))
@@ -178,7 +170,7 @@ def check_rule_shape(rule: Rule) -> None:
         )
 
 
-def _check_rule_value(rule: Rule, ind: Indicator) -> None:
+def _check_rule_value(rule: Any, ind: Any) -> None:
     values = rule.value if isinstance(rule.value, tuple) else (rule.value,)
     if ind.type in ("bool", "category") and rule.op not in ("==", "!=", "in"):
         raise SchemaError(f"op {rule.op!r} does not apply to a {ind.type} indicator")
@@ -200,7 +192,7 @@ def _check_rule_value(rule: Rule, ind: Indicator) -> None:
             raise SchemaError(f"value must be {allowed}. Got {v!r}")
 
 
-def check_schema(schema: Schema) -> None:
+def check_schema(schema: Any) -> None:
     """Cross-entry rules of a whole schema; messages name ``schema.source`` and the entry."""
     where = f"schema {schema.source}"
     try:
@@ -224,7 +216,7 @@ def check_schema(schema: Schema) -> None:
     _check_rules(schema, where)
 
 
-def _check_departments(schema: Schema, where: str) -> None:
+def _check_departments(schema: Any, where: str) -> None:
     for key, dept in schema.departments.items():
         try:
             _identifier("name", key)
@@ -238,11 +230,11 @@ def _check_departments(schema: Schema, where: str) -> None:
             raise SchemaError(f"{where}: departments: at least one department with side {side!r}")
 
 
-def _check_indicators(schema: Schema, where: str) -> None:
+def _check_indicators(schema: Any, where: str) -> None:
     if not schema.indicators:
         raise SchemaError(f"{where}: indicators: at least one indicator is required")
     seen: dict[str, int] = {}
-    by_field: dict[tuple[str, str], Indicator] = {}
+    by_field: dict[tuple[str, str], Any] = {}
     for i, ind in enumerate(schema.indicators):
         entry = f"{where}: indicators[{i}] {ind.name!r}"
         if ind.name in seen:
@@ -269,7 +261,7 @@ def _check_indicators(schema: Schema, where: str) -> None:
             )
 
 
-def _check_rules(schema: Schema, where: str) -> None:
+def _check_rules(schema: Any, where: str) -> None:
     names = {i.name: i for i in schema.indicators}
     for kind, rules in (("direct", schema.direct_rules), ("exclusion", schema.exclusion_rules)):
         seen: set[str] = set()
@@ -287,124 +279,3 @@ def _check_rules(schema: Schema, where: str) -> None:
                 _check_rule_value(rule, ind)
             except SchemaError as exc:
                 raise SchemaError(f"{entry} on {ind.name!r}: {exc}") from None
-
-
-# --------------------------------------------------------------------------- builder
-
-
-def _table(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
-    value = data.get(key, {})
-    if not isinstance(value, Mapping):
-        raise SchemaError(f"{where}: [{key}] must be a table. Got {type(value).__name__}")
-    return value
-
-
-def _unknown_keys(entry: str, got: Mapping[str, Any], allowed: set[str]) -> None:
-    extra = sorted(set(got) - allowed)
-    if extra:
-        raise SchemaError(
-            f"{entry}: unknown key(s) {', '.join(extra)}; allowed: {', '.join(sorted(allowed))}"
-        )
-
-
-def _str_list(entry: str, value: object) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise SchemaError(f"{entry} must be a list of strings. Got {value!r}")
-    return tuple(value)
-
-
-def _indicator(raw: object, i: int, where: str) -> Indicator:
-    from fedid.schema import Indicator
-
-    entry = f"{where}: indicators[{i}]"
-    if not isinstance(raw, Mapping):
-        raise SchemaError(f"{entry} must be a table. Got {type(raw).__name__}")
-    entry += f" {raw.get('name', '?')!r}"
-    _unknown_keys(entry, raw, _INDICATOR_KEYS)
-    missing = [k for k in ("name", "dimension", "department", "type") if k not in raw]
-    if missing:
-        raise SchemaError(f"{entry}: missing required key(s) {', '.join(missing)}")
-    kwargs = dict(raw)
-    if "categories" in kwargs:
-        kwargs["categories"] = _str_list(f"{entry}: categories", kwargs["categories"])
-    if kwargs.get("type") == "float":
-        for bound in ("min", "max"):
-            if _is_number(kwargs.get(bound)):
-                kwargs[bound] = float(kwargs[bound])
-    try:
-        return Indicator(**kwargs)
-    except SchemaError as exc:
-        msg = str(exc).removeprefix(f"indicator {kwargs['name']!r}: ")
-        raise SchemaError(f"{entry}: {msg}") from None
-
-
-def _rules(data: Mapping[str, Any], kind: str, where: str) -> tuple[Rule, ...]:
-    from fedid.schema import Rule
-
-    raw_rules = _table(data, "rules", where).get(kind, [])
-    if not isinstance(raw_rules, list):
-        raise SchemaError(f"{where}: rules.{kind} must be an array of tables")
-    out = []
-    for i, raw in enumerate(raw_rules):
-        entry = f"{where}: rules.{kind}[{i}]"
-        if not isinstance(raw, Mapping):
-            raise SchemaError(f"{entry} must be a table. Got {type(raw).__name__}")
-        _unknown_keys(entry, raw, _RULE_KEYS)
-        missing = [k for k in sorted(_RULE_KEYS) if k not in raw]
-        if missing:
-            raise SchemaError(f"{entry}: missing required key(s) {', '.join(missing)}")
-        value = tuple(raw["value"]) if isinstance(raw["value"], list) else raw["value"]
-        try:
-            out.append(Rule(raw["name"], raw["indicator"], raw["op"], value, kind))  # type: ignore[arg-type]
-        except SchemaError as exc:
-            raise SchemaError(f"{entry}: {exc}") from None
-    return tuple(out)
-
-
-def build_schema(data: Mapping[str, Any], *, source: str) -> Schema:
-    """Build a :class:`~fedid.schema.Schema` from a TOML-shaped mapping."""
-    from fedid.schema import Department, Levels, Schema
-
-    where = f"schema {source}"
-    _unknown_keys(where, data, _TOP_KEYS)
-    meta = _table(data, "schema", where)
-    _unknown_keys(f"{where}: [schema]", meta, {"name", "version"})
-    levels_raw = _table(data, "levels", where)
-    _unknown_keys(f"{where}: [levels]", levels_raw, {"names", "labels"})
-    outputs = _table(data, "outputs", where)
-    _unknown_keys(f"{where}: [outputs]", outputs, {"dimension_flags"})
-    try:
-        levels = Levels(
-            _str_list("levels.names", levels_raw.get("names")),
-            _str_list("levels.labels", levels_raw.get("labels", [])),
-        )
-    except SchemaError as exc:
-        raise SchemaError(f"{where}: {exc}") from None
-    departments = {}
-    for key, raw in _table(data, "departments", where).items():
-        entry = f"{where}: departments.{key}"
-        if not isinstance(raw, Mapping):
-            raise SchemaError(f"{entry} must be a table. Got {type(raw).__name__}")
-        _unknown_keys(entry, raw, {"label", "side"})
-        try:
-            departments[key] = Department(key, raw.get("side"), str(raw.get("label", "")))  # type: ignore[arg-type]
-        except SchemaError as exc:
-            raise SchemaError(f"{where}: {exc}") from None
-    raw_inds = data.get("indicators", [])
-    if not isinstance(raw_inds, list):
-        raise SchemaError(f"{where}: indicators must be an array of tables ([[indicators]])")
-    rules = _table(data, "rules", where)
-    _unknown_keys(f"{where}: [rules]", rules, {"direct", "exclusion"})
-    return Schema(
-        name=meta.get("name", "custom"),
-        version=meta.get("version", 1),
-        levels=levels,
-        dimension_flags=_str_list(
-            f"{where}: outputs.dimension_flags", outputs.get("dimension_flags", [])
-        ),
-        departments=departments,
-        indicators=tuple(_indicator(raw, i, where) for i, raw in enumerate(raw_inds)),
-        direct_rules=_rules(data, "direct", where),
-        exclusion_rules=_rules(data, "exclusion", where),
-        source=source,
-    )

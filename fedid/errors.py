@@ -1,28 +1,44 @@
-"""The fedid error tree.
+"""The fedid error tree, the one tree every layer raises and catches.
 
-Every error fedid raises on purpose derives from :class:`FedIdError`; the CLI maps
-each branch to an exit code. Lower-layer errors (OSError, ValueError from a
-library, flwr or opacus errors) are wrapped at the layer boundary with
-``raise ... from exc``. Messages name the rule and the observed value, never an
-ID, a key, a plaintext or a ciphertext.
+Every error fedid raises on purpose derives from :class:`FedIdError`; the CLI maps each
+branch to an exit code (``exit_code``). The root and the branches the privacy primitives
+raise live in :mod:`privacy.errors` (layer 1 imports nothing above it) and are re-exported
+here; the domain branches are defined here. Import every error from this module (or, in
+:mod:`privacy`, from :mod:`privacy.errors`): there is one class per concept.
+
+Lower-layer errors (OSError, ValueError from a library, flwr or opacus errors) are wrapped
+at the layer boundary with ``raise ... from exc``. Messages name the rule and the observed
+value, never an ID, a key, a plaintext or a ciphertext.
 
 ::
 
-    FedIdError
-    ├── ConfigError               bad configuration, schema file or CLI flag
-    │   └── SchemaError           a schema (TOML) that breaks a rule
-    ├── DataValidationError       an agency table that fails validation (carries the report)
-    │   └── IdNumberError         a national ID number that breaks GB 11643-1999
-    ├── CryptoError               bad key, modulus, ciphertext, curve point or encoding
-    ├── ProtocolError             a malformed, replayed, misrouted or out-of-order message
-    ├── BudgetExceededError       a request that would take an agency past its privacy budget
-    ├── TrainingError             a model could not be trained or loaded
-    └── FederationError           the federation could not run (nodes missing, timeouts)
+    FedIdError                    (privacy.errors)  exit 1
+    ├── ConfigError               (privacy.errors)  exit 2  bad configuration or CLI flag
+    │   ├── AccountingError       (privacy.errors)  invalid DP accounting/training parameters
+    │   └── SchemaError                             a schema (TOML) that breaks a rule
+    ├── DataValidationError                         exit 3  an agency table fails validation
+    │   └── IdNumberError                           an ID number that breaks GB 11643-1999
+    ├── CryptoError               (privacy.errors)  exit 4  bad key, modulus, ciphertext,
+    │                                                       curve point or encoding
+    ├── ProtocolError                               exit 5  malformed, replayed, misrouted or
+    │                                                       out-of-order message
+    ├── BudgetExceededError       (privacy.errors)  exit 6  a request past a privacy budget
+    ├── TrainingError                               exit 7  a model not trained or loaded
+    └── FederationError                             exit 8  the federation could not run
 """
 
 from __future__ import annotations
 
+from privacy.errors import (
+    AccountingError,
+    BudgetExceededError,
+    ConfigError,
+    CryptoError,
+    FedIdError,
+)
+
 __all__ = [
+    "AccountingError",
     "BudgetExceededError",
     "ConfigError",
     "CryptoError",
@@ -34,18 +50,6 @@ __all__ = [
     "SchemaError",
     "TrainingError",
 ]
-
-
-class FedIdError(Exception):
-    """Root of every error fedid raises on purpose."""
-
-    exit_code: int = 1
-
-
-class ConfigError(FedIdError):
-    """A configuration value, schema file or command-line flag breaks a rule."""
-
-    exit_code = 2
 
 
 class SchemaError(ConfigError):
@@ -66,22 +70,10 @@ class IdNumberError(DataValidationError):
     """A national ID number breaks a rule of GB 11643-1999."""
 
 
-class CryptoError(FedIdError):
-    """A key, modulus, ciphertext, curve point or encoding is invalid."""
-
-    exit_code = 4
-
-
 class ProtocolError(FedIdError):
     """A protocol message is malformed, replayed, misrouted or out of order."""
 
     exit_code = 5
-
-
-class BudgetExceededError(FedIdError):
-    """A request would take an agency past its own privacy budget; nothing was spent."""
-
-    exit_code = 6
 
 
 class TrainingError(FedIdError):

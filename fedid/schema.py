@@ -8,6 +8,8 @@ so that ``parse_schema(tomllib.loads(s.to_toml())) == s``.
 
 The validation rules live in :mod:`fedid._schema_parse`; the dataclasses run them on
 construction, so a schema built in code is held to the same rules as one read from a file.
+This module's one responsibility is the schema model: its dataclasses, building them from
+TOML data (the builder below) and reading and writing schema files.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from fedid._schema_parse import (
     SIDES,
     TRANSFORMS,
     TYPES,
+    _is_number,
     check_indicator,
     check_rule_shape,
     check_schema,
@@ -362,6 +365,129 @@ class Schema:
         return tomli_w.dumps(self.to_dict())
 
 
+# --------------------------------------------------------------------------- builder
+
+_TOP_KEYS = {"schema", "levels", "outputs", "departments", "indicators", "rules"}
+_INDICATOR_KEYS = {
+    "name", "dimension", "department", "type", "unit", "min", "max", "categories",
+    "transform", "keyed_by", "direction", "source_field", "combine",
+}  # fmt: skip
+_RULE_KEYS = {"name", "indicator", "op", "value"}
+
+
+
+def _table(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, Mapping):
+        raise SchemaError(f"{where}: [{key}] must be a table. Got {type(value).__name__}")
+    return value
+
+
+def _unknown_keys(entry: str, got: Mapping[str, Any], allowed: set[str]) -> None:
+    extra = sorted(set(got) - allowed)
+    if extra:
+        raise SchemaError(
+            f"{entry}: unknown key(s) {', '.join(extra)}; allowed: {', '.join(sorted(allowed))}"
+        )
+
+
+def _str_list(entry: str, value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SchemaError(f"{entry} must be a list of strings. Got {value!r}")
+    return tuple(value)
+
+
+def _indicator(raw: object, i: int, where: str) -> Indicator:
+    entry = f"{where}: indicators[{i}]"
+    if not isinstance(raw, Mapping):
+        raise SchemaError(f"{entry} must be a table. Got {type(raw).__name__}")
+    entry += f" {raw.get('name', '?')!r}"
+    _unknown_keys(entry, raw, _INDICATOR_KEYS)
+    missing = [k for k in ("name", "dimension", "department", "type") if k not in raw]
+    if missing:
+        raise SchemaError(f"{entry}: missing required key(s) {', '.join(missing)}")
+    kwargs = dict(raw)
+    if "categories" in kwargs:
+        kwargs["categories"] = _str_list(f"{entry}: categories", kwargs["categories"])
+    if kwargs.get("type") == "float":
+        for bound in ("min", "max"):
+            if _is_number(kwargs.get(bound)):
+                kwargs[bound] = float(kwargs[bound])
+    try:
+        return Indicator(**kwargs)
+    except SchemaError as exc:
+        msg = str(exc).removeprefix(f"indicator {kwargs['name']!r}: ")
+        raise SchemaError(f"{entry}: {msg}") from None
+
+
+def _rules(data: Mapping[str, Any], kind: str, where: str) -> tuple[Rule, ...]:
+    raw_rules = _table(data, "rules", where).get(kind, [])
+    if not isinstance(raw_rules, list):
+        raise SchemaError(f"{where}: rules.{kind} must be an array of tables")
+    out = []
+    for i, raw in enumerate(raw_rules):
+        entry = f"{where}: rules.{kind}[{i}]"
+        if not isinstance(raw, Mapping):
+            raise SchemaError(f"{entry} must be a table. Got {type(raw).__name__}")
+        _unknown_keys(entry, raw, _RULE_KEYS)
+        missing = [k for k in sorted(_RULE_KEYS) if k not in raw]
+        if missing:
+            raise SchemaError(f"{entry}: missing required key(s) {', '.join(missing)}")
+        value = tuple(raw["value"]) if isinstance(raw["value"], list) else raw["value"]
+        try:
+            out.append(Rule(raw["name"], raw["indicator"], raw["op"], value, kind))  # type: ignore[arg-type]
+        except SchemaError as exc:
+            raise SchemaError(f"{entry}: {exc}") from None
+    return tuple(out)
+
+
+def _build_schema(data: Mapping[str, Any], *, source: str) -> Schema:
+    """Build a :class:`~fedid.schema.Schema` from a TOML-shaped mapping."""
+    where = f"schema {source}"
+    _unknown_keys(where, data, _TOP_KEYS)
+    meta = _table(data, "schema", where)
+    _unknown_keys(f"{where}: [schema]", meta, {"name", "version"})
+    levels_raw = _table(data, "levels", where)
+    _unknown_keys(f"{where}: [levels]", levels_raw, {"names", "labels"})
+    outputs = _table(data, "outputs", where)
+    _unknown_keys(f"{where}: [outputs]", outputs, {"dimension_flags"})
+    try:
+        levels = Levels(
+            _str_list("levels.names", levels_raw.get("names")),
+            _str_list("levels.labels", levels_raw.get("labels", [])),
+        )
+    except SchemaError as exc:
+        raise SchemaError(f"{where}: {exc}") from None
+    departments = {}
+    for key, raw in _table(data, "departments", where).items():
+        entry = f"{where}: departments.{key}"
+        if not isinstance(raw, Mapping):
+            raise SchemaError(f"{entry} must be a table. Got {type(raw).__name__}")
+        _unknown_keys(entry, raw, {"label", "side"})
+        try:
+            departments[key] = Department(key, raw.get("side"), str(raw.get("label", "")))  # type: ignore[arg-type]
+        except SchemaError as exc:
+            raise SchemaError(f"{where}: {exc}") from None
+    raw_inds = data.get("indicators", [])
+    if not isinstance(raw_inds, list):
+        raise SchemaError(f"{where}: indicators must be an array of tables ([[indicators]])")
+    rules = _table(data, "rules", where)
+    _unknown_keys(f"{where}: [rules]", rules, {"direct", "exclusion"})
+    return Schema(
+        name=meta.get("name", "custom"),
+        version=meta.get("version", 1),
+        levels=levels,
+        dimension_flags=_str_list(
+            f"{where}: outputs.dimension_flags", outputs.get("dimension_flags", [])
+        ),
+        departments=departments,
+        indicators=tuple(_indicator(raw, i, where) for i, raw in enumerate(raw_inds)),
+        direct_rules=_rules(data, "direct", where),
+        exclusion_rules=_rules(data, "exclusion", where),
+        source=source,
+    )
+
+
 def default_schema_path() -> Path:
     """Path of the embedded default schema file."""
     return Path(str(resources.files("fedid.data").joinpath("default_schema.toml")))
@@ -369,9 +495,7 @@ def default_schema_path() -> Path:
 
 def parse_schema(data: Mapping[str, Any], *, source: str = "<memory>") -> Schema:
     """Validate a TOML-shaped mapping and build a :class:`Schema` (errors name ``source``)."""
-    from fedid._schema_parse import build_schema
-
-    return build_schema(data, source=source)
+    return _build_schema(data, source=source)
 
 
 def load_schema(path: Path | str | None = None) -> Schema:

@@ -1,32 +1,48 @@
-"""Errors of the privacy primitives (layer 1, which imports nothing from fedid).
+"""The root of fedid's one error tree and its branches raised by the privacy primitives.
+
+The tree lives in the lowest layer so that :mod:`privacy` (which imports nothing from
+:mod:`fedid`) raises the same classes every other layer catches; :mod:`fedid.errors`
+re-exports these and adds the domain branches. The whole tree is drawn there.
 
 ::
 
-    PrivacyError
-    ├── CryptoError            bad key, modulus, ciphertext, curve point or encoding
-    ├── AccountingError        invalid accounting parameters (noise, sample rate, delta ...)
-    └── BudgetExceededError    a request would take a party past its privacy budget
+    FedIdError
+    ├── ConfigError            (here) bad configuration value
+    │   └── AccountingError    (here) invalid accounting parameters (noise, sample rate ...)
+    ├── CryptoError            (here) bad key, modulus, ciphertext, curve point or encoding
+    └── BudgetExceededError    (here) a request would take a party past its privacy budget
 
-:mod:`fedid` wraps these at its boundary (``raise fedid.errors.X(...) from exc``).
 Messages name the rule and the observed value, never a key, plaintext or ciphertext.
 """
 
 from __future__ import annotations
 
-__all__ = ["AccountingError", "BudgetExceededError", "CryptoError", "PrivacyError"]
+__all__ = ["AccountingError", "BudgetExceededError", "ConfigError", "CryptoError", "FedIdError"]
 
 
-class PrivacyError(Exception):
-    """Root of every error raised by :mod:`privacy`."""
+class FedIdError(Exception):
+    """Root of every error fedid raises on purpose; ``exit_code`` is the CLI's exit status."""
+
+    exit_code: int = 1
 
 
-class CryptoError(PrivacyError):
+class ConfigError(FedIdError):
+    """A configuration value, schema file or command-line flag breaks a rule."""
+
+    exit_code = 2
+
+
+class AccountingError(ConfigError):
+    """Privacy accounting or DP training parameters break a rule."""
+
+
+class CryptoError(FedIdError):
     """A key, modulus, ciphertext, curve point or encoding is invalid."""
 
-
-class AccountingError(PrivacyError):
-    """Privacy accounting parameters break a rule."""
+    exit_code = 4
 
 
-class BudgetExceededError(PrivacyError):
-    """A request would take a party past its privacy budget; nothing was spent."""
+class BudgetExceededError(FedIdError):
+    """A request would take a party past its own privacy budget; nothing was spent."""
+
+    exit_code = 6

@@ -4,7 +4,7 @@ Why not Flower's SecAgg+: it runs only through Flower's legacy ``NumPyClient`` p
 (``secaggplus_mod`` plus the legacy strategy workflow), and fedid's apps use the Message
 API (``@app.train()`` replies built by hand, several query types per run). So the masking
 is built here on ``cryptography``'s X25519, HKDF-SHA256 and ChaCha20, and the Flower
-glue lives in :mod:`clients.secure_sum` / :mod:`server.secure_sum`.
+glue lives in :mod:`clients.masked_update` / :mod:`server.secure_round`.
 
 Protocol (one instance per session, round and attempt; parties are named by strings):
 
@@ -32,7 +32,7 @@ key list and then does not send its masked vector leaves masks that cannot be re
 The caller must rerun the instance from step 1 with the remaining parties (a new
 attempt, hence fresh keys and seeds).
 
-Use for weighted FedAvg (:mod:`clients.secure_sum`): a node masks ``[w * delta..., w]``
+Use for weighted FedAvg (:mod:`clients.masked_update`): a node masks ``[w * delta..., w]``
 with ``w`` its example count, so the coordinator learns ``sum(w * delta)`` and the total
 weight only, not any node's example count (unlike plain FedAvg, where counts travel in
 clear). Masking adds no noise and changes no epsilon: each node's DP guarantee comes from

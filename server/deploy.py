@@ -1,6 +1,6 @@
 """Running the coordinator for real: a SuperLink, registered SuperNodes, one run.
 
-:class:`Coordinator` drives Flower's own executables (``flower-superlink``, ``flwr``):
+:class:`SuperLinkLauncher` drives Flower's own executables (``flower-superlink``, ``flwr``):
 
 1. writes a Flower home (``<out>/flwr/config.toml``) with one SuperLink connection
    named ``fedid`` (address, CA certificate);
@@ -34,7 +34,7 @@ from typing import Any
 from fedid.atomic import atomic_write_bytes
 from fedid.errors import ConfigError, FederationError
 
-__all__ = ["Coordinator", "flower_env", "node_agencies_arg", "run_config_arg", "stop_group"]
+__all__ = ["SuperLinkLauncher", "flower_env", "node_agencies_arg", "run_config_arg", "stop_group"]
 
 _log = logging.getLogger(__name__)
 CONNECTION = "fedid"
@@ -78,7 +78,7 @@ def run_config_arg(config: dict[str, Any]) -> str:
 
 
 @dataclass
-class Coordinator:
+class SuperLinkLauncher:
     """One SuperLink plus the run of the fedid app on it."""
 
     out: Path

@@ -16,7 +16,6 @@ their stored reply instead of training again (see :mod:`clients.node`).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from fedid.atomic import atomic_write_bytes
+from fedid.atomic import atomic_file, atomic_write_bytes
 from fedid.errors import FederationError
 
 __all__ = ["Ledger", "RoundRecord"]
@@ -96,9 +95,8 @@ class Ledger:
                 f"rounds are recorded in order: expected {self.completed + 1}, got {record.round}."
             )
         self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / "checkpoint.tmp.npz"
-        np.savez(tmp, *arrays)
-        os.replace(tmp, self.checkpoint_path)
+        with atomic_file(self.checkpoint_path) as tmp:
+            np.savez(tmp, *arrays)
         self.rounds.append(record)
         payload = {
             "session": self.session,

@@ -46,7 +46,6 @@ from typing import Any
 import numpy as np
 from flwr.app import ConfigRecord, Message, RecordDict
 
-from clients.records import content
 from fedid.errors import FederationError, ProtocolError
 from fedid.matching.auth import SignedMessage
 from fedid.matching.coordinator import Coordinator
@@ -68,6 +67,7 @@ from fedid.matching.protocol import (
     home_party,
     new_run_id,
 )
+from fedid.records import content
 from fedid.schema import Schema
 from server.transport import Messenger
 

@@ -2,12 +2,15 @@
 
 Settings come from the run config (``flwr run --run-config`` / pyproject
 ``[tool.flwr.app.config]``) merged over the simulation file when one is set
-(``FEDID_SIMULATION_CONFIG``, written by ``fedid simulate``). A progress callback can
-be installed by the simulation driver with :func:`set_progress` (same process).
+(``FEDID_SIMULATION_CONFIG``, written by ``fedid simulate``), parsed into a
+:class:`server.year_config.YearConfig`. When ``FEDID_PROGRESS_FILE`` names a file, the
+year's progress events (phase, round, matching, done; no IDs, keys or values) are appended
+to it as JSON lines, which ``fedid simulate`` follows from its own process.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -16,28 +19,17 @@ from typing import Any
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from clients.config import SIMULATION_ENV, load_simulation_file
-from server.year import Progress, YearConfig, run_year
+from fedid.simulation_file import SIMULATION_ENV, load_simulation_file
+from server.year import Progress, run_year
+from server.year_config import YearConfig
 
-__all__ = ["app", "set_progress"]
+__all__ = ["PROGRESS_ENV", "app", "year_config"]
+
+PROGRESS_ENV = "FEDID_PROGRESS_FILE"
 
 _log = logging.getLogger(__name__)
-_progress: list[Progress] = []
-_results: list[dict[str, Any]] = []
 
 app = ServerApp()
-
-
-def set_progress(callback: Progress | None) -> None:
-    """Install (or clear) the progress callback used by the next run in this process."""
-    _progress.clear()
-    if callback is not None:
-        _progress.append(callback)
-
-
-def last_result() -> dict[str, Any] | None:
-    """The year record of the last run in this process (simulation only)."""
-    return _results[-1] if _results else None
 
 
 def year_config(run_config: dict[str, Any]) -> YearConfig:
@@ -50,9 +42,20 @@ def year_config(run_config: dict[str, Any]) -> YearConfig:
     return YearConfig.from_mapping(raw)
 
 
+def _progress_file(path: Path) -> Progress:
+    """A progress callback appending one JSON line per event (flushed at once)."""
+
+    def say(event: str, data: dict[str, Any]) -> None:
+        line = json.dumps({"event": event, "data": data}, default=str) + "\n"
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(line)
+
+    return say
+
+
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     """Run one school year."""
     cfg = year_config(dict(context.run_config))
-    result = run_year(grid, cfg, _progress[0] if _progress else None)
-    _results.append(result)
+    target = os.environ.get(PROGRESS_ENV)
+    run_year(grid, cfg, _progress_file(Path(target)) if target else None)

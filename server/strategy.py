@@ -108,7 +108,7 @@ class FedAvg:
         return self._check_privacy(reply)
 
     def check_privacy(self, reply: TrainReply) -> str:
-        """The privacy-declaration part of :meth:`check` (used by server.secure_sum)."""
+        """The privacy-declaration part of :meth:`check` (used by server.secure_round)."""
         return self._check_privacy(reply)
 
     def note_spend(self, spend: Mapping[str, float]) -> None:

@@ -10,14 +10,15 @@ Phases (each timed):
              replies validated (:mod:`server.strategy`); checkpoint after every round
              (:mod:`server.ledger`); federated evaluation on the nodes' held-out rows;
              with ``secure-aggregation`` on, the coordinator sees only the sum of the
-             weighted updates (:mod:`server.secure_sum`)
+             weighted updates (:mod:`server.secure_round`)
 4. identify  each education node scores all its students with the final model and
              writes the recommendations on its own side; the coordinator receives
-             aggregate counts only (:mod:`server.aggregates`)
+             aggregate counts only (:mod:`server.node_metrics`)
 
 The coordinator writes ``coordinator/`` under its output folder: ``ledger.json``,
 ``checkpoint.npz``, ``final_model.npz``, ``year.json`` (aggregates, privacy spend per
-agency as declared by the nodes, per-round metrics, phase times).
+agency as declared by the nodes, per-round metrics, phase times). Its settings are a
+:class:`server.year_config.YearConfig`.
 """
 
 from __future__ import annotations
@@ -26,97 +27,27 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from flwr.serverapp import Grid
 
-from clients.records import ConfigValue, arrays_of, content, metrics_of
-from fedid.errors import ConfigError, FederationError
-from server import aggregates
+from fedid.atomic import atomic_file, atomic_write_bytes
+from fedid.errors import FederationError
+from fedid.records import ConfigValue, arrays_of, content, metrics_of
+from server import node_metrics
 from server.ledger import Ledger, RoundRecord
 from server.strategy import AggregationResult, FedAvg, PrivacyDeclaration, TrainReply
 from server.transport import Messenger
+from server.year_config import YearConfig
 
 __all__ = ["Progress", "YearConfig", "run_year"]
 
 _log = logging.getLogger(__name__)
 
 Progress = Callable[[str, dict[str, Any]], None]
-
-
-@dataclass(frozen=True, slots=True)
-class YearConfig:
-    """Coordinator settings for one year (from run config or the simulation file)."""
-
-    out: Path
-    rounds: int = 5
-    min_nodes: int = 2
-    #: nodes the coordinator expects (0: unknown); it waits for all of them up to ``wait_nodes``
-    expected_nodes: int = 0
-    #: node id -> the agency its key was registered for (deployment); empty: not checked
-    node_agencies: dict[int, str] = field(default_factory=dict)
-    min_train_replies: int = 1
-    wait_nodes: float = 120.0
-    timeout: float = 600.0
-    session: str = "year"
-    weighting: str = "released"
-    matching: bool = True
-    schema: str = ""
-    grouping: str = "province"
-    seed: int = 0
-    train: dict[str, float] = field(default_factory=dict)
-    secure_aggregation: bool = False
-
-    def __post_init__(self) -> None:
-        if self.rounds < 1:
-            raise ConfigError(f"rounds must be >= 1. Got {self.rounds}.")
-        if self.min_nodes < 1:
-            raise ConfigError(f"min-nodes must be >= 1. Got {self.min_nodes}.")
-        if self.expected_nodes < 0:
-            raise ConfigError(f"expected-nodes must be >= 0. Got {self.expected_nodes}.")
-        if 0 < self.expected_nodes < self.min_nodes:
-            raise ConfigError(
-                f"expected-nodes must be 0 or >= min-nodes ({self.min_nodes})."
-                f" Got {self.expected_nodes}."
-            )
-        if self.timeout <= 0 or self.wait_nodes <= 0:
-            raise ConfigError("timeouts must be > 0.")
-
-    @classmethod
-    def from_mapping(cls, raw: dict[str, Any]) -> YearConfig:
-        train = {k[len("train-"):]: float(v) for k, v in raw.items() if k.startswith("train-")}
-        return cls(
-            out=Path(str(raw.get("out", "runs/coordinator"))),
-            rounds=int(raw.get("rounds", 5)),
-            min_nodes=int(raw.get("min-nodes", 2)),
-            expected_nodes=int(raw.get("expected-nodes", 0)),
-            node_agencies=_node_agencies(str(raw.get("node-agencies", ""))),
-            min_train_replies=int(raw.get("min-train-replies", 1)),
-            wait_nodes=float(raw.get("wait-nodes", 120.0)),
-            timeout=float(raw.get("timeout", 600.0)),
-            session=str(raw.get("session", "year")),
-            weighting=str(raw.get("weighting", "released")),
-            matching=bool(raw.get("matching", True)),
-            schema=str(raw.get("schema", "")),
-            grouping=str(raw.get("grouping", "province")),
-            seed=int(raw.get("seed", 0)),
-            train=train,
-            secure_aggregation=str(raw.get("secure-aggregation", False)).lower() == "true",
-        )
-
-
-def _node_agencies(raw: str) -> dict[int, str]:
-    """``"id=agency,id=agency"`` (see server.deploy.node_agencies_arg) as a dict."""
-    out: dict[int, str] = {}
-    for part in filter(None, (p.strip() for p in raw.split(","))):
-        node, sep, agency = part.partition("=")
-        if not sep or not node.strip().isdigit() or not agency.strip():
-            raise ConfigError(f"node-agencies must be 'id=agency,...'. Got {part!r}.")
-        out[int(node)] = agency.strip()
-    return out
 
 
 def _noop(_event: str, _data: dict[str, Any]) -> None:
@@ -167,7 +98,8 @@ def run_year(grid: Grid, cfg: YearConfig, progress: Progress | None = None) -> d
     final, training = _train(messenger, cfg, folder, say)
     year["training"] = training
     phases["training"] = time.perf_counter() - t0
-    np.savez(folder / "final_model.npz", *final)
+    with atomic_file(folder / "final_model.npz") as tmp:
+        np.savez(tmp, *final)
 
     t0 = time.perf_counter()
     say("phase", {"name": "identify"})
@@ -175,7 +107,7 @@ def run_year(grid: Grid, cfg: YearConfig, progress: Progress | None = None) -> d
     phases["identify"] = time.perf_counter() - t0
 
     year["phase_seconds"] = phases
-    (folder / "year.json").write_text(json.dumps(year, indent=1, default=str), encoding="utf-8")
+    atomic_write_bytes(folder / "year.json", json.dumps(year, indent=1, default=str).encode())
     say("done", {"phases": phases})
     return year
 
@@ -218,7 +150,7 @@ def _train(
             "session": cfg.session, "round": rnd, "rounds": cfg.rounds, "seed": cfg.seed,
             **{f"train-{k}": v for k, v in cfg.train.items()}}
         if cfg.secure_aggregation:
-            from server.secure_sum import secure_round
+            from server.secure_round import secure_round
 
             secure = secure_round(messenger, strategy, trainers=trainers, conf=conf,
                                   arrays=arrays)
@@ -289,7 +221,7 @@ def _evaluate(
         "evaluate", {a: content(config=conf, arrays=arrays) for a in nodes}, group=str(rnd)
     )
     per_node = {a: metrics_of(m) for a, m in replies.items() if not m.has_error()}
-    return aggregates.weighted_metrics(per_node)
+    return node_metrics.weighted_metrics(per_node)
 
 
 def _identify(messenger: Messenger, arrays: list[Any], cfg: YearConfig) -> dict[str, Any]:
@@ -301,5 +233,5 @@ def _identify(messenger: Messenger, arrays: list[Any], cfg: YearConfig) -> dict[
     )
     per_node = {a: metrics_of(m) for a, m in replies.items() if not m.has_error()}
     failed = sorted(set(nodes) - set(per_node))
-    return {"per_agency": per_node, "total": aggregates.sum_counts(per_node), "failed": failed,
+    return {"per_agency": per_node, "total": node_metrics.sum_counts(per_node), "failed": failed,
             "rejoined": rejoined}

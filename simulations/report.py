@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from fedid.atomic import atomic_write_bytes
 from simulations.audit_report import section as audit_section
 from simulations.report_plots import plots
 
@@ -251,7 +252,7 @@ def write(out: Path, summary: dict[str, Any]) -> tuple[Path, Path]:
     """Write ``summary.json`` and ``report.html`` into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     sj = out / "summary.json"
-    sj.write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
+    atomic_write_bytes(sj, json.dumps(summary, indent=1, default=str).encode("utf-8"))
     rh = out / "report.html"
-    rh.write_text(render_html(summary), encoding="utf-8")
+    atomic_write_bytes(rh, render_html(summary).encode("utf-8"))
     return sj, rh

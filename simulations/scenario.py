@@ -1,8 +1,9 @@
 """The synthetic province's scenario: geography, sizes and every calibration default.
 
 A :class:`Scenario` is a frozen record of everything :func:`simulations.province.generate_province`
-needs besides the seed. Its defaults come from ../shared/DOMAIN.md (calibration points; the
-"plan" figures for the self-report process) and are written into ``manifest.json``.
+needs besides the seed. Its defaults come from ARCHITECTURE.md's domain figures (calibration
+points; the "plan" figures for the self-report process) and are written into
+``manifest.json``.
 
 Geography (a documented choice): one real province has a single region, but the fairness
 tests need east, central and west students whose ID-derived region agrees with the ground
@@ -94,7 +95,7 @@ DEFAULT_COUNTIES: tuple[CountySpec, ...] = (
     CountySpec("county_west_621121", 621121, "west", rural_share=0.80, weight=2250),
 )
 #: Intake and rural shares set so the plan's calibration points hold among university hardship
-#: students (DOMAIN.md: 68 % from central and western regions, 71 % rural; realised means over
+#: students (ARCHITECTURE.md: 68 % from central and western regions, 71 % rural; realised means over
 #: seeds 0-7: 66.7 % (64-70 %) and 71.6 % (69-74 %)): the universities sit in the east and take
 #: most of their students from there, and the regional poverty gradient does the rest.
 DEFAULT_UNIVERSITIES: tuple[UniversitySpec, ...] = (
@@ -114,7 +115,7 @@ class Scenario:
 
     Sizes: ``students`` in total, split over ``counties`` and ``universities`` by weight.
     Rates are shares of people (special groups) or of students; all are documented where
-    they come from (DOMAIN.md calibration points or the plan's self-report figures).
+    they come from (ARCHITECTURE.md calibration points or the plan's self-report figures).
     """
 
     students: int = 12_000

@@ -38,7 +38,8 @@ _log = logging.getLogger(__name__)
 Progress = Callable[[str, dict[str, Any]], None]
 
 _RUN_OUTPUTS = ("nodes", "coordinator", "roster.toml", "transcript", "summary.json",
-                "report.html", "simulation.json")
+                "report.html", "simulation.json", "flwr")
+_APP_DIR = Path(__file__).resolve().parents[1]  # the fedid Flower app (pyproject.toml)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +61,7 @@ class SimulationConfig:
     workers: int = 2
     reference: bool = True
     train: tuple[tuple[str, float], ...] = ()
-    secure_aggregation: bool = False  # coordinator sees only the sum (server.secure_sum)
+    secure_aggregation: bool = False  # coordinator sees only the sum (server.secure_round)
     # Tests only: every node's own ``test-seed`` (reproducible DP noise); None: OS CSPRNG.
     node_test_seed: int | None = None
     # A simulated year starts from nothing: earlier node folders (with their spent
@@ -83,7 +84,7 @@ class SimulationConfig:
 
 
 def _synth(cfg: SimulationConfig, target: Path) -> None:
-    cmd = [sys.executable, "-m", "fedid.cli.main", "synth", "--out", str(target),
+    cmd = [sys.executable, "-m", "cli.main", "synth", "--out", str(target),
            "--seed", str(cfg.seed)]
     if cfg.students is not None:
         cmd += ["--students", str(cfg.students)]
@@ -188,38 +189,22 @@ def run(cfg: SimulationConfig, progress: Progress | None = None) -> dict[str, An
 def _run_flower(
     cfg: SimulationConfig, sim_file: Path, n_nodes: int, say: Progress
 ) -> dict[str, Any]:
-    os.environ["FEDID_SIMULATION_CONFIG"] = str(sim_file.resolve())
-    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
-    os.environ.setdefault("FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION", "1")
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
-    # Simulation workers inherit this: the protobuf gencode notice would flood the log.
-    os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning")
+    env = {"FEDID_SIMULATION_CONFIG": str(sim_file.resolve()),
+           "RAY_DEDUP_LOGS": "0", "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
+           # Flower's processes import this fedid (a checkout run with PYTHONPATH included).
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(_APP_DIR),
+                                                        os.environ.get("PYTHONPATH")]))}
     if cfg.transcript:
-        os.environ["FEDID_TRANSCRIPT_DIR"] = str((cfg.out / "transcript").resolve())
-    else:
-        os.environ.pop("FEDID_TRANSCRIPT_DIR", None)
-    from flwr.simulation import run_simulation
+        env["FEDID_TRANSCRIPT_DIR"] = str((cfg.out / "transcript").resolve())
+    coordinator = json.loads(sim_file.read_text(encoding="utf-8"))["coordinator"]
+    from simulations.flower_run import run_in_simulation
 
-    from clients.client_app import app as client_app
-    from server import server_app
-
-    server_app.set_progress(say)
-    try:
-        run_simulation(
-            server_app=server_app.app,
-            client_app=client_app,
-            num_supernodes=n_nodes,
-            backend_config={
-                "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                "init_args": {"num_cpus": cfg.workers, "include_dashboard": False,
-                              "log_to_driver": True},
-            },
-        )
-    finally:
-        server_app.set_progress(None)
-    year = server_app.last_result()
-    if year is None or year.get("config", {}).get("out") != str(cfg.out.resolve()):
+    run_in_simulation(app_dir=_APP_DIR, work=cfg.out / "flwr", num_supernodes=n_nodes,
+                      workers=cfg.workers, run_config=coordinator, env=env, progress=say)
+    year_file = cfg.out / "coordinator" / "year.json"
+    year: dict[str, Any] = json.loads(year_file.read_text(encoding="utf-8")) \
+        if year_file.exists() else {}
+    if year.get("config", {}).get("out") != str(cfg.out.resolve()):
         raise FederationError(
             "the simulated year did not complete; see the log above for the failing step."
         )

@@ -22,7 +22,7 @@ def small_province(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("province") / "small"
     subprocess.run(
         [
-            sys.executable, "-m", "fedid.cli.main", "synth",
+            sys.executable, "-m", "cli.main", "synth",
             "--out", str(out),
             "--seed", str(SMALL_PROVINCE_SEED),
             "--students", str(SMALL_PROVINCE_STUDENTS),

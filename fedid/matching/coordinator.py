@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fedid.errors import CryptoError as FedCryptoError
+from fedid.errors import CryptoError
 from fedid.matching.evidence import split_points
 from fedid.matching.messages import (
     CoordinatorResults,
@@ -92,7 +92,7 @@ class Coordinator:
         self.guard.require(self._public_key is None, "second public key for the run")
         try:
             self._public_key = PaillierPublicKey.from_bytes(msg.public_key)
-        except (CryptoError, FedCryptoError, ValueError) as exc:
+        except (CryptoError, ValueError) as exc:
             raise self.guard.fail(f"invalid public key: {exc}") from exc
 
     def drop_department(self, dep: str) -> tuple[str, ...]:

@@ -13,8 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from fedid.errors import CryptoError as FedCryptoError
-from fedid.errors import DataValidationError, IdNumberError
+from fedid.errors import CryptoError, DataValidationError, IdNumberError
 from fedid.ids import to_canonical
 from fedid.matching.messages import (
     POINT_BYTES,
@@ -106,7 +105,7 @@ class EvidenceAgency:
         self.guard.require(self._public_key is None, "second public key for the run")
         try:
             self._public_key = PaillierPublicKey.from_bytes(msg.public_key)
-        except (CryptoError, FedCryptoError, ValueError) as exc:
+        except (CryptoError, ValueError) as exc:
             raise self.guard.fail(f"invalid public key: {exc}") from exc
         self.guard.require(self._public_key.h is not None, "public key lacks the DJN base")
         self.guard.require(msg.blinding == self.backend,

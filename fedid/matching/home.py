@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from fedid.errors import DataValidationError, IdNumberError
+from fedid.errors import CryptoError, DataValidationError, IdNumberError
 from fedid.ids import to_canonical
 from fedid.matching.evidence import split_points
 from fedid.matching.messages import (
@@ -34,7 +34,6 @@ from fedid.matching.protocol import (
     hash_domain,
     home_party,
 )
-from privacy.errors import CryptoError
 
 __all__ = ["HomeAgency", "canonical_keys"]
 

@@ -6,12 +6,10 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from fedid.atomic import atomic_directory
 from fedid.matching.run import MatchingResult
 
 __all__ = ["province_totals", "write_outputs"]
@@ -33,10 +31,7 @@ def province_totals(released: Mapping[str, Mapping[str, int]]) -> dict[str, dict
 
 def write_outputs(result: MatchingResult, out: Path) -> None:
     """Write resolved tables, released aggregates, leakage and timings; all or nothing."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_directory(Path(out)) as tmp:
         (tmp / "resolved").mkdir()
         for agency, frame in result.resolved.items():
             frame.to_parquet(tmp / "resolved" / f"{agency}.parquet", index=False)
@@ -46,13 +41,3 @@ def write_outputs(result: MatchingResult, out: Path) -> None:
         (tmp / "aggregates.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
         (tmp / "leakage.json").write_text(
             json.dumps([p.to_dict() for p in result.leakage], indent=2, ensure_ascii=False))
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

@@ -9,8 +9,6 @@ half written.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from fedid.atomic import atomic_directory
 from fedid.errors import TrainingError
 from fedid.model.model import HardshipModel
 from fedid.model.noise import PUBLISHED_SELF_REPORT
@@ -128,31 +127,30 @@ class ModelCard:
 def save_model(directory: Path, model: HardshipModel, card: ModelCard) -> Path:
     """Write the model and its card to ``directory`` (replaced atomically if it exists)."""
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".fedid-model-", dir=directory.parent))
     try:
-        arrays = {k: np.asarray(v) for k, v in model.weights.items()}
-        np.savez(tmp / "weights.npz", **arrays)  # type: ignore[arg-type]
-        (tmp / "model.json").write_text(
-            json.dumps(
-                {
-                    "hidden": list(model.hidden),
-                    "hardship_threshold": model.hardship_threshold,
-                    "format": 1,
-                }
-            ),
-            encoding="utf-8",
-        )
-        (tmp / "schema.toml").write_text(model.schema.to_toml(), encoding="utf-8")
-        (tmp / "card.json").write_text(json.dumps(card.to_dict(), indent=1), encoding="utf-8")
-        (tmp / "card.md").write_text(card.to_markdown(), encoding="utf-8")
-        if directory.exists():
-            shutil.rmtree(directory)
-        tmp.rename(directory)
+        with atomic_directory(directory) as tmp:
+            _write_model(tmp, model, card)
     except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise TrainingError(f"could not save the model: {exc!s}") from exc
     return directory
+
+
+def _write_model(tmp: Path, model: HardshipModel, card: ModelCard) -> None:
+    arrays = {k: np.asarray(v) for k, v in model.weights.items()}
+    np.savez(tmp / "weights.npz", **arrays)  # type: ignore[arg-type]
+    (tmp / "model.json").write_text(
+        json.dumps(
+            {
+                "hidden": list(model.hidden),
+                "hardship_threshold": model.hardship_threshold,
+                "format": 1,
+            }
+        ),
+        encoding="utf-8",
+    )
+    (tmp / "schema.toml").write_text(model.schema.to_toml(), encoding="utf-8")
+    (tmp / "card.json").write_text(json.dumps(card.to_dict(), indent=1), encoding="utf-8")
+    (tmp / "card.md").write_text(card.to_markdown(), encoding="utf-8")
 
 
 def load_model(directory: Path) -> tuple[HardshipModel, ModelCard]:

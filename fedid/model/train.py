@@ -31,13 +31,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from fedid.errors import BudgetExceededError, TrainingError
+from fedid.errors import AccountingError, CryptoError, TrainingError
 from fedid.model.features import encode, feature_layout, flag_targets, level_targets
 from fedid.model.model import HardshipModel
 from fedid.model.net import HardshipNet, check_weights, per_sample_loss
 from fedid.model.noise import PUBLISHED_SELF_REPORT, LabelNoise
 from fedid.schema import Schema
-from privacy import errors as perrors
 from privacy.dp import (
     Accountant,
     DPSGDConfig,
@@ -223,7 +222,7 @@ class LocalState:
                 weights=weights,
                 noise_multiplier=header["noise_multiplier"],
             )
-        except (OSError, ValueError, KeyError, TypeError, perrors.PrivacyError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AccountingError) as exc:
             raise TrainingError(f"local training state is malformed: {exc!s}") from exc
 
 
@@ -234,7 +233,7 @@ def new_local_state(*, epsilon: float, delta: float, accountant: str = "prv") ->
             budget=PrivacyBudget(epsilon=epsilon, delta=delta),
             accountant=Accountant(kind=accountant),
         )
-    except perrors.PrivacyError as exc:
+    except AccountingError as exc:
         raise TrainingError(str(exc)) from exc
 
 
@@ -331,9 +330,7 @@ def train_local(
             accountant=state.accountant,
             seed=seed,
         )
-    except perrors.BudgetExceededError as exc:
-        raise BudgetExceededError(str(exc)) from exc
-    except perrors.PrivacyError as exc:
+    except (AccountingError, CryptoError) as exc:
         raise TrainingError(f"DP training failed: {exc!s}") from exc
     new_state = replace(
         state,

@@ -5,12 +5,12 @@ or raises :class:`~fedid.errors.DataValidationError` carrying the full
 :class:`ValidationReport`; ``validate_agency_table`` returns the report without raising.
 Modules: :mod:`~fedid.tables.read` (files and encodings), :mod:`~fedid.tables.columns`
 (column layouts and parsing), :mod:`~fedid.tables.validate` (tables),
-:mod:`~fedid.tables.report` (problems and summaries).
+:mod:`~fedid.tables.problems` (problems and summaries).
 """
 
 from fedid.tables.columns import STAGES, ColumnSpec
+from fedid.tables.problems import Problem, ProblemKind, ValidationReport
 from fedid.tables.read import FORMATS, RawTable, decode, read_raw
-from fedid.tables.report import Problem, ProblemKind, ValidationReport
 from fedid.tables.validate import (
     AgencyTable,
     Kind,

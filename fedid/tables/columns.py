@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fedid import ids
-from fedid.tables.report import ProblemKind, Severity
+from fedid.tables.problems import ProblemKind, Severity
 
 __all__ = ["STAGES", "ColumnSpec", "Parsed", "parse_column"]
 

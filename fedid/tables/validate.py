@@ -33,8 +33,8 @@ import pandas as pd
 from fedid.errors import ConfigError, DataValidationError
 from fedid.schema import Indicator, Schema, load_schema
 from fedid.tables.columns import STAGES, ColumnSpec, Parsed, parse_column
+from fedid.tables.problems import ProblemKind, ValidationReport, problems_frame
 from fedid.tables.read import RawTable, read_raw
-from fedid.tables.report import ProblemKind, ValidationReport, problems_frame
 
 __all__ = [
     "AgencyTable",

@@ -82,14 +82,14 @@ def _free_port() -> int:
 def _deployment(base: Path, province: Path, rounds: int) -> dict[str, Any]:
     from clients.config import NodeSettings
     from clients.deploy import supernode_command
-    from fedid.cli.certs import make_trial_pki
-    from server.deploy import Coordinator, flower_env, stop_group
+    from fedid.pki import make_trial_pki
+    from server.deploy import SuperLinkLauncher, flower_env, stop_group
 
     names = {"university_a": "education", "university_b": "education",
              "civil_affairs": "department"}
     certs = base / "certs"
     make_trial_pki(certs, nodes=list(names), hosts=[])
-    coord = Coordinator(out=base / "coordinator", certs=certs, port=_free_port())
+    coord = SuperLinkLauncher(out=base / "coordinator", certs=certs, port=_free_port())
     coord.start()
     procs: list[subprocess.Popen[bytes]] = []
     try:

@@ -71,7 +71,7 @@ from simulations.frontier import operating_point
 from simulations.province.truth import noiseless_score
 
 __all__ = [
-    "DP_CONFIG", "LOCAL_DP_CONFIG", "PLAIN_CONFIG", "load_province", "main", "run",
+    "DP_CONFIG", "LOCAL_DP_CONFIG", "PLAIN_CONFIG", "compare_methods", "load_province", "main",
 ]
 
 # Centralized DP: one call of 20 epochs over the pooled table (sample rate 1/6: 120 steps),
@@ -88,7 +88,7 @@ def synth(out: Path, seed: int, students: int | None = None) -> Path:
     """Write a default synthetic province with ``fedid synth`` (``students``: another size)."""
     size = [] if students is None else ["--students", str(students)]
     subprocess.run(  # noqa: S603 (the fedid CLI, fixed arguments)
-        [sys.executable, "-m", "fedid.cli.main", "synth", "--out", str(out), "--seed", str(seed),
+        [sys.executable, "-m", "cli.main", "synth", "--out", str(out), "--seed", str(seed),
          *size],
         check=True,
         stdout=subprocess.DEVNULL,
@@ -157,7 +157,7 @@ def _review_queue(
                                    scorers={k: scorer(v) for k, v in models.items()}))
 
 
-def run(
+def compare_methods(
     *,
     epsilon: float,
     train_seed: int,
@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> None:
         help="comma-separated subset",
     )
     args = parser.parse_args(argv)
-    figures = run(
+    figures = compare_methods(
         epsilon=args.epsilon,
         train_seed=args.train_seed,
         test_seed=args.test_seed,

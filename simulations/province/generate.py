@@ -2,7 +2,7 @@
 
 Order: people (IDs) -> latent circumstances -> departmental tables (as written, legacy IDs
 included) -> education-owned indicators -> the plaintext join of the written departmental
-tables (:mod:`simulations.reference_join`) -> the true level and flags from the joined
+tables (:mod:`simulations.province.join`) -> the true level and flags from the joined
 indicators -> the self-report labels from the true level only -> education tables and
 ground truth. Each phase draws from its own child of ``numpy.random.SeedSequence(seed)``,
 so the same seed and scenario give identical tables.
@@ -22,6 +22,7 @@ from fedid.errors import ConfigError
 from simulations.province.calibration import calibration_report
 from simulations.province.departments import build_departments, typed_column
 from simulations.province.education import student_frame
+from simulations.province.join import join_evidence
 from simulations.province.labels import Labels, self_report
 from simulations.province.latent import add_latent
 from simulations.province.people import agency_ids, build_people
@@ -137,8 +138,6 @@ def generate_province(
     ``schema_path``: a schema TOML with the default schema's indicators (default: the
     packaged schema). Deterministic: the same arguments give identical frames.
     """
-    from simulations.reference_join import join_evidence  # it imports this package
-
     scn = Scenario() if scenario is None else scenario
     schema = load_schema_view(schema_path)
     _check_schema(schema)

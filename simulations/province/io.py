@@ -1,4 +1,5 @@
-"""Write a generated province to disk atomically, and read its tables back typed.
+"""Write a generated province to disk atomically (:mod:`simulations.province.tables` reads
+its tables back typed).
 
 Layout (the team's data contract)::
 
@@ -12,16 +13,13 @@ Layout (the team's data contract)::
 Everything is first written to a temporary sibling folder, which is renamed to ``DIR``
 only when complete: a failure leaves nothing half written. Parquet files are written by
 pyarrow without timestamps, so the same province gives byte-identical files. CSV files are
-UTF-8 with empty fields for nulls; :func:`read_table` restores the schema's types.
+UTF-8 with empty fields for nulls; ``read_table`` restores the schema's types.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,17 +27,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fedid.atomic import atomic_directory
 from fedid.errors import ConfigError
-from simulations.province.departments import PANDAS_TYPES
 from simulations.province.generate import GENERATOR_VERSION, Province
-from simulations.province.schema_view import SchemaView
 
-__all__ = ["Format", "read_table", "write_province"]
+__all__ = ["Format", "write_province"]
 
 Format = Literal["parquet", "csv"]
-_ID_COLUMNS = ("student_id", "guardian1_id", "guardian2_id", "person_id")
-_STRING_COLUMNS = ("stage", "label_level", "home_agency", "sex", "region", "true_level")
-_BOOL_COLUMNS = ("applied", "rural", "hidden_hardship")
+
 
 
 def _sha256(path: Path) -> str:
@@ -56,40 +51,6 @@ def _write(frame: pd.DataFrame, path: Path, fmt: Format) -> None:
         pq.write_table(table, path, compression="zstd")
     else:
         frame.to_csv(path, index=False, encoding="utf-8", lineterminator="\n")
-
-
-def _dtypes(schema: SchemaView, columns: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    by_field = {i.source_field: i.type for i in schema.indicators}
-    by_field.update({i.name: i.type for i in schema.indicators})
-    for col in columns:
-        if col in _ID_COLUMNS or col in _STRING_COLUMNS:
-            out[col] = "string"
-        elif col in _BOOL_COLUMNS or (col.startswith(("label_", "true_")) and col != "true_level"):
-            out[col] = "boolean"
-        elif col in by_field:
-            out[col] = PANDAS_TYPES[by_field[col]]
-    return out
-
-
-def read_table(path: Path, schema: SchemaView) -> pd.DataFrame:
-    """A province table (Parquet or CSV) with the schema's nullable types restored."""
-    if path.suffix == ".parquet":
-        frame = pd.read_parquet(path)
-    elif path.suffix == ".csv":
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    else:
-        raise ConfigError(f"table files must be .parquet or .csv. Got {path.suffix!r}")
-    csv = path.suffix == ".csv"
-    for col, dtype in _dtypes(schema, list(frame.columns)).items():
-        series = frame[col]
-        if csv and dtype == "boolean":
-            frame[col] = series.map({"True": True, "False": False}).astype("boolean")
-        elif csv and dtype in ("Float64", "Int64"):
-            frame[col] = pd.to_numeric(series).astype(dtype)
-        else:
-            frame[col] = series.astype(dtype)
-    return frame
 
 
 def _manifest(province: Province, files: dict[str, dict[str, Any]], fmt: Format) -> str:
@@ -125,9 +86,7 @@ def write_province(
     out = out.resolve()
     if out.exists() and not overwrite:
         raise ConfigError(f"output folder exists: {out} (choose another or overwrite)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_directory(out) as tmp:
         (tmp / "schema.toml").write_text(province.schema.text, encoding="utf-8")
         groups = {
             "agencies/education": province.education,
@@ -143,14 +102,4 @@ def write_province(
                 files[rel] = {"rows": len(frame), "sha256": _sha256(tmp / rel)}
         files["schema.toml"] = {"rows": 0, "sha256": _sha256(tmp / "schema.toml")}
         (tmp / "manifest.json").write_text(_manifest(province, files, fmt), encoding="utf-8")
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out / "manifest.json"

@@ -3,7 +3,7 @@
 Students apply, schools review, some are recognised. The process depends only on the true
 level, never on the indicators, so label noise is independent of the indicators given the
 truth: a model trained on these labels sees systematic-looking noise it cannot reproduce
-and can therefore beat the self-report baseline (DOMAIN.md, plan figures as defaults):
+and can therefore beat the self-report baseline (ARCHITECTURE.md, as defaults):
 
 - ``hidden_rate`` of the true-hardship students, drawn at random, never apply (hidden
   hardship);

@@ -3,7 +3,7 @@
 Each household has a latent poverty score ``z`` (normal, mean by region plus a rural shift,
 SD 1). Special-group memberships are taken as the top shares of a noisy ranking of ``z``,
 weighted by household size, so that the share of PEOPLE covered equals the scenario's
-rate exactly (DOMAIN.md: dibao 2.8 %, tekun 0.33 %, edge 0.4 %, poverty monitoring 0.2 %);
+rate exactly (ARCHITECTURE.md: dibao 2.8 %, tekun 0.33 %, edge 0.4 %, poverty monitoring 0.2 %);
 the rural west gets more because its ``z`` is higher. Everything else (employment, wages,
 property, vehicles, illness, disability, disasters, relief, income checks) is drawn per
 household or person from ``z`` with noise. Amounts are whole CNY, so sums are exact.

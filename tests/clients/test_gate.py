@@ -21,7 +21,7 @@ from clients import node, training
 from clients.client_app import app
 from clients.config import node_settings
 from clients.gate import ERROR_CODES, read_ledger
-from clients.records import arrays_of, content, metrics_of
+from fedid.records import arrays_of, content, metrics_of
 from clients.release import POLICY, undeclared
 from fedid.errors import ConfigError
 from fedid.model.train import LocalState
@@ -232,7 +232,7 @@ def test_ledger_command_prints_the_releases(small_province: Path, tmp_path: Path
     out = tmp_path / "n"
     ctx = _ctx(_cfg(small_province, out))
     _train(ctx, _init(ctx))
-    done = subprocess.run([sys.executable, "-m", "fedid.cli.main", "ledger", "--out", str(out)],
+    done = subprocess.run([sys.executable, "-m", "cli.main", "ledger", "--out", str(out)],
                           check=True, capture_output=True, text=True)
     lines = done.stdout.strip().splitlines()
     assert lines[0].startswith("query.init")

@@ -12,9 +12,9 @@ from flwr.app import Context, Message, RecordDict
 from clients import node
 from clients.config import NodeSettings, node_settings
 from clients.privacy_state import NodePrivacyLedger
-from clients.records import arrays_of, content, metrics_of
 from fedid.errors import ConfigError
 from fedid.model.train import LocalState
+from fedid.records import arrays_of, content, metrics_of
 
 
 @pytest.fixture(autouse=True)

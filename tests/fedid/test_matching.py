@@ -10,8 +10,8 @@ import pytest
 from fedid.matching import MatchingConfig, ReleaseConfig, match_in_process, write_outputs
 from fedid.matching.run import MatchingResult
 from fedid.schema import Schema, load_schema
+from simulations.province.join import join_evidence
 from simulations.province.schema_view import load_schema_view
-from simulations.reference_join import join_evidence
 from tests.fedid.matching_data import make_tables
 
 KEY_BITS = 2048  # the smallest key the crypto core accepts; production default is 3072

@@ -69,7 +69,7 @@ def test_default_province_3072_bits(tmp_path: Path) -> None:
     import sys
 
     root = tmp_path / "prov"
-    subprocess.run([sys.executable, "-m", "fedid.cli.main", "synth", "--out", str(root)],
+    subprocess.run([sys.executable, "-m", "cli.main", "synth", "--out", str(root)],
                    check=True)
     schema = load_schema(root / "schema.toml")
     education, departments, _ = load_province_tables(root)

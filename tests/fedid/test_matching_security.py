@@ -250,7 +250,7 @@ def test_wrong_modulus_and_bad_ciphertext_rejected(schema, tables):
 def test_cli_writes_on_success_and_nothing_on_failure(tables, tmp_path):
     from typer.testing import CliRunner
 
-    from fedid.cli.main import app
+    from cli.main import app
 
     homes, deps = tables
     homes["school_0"].to_parquet(tmp_path / "school_0.parquet")

@@ -232,7 +232,7 @@ def test_dataclasses_validate_on_construction() -> None:
 def test_cli_schema_show_and_validate(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from fedid.cli.main import app
+    from cli.main import app
 
     runner = CliRunner()
     shown = runner.invoke(app, ["schema", "show", "--toml"])

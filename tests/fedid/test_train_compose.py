@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from fedid.cli.main import app
+from cli.main import app
 from fedid.errors import FedIdError
 from fedid.model.train import LocalState
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fedid.errors import FederationError
-from server.deploy import Coordinator, node_agencies_arg
+from server.deploy import SuperLinkLauncher, node_agencies_arg
 
 
 class _FakeFlwr:
@@ -30,12 +30,12 @@ def test_register_returns_the_bound_node_id_and_survives_a_restart(
     key = tmp_path / "university_a.pub"
     key.write_text("not a real key; the fake flwr does not read it")
     fake = _FakeFlwr()
-    first = Coordinator(out=tmp_path / "coord", certs=None)
+    first = SuperLinkLauncher(out=tmp_path / "coord", certs=None)
     first.out.mkdir()
     monkeypatch.setattr(first, "_flwr", fake)
     assert first.register(key, "university_a") == 1000
     # a coordinator restarted on the same folder: the SuperLink refuses the known key
-    again = Coordinator(out=tmp_path / "coord", certs=None)
+    again = SuperLinkLauncher(out=tmp_path / "coord", certs=None)
     monkeypatch.setattr(again, "_flwr", fake)
     assert again.register(key, "university_a") == 1000
     assert node_agencies_arg({1000: "university_a", 7: "tax"}) == "7=tax,1000=university_a"
@@ -46,7 +46,7 @@ def test_register_without_an_id_fails_clearly(
 ) -> None:
     key = tmp_path / "tax.pub"
     key.write_text("x")
-    coord = Coordinator(out=tmp_path, certs=None)
+    coord = SuperLinkLauncher(out=tmp_path, certs=None)
     monkeypatch.setattr(coord, "_flwr", lambda args, **_: (1, "connection refused"))
     with pytest.raises(FederationError, match="gave no node id"):
         coord.register(key, "tax")

@@ -18,9 +18,9 @@ import pytest
 from clients.config import NodeSettings
 from clients.deploy import supernode_command
 from clients.transcript import TRANSCRIPT_ENV
-from fedid.cli.certs import make_trial_pki
+from fedid.pki import make_trial_pki
 from privacy.identity import AgencyIdentity, Roster
-from server.deploy import Coordinator, flower_env, node_agencies_arg, stop_group
+from server.deploy import SuperLinkLauncher, flower_env, node_agencies_arg, stop_group
 from simulations.leakscan import needles_from_province, scan
 
 pytestmark = pytest.mark.slow
@@ -47,7 +47,8 @@ class Federation:
             root / "identity" / n, agency=n, kind="education" if n in EDUCATION else "department",
             department="" if n in EDUCATION else n).public for n in names
         ).save(root / "roster.toml")
-        self.coord = Coordinator(out=root / "coordinator", certs=self.certs, port=_free_port())
+        self.coord = SuperLinkLauncher(out=root / "coordinator", certs=self.certs,
+                                       port=_free_port())
         self.nodes: dict[str, subprocess.Popen[bytes]] = {}
         self.bound: dict[int, str] = {}  # node id -> agency, from key registration
 

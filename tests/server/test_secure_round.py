@@ -1,4 +1,4 @@
-"""server.secure_sum's round logic over in-memory nodes running clients.secure_sum.
+"""server.secure_round's round logic over in-memory nodes running clients.masked_update.
 
 No Flower runtime: a fake messenger hands each message to a node function that uses
 the real node-side glue (key step, masking) with a real Flower Context per node.
@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from flwr.app import Context, Message, RecordDict
 
-from clients import secure_sum as node_side
-from clients.records import ConfigValue, arrays_of
+from clients import masked_update as node_side
 from fedid.errors import FederationError
-from server.secure_sum import SecureRound, secure_round
+from fedid.records import ConfigValue, arrays_of
+from server.secure_round import SecureRound, secure_round
 from server.strategy import FedAvg
 from server.transport import Messenger
 

@@ -11,7 +11,7 @@ from flwr.app import Message
 
 from fedid.errors import ConfigError, FederationError
 from server.transport import AgencyInfo, Messenger
-from server.year import YearConfig
+from server.year_config import YearConfig
 
 
 class _Grid:

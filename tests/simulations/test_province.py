@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from fedid.cli.main import app
+from cli.main import app
 from fedid.errors import ConfigError
 from fedid.ids import parse, validate
 from fedid.schema import load_schema
@@ -202,7 +202,7 @@ def test_dimension_mix_among_university_hardship(province: Province) -> None:
     assert abs(mix["academic"] - 0.327) <= 0.03
     assert abs(mix["psychological"] - 0.245) <= 0.03
     assert mix["compound_2_plus"] > 0.40
-    # DOMAIN (plan): 68 % of university hardship students from central/west, 71 % rural
+    # ARCHITECTURE.md (plan): 68 % of university hardship students from central/west, 71 % rural
     assert abs(mix["from_central_or_west"] - 0.68) <= 0.05
     assert abs(mix["rural"] - 0.71) <= 0.05
     gt = province.ground_truth
@@ -413,7 +413,8 @@ def test_scenario_rejects_bad_rates() -> None:
         replace(Scenario(), missed_rate=0.05)
 
 
-@pytest.mark.parametrize("module", ["simulations.reference_join", "simulations.province.io"])
+@pytest.mark.parametrize("module", ["simulations.reference_join", "simulations.province.io",
+                                    "simulations.province.join", "simulations.province.tables"])
 def test_modules_import_first_without_a_cycle(module: str) -> None:
     import subprocess
     import sys

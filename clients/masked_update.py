@@ -1,7 +1,7 @@
 """The node's side of secure aggregation (Flower glue over :mod:`privacy.secure_sum`).
 
 Used only when the coordinator's train message says ``secure-aggregation = true``.
-Per round and attempt (see :mod:`server.secure_sum` for the coordinator's side):
+Per round and attempt (see :mod:`server.secure_round` for the coordinator's side):
 
 1. ``query.secagg``  the node makes a fresh X25519 key pair, keeps the private key in
                      its own ``context.state`` (never sent) and replies with the 32-byte
@@ -27,9 +27,8 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from numpy.typing import NDArray
 
-from clients.records import config_int, config_str, content, payload_of
 from fedid.errors import CryptoError, ProtocolError
-from privacy.errors import CryptoError as RawCryptoError
+from fedid.records import config_int, config_str, content, payload_of
 from privacy.secure_sum import MaskingParty, PublicKeyList
 
 __all__ = ["enabled", "keys_reply", "masked_reply"]
@@ -108,12 +107,12 @@ def masked_reply(
         keys = PublicKeyList.from_bytes(payload_of(msg))
     except ValueError as exc:
         raise ProtocolError("train message carries no public key list.") from exc
-    except RawCryptoError as exc:
+    except CryptoError as exc:
         raise CryptoError(f"public key list rejected: {exc}") from exc
     weight = 0.0 if local_arrays is None else float(metrics.get("weight", 1.0))
     try:
         masked = party.mask(_vector(global_arrays, local_arrays, weight), keys)
-    except RawCryptoError as exc:
+    except CryptoError as exc:
         raise CryptoError(f"secure aggregation failed on this node: {exc}") from exc
     context.state.config_records.pop(_STATE_KEY, None)  # one key, one masked vector
     rd = RecordDict()

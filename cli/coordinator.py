@@ -46,11 +46,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Start the SuperLink, register node keys, run the year, report its status."""
         from fedid.errors import ConfigError
-        from server.deploy import Coordinator, node_agencies_arg
+        from server.deploy import SuperLinkLauncher, node_agencies_arg
 
         if certs is None and not insecure:
             raise ConfigError("--certs is required unless --insecure (see `fedid certs`).")
-        coord = Coordinator(out=out, certs=None if insecure else certs, port=port)
+        coord = SuperLinkLauncher(out=out, certs=None if insecure else certs, port=port)
         coord.start()
         try:
             bound: dict[int, str] = {}

@@ -9,9 +9,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-import fedid.cli.main as main_module
+import cli.main as main_module
+from cli.main import app
 from fedid import __version__
-from fedid.cli.main import app
 
 
 def test_version() -> None:
@@ -28,7 +28,7 @@ def test_help_lists_subcommands() -> None:
 
 def test_console_entry_point_maps_usage_errors_to_nonzero() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "fedid.cli.main", "no-such-command"],
+        [sys.executable, "-m", "cli.main", "no-such-command"],
         capture_output=True,
         text=True,
         check=False,

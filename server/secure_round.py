@@ -39,9 +39,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from clients.records import ConfigValue, arrays_of, content, metrics_of, payload_of
-from fedid.errors import FederationError
-from privacy.errors import CryptoError
+from fedid.errors import CryptoError, FederationError
+from fedid.records import ConfigValue, arrays_of, content, metrics_of, payload_of
 from privacy.secure_sum import PublicKeyList, check_public_key, unmask_sum
 from server.strategy import AggregationResult, FedAvg, PrivacyDeclaration, TrainReply
 from server.transport import Messenger

@@ -1,39 +1,31 @@
-"""``fedid certs``: a trial PKI for a deployment (CA, SuperLink TLS certificate, node keys).
+"""A trial PKI for a deployment: a CA, the SuperLink's TLS certificate and node keys.
 
-Writes into ``--out``:
+Writes into ``out``:
 
-- ``ca.key``, ``ca.crt``            a self-signed CA (EC P-384), valid ``--days``
+- ``ca.key``, ``ca.crt``            a self-signed CA (EC P-384), valid ``days``
 - ``server.key``, ``server.crt``    the SuperLink's TLS certificate, signed by the CA,
                                     for ``localhost``, ``127.0.0.1``, ``::1`` and every
-                                    ``--host``
+                                    host in ``hosts``
 - ``nodes/<name>`` and ``nodes/<name>.pub``  one SuperNode authentication key pair per
-                                    ``--node`` (EC P-384, OpenSSH format, as
+                                    node name (EC P-384, OpenSSH format, as
                                     ``flower-supernode --auth-supernode-private-key`` and
                                     ``flwr supernode register`` expect)
 
 Private keys are written with mode 0600. For a trial only: a production province uses
-its own CA and keeps each node's private key on that node.
+its own CA and keeps each node's private key on that node. ``fedid certs`` (:mod:`cli.certs`),
+the deployment benchmark and the deployment tests call :func:`make_trial_pki`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 from pathlib import Path
-from typing import Annotated
 
-import typer
-
+from fedid.atomic import atomic_write_bytes
 from fedid.errors import ConfigError
 
-__all__ = ["make_trial_pki", "register"]
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
+__all__ = ["make_trial_pki"]
 
 
 def make_trial_pki(out: Path, *, nodes: list[str], hosts: list[str], days: int = 30) -> None:
@@ -65,8 +57,8 @@ def make_trial_pki(out: Path, *, nodes: list[str], hosts: list[str], days: int =
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .sign(ca_key, hashes.SHA384())
     )
-    _write_private(out / "ca.key", ca_key.private_bytes(pem, pkcs8, nocrypt))
-    (out / "ca.crt").write_bytes(ca_cert.public_bytes(pem))
+    atomic_write_bytes(out / "ca.key", ca_key.private_bytes(pem, pkcs8, nocrypt), mode=0o600)
+    atomic_write_bytes(out / "ca.crt", ca_cert.public_bytes(pem))
 
     server_key = ec.generate_private_key(ec.SECP384R1())
     sans: list[x509.GeneralName] = [x509.DNSName("localhost")]
@@ -86,30 +78,13 @@ def make_trial_pki(out: Path, *, nodes: list[str], hosts: list[str], days: int =
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(ca_key, hashes.SHA384())
     )
-    _write_private(out / "server.key", server_key.private_bytes(pem, pkcs8, nocrypt))
-    (out / "server.crt").write_bytes(server_cert.public_bytes(pem))
+    atomic_write_bytes(out / "server.key", server_key.private_bytes(pem, pkcs8, nocrypt),
+                       mode=0o600)
+    atomic_write_bytes(out / "server.crt", server_cert.public_bytes(pem))
 
     for name in nodes:
         key = ec.generate_private_key(ec.SECP384R1())
-        _write_private(out / "nodes" / name, key.private_bytes(
-            pem, serialization.PrivateFormat.OpenSSH, nocrypt))
-        (out / "nodes" / f"{name}.pub").write_bytes(key.public_key().public_bytes(
+        atomic_write_bytes(out / "nodes" / name, key.private_bytes(
+            pem, serialization.PrivateFormat.OpenSSH, nocrypt), mode=0o600)
+        atomic_write_bytes(out / "nodes" / f"{name}.pub", key.public_key().public_bytes(
             serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH))
-
-
-def register(app: typer.Typer) -> None:
-    """Add the ``certs`` command."""
-
-    @app.command("certs")
-    def certs(
-        out: Annotated[Path, typer.Option("--out", help="Folder for the keys.")] = Path("certs"),
-        node: Annotated[list[str] | None, typer.Option(
-            "--node", help="A SuperNode to make an auth key pair for, named by its agency id"
-            " (repeatable); the coordinator believes a node only about that agency.")] = None,
-        host: Annotated[list[str] | None, typer.Option(
-            "--host", help="Extra host name or IP for the SuperLink certificate.")] = None,
-        days: Annotated[int, typer.Option("--days", help="Validity in days.")] = 30,
-    ) -> None:
-        """Make a trial CA, the SuperLink certificate and SuperNode auth keys."""
-        make_trial_pki(out, nodes=list(node or []), hosts=list(host or []), days=days)
-        typer.echo(f"wrote CA, server certificate and {len(node or [])} node key pairs to {out}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,14 +76,8 @@ def register(app: typer.Typer) -> None:
 
         from simulations.simulate import SimulationConfig, run
 
-        for name in ("flwr", "ray"):
-            logging.getLogger(name).setLevel(logging.ERROR)
-        # Flower prints through its own console handler and raises its logger to DEBUG
-        # inside run_simulation: keep its records off fedid's root handler and drop the
-        # notice that run_simulation is deprecated (the Python API is what we drive).
-        flwr_logger = logging.getLogger("flwr")
-        flwr_logger.propagate = False
-        flwr_logger.addFilter(lambda record: "DEPRECATED FEATURE" not in record.getMessage())
+        # Flower runs in its own processes (flwr run against a simulation SuperLink); their
+        # log goes to DIR/flwr/run.log, the year's progress comes back as events.
         target = out or _fresh_out()
         if target.exists() and any(target.iterdir()) and out is not None and \
                 (target / "summary.json").exists():

@@ -49,8 +49,8 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int | None, typer.Option("--seed", help="Test runs only.")] = None,
     ) -> None:
         """Train the hardship model on one agency's table with DP-SGD; write model and card."""
+        from cli._model_io import load_inputs
         from fedid.atomic import atomic_write_bytes
-        from fedid.cli._model_io import load_inputs
         from fedid.errors import ConfigError, DataValidationError
         from fedid.model import (
             DP_CAVEATS,

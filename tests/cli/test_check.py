@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from fedid.cli.main import app
+from cli.main import app
 from fedid.errors import FedIdError
 from fedid.schema import load_schema
 from tests.fedid.tables_data import civil_affairs_frame, education_frame
@@ -23,7 +23,7 @@ from tests.fedid.tables_data import civil_affairs_frame, education_frame
 
 def _fedid(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "fedid.cli.main", *args],
+        [sys.executable, "-m", "cli.main", *args],
         capture_output=True,
         text=True,
         check=False,

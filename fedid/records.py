@@ -1,4 +1,7 @@
-"""Content conventions of fedid's Flower messages, shared by nodes and the coordinator.
+"""The Flower message codec shared by nodes (clients/) and the coordinator (server/).
+
+It sits in layer 2, below both apps, and is the one module under layer 3 that imports
+``flwr`` (see ARCHITECTURE.md, "Layers").
 
 Records in a message's RecordDict:
 
@@ -7,8 +10,6 @@ Records in a message's RecordDict:
 - ``metrics``  MetricRecord: numbers (example counts, privacy spend, aggregates)
 - ``payload``  ConfigRecord ``{"data": bytes}``: one protocol message's ``to_bytes()``
 - ``info``     ConfigRecord: a node's self-description
-
-The coordinator (server/) uses the same helpers.
 """
 
 from __future__ import annotations

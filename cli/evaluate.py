@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
         full: Annotated[bool, typer.Option("--full", help="Print per-group metrics too.")] = False,
     ) -> None:
         """Print the evaluation as one JSON line (summary, or everything with --full)."""
-        from fedid.cli._model_io import load_inputs, read_frame
+        from cli._model_io import load_inputs, read_frame
         from fedid.model import evaluate_recommendations, load_model, summary
 
         hardship, _card = load_model(model)

@@ -1,6 +1,6 @@
 """Entry point of the ``fedid`` command.
 
-Each subcommand lives in its own module of :mod:`fedid.cli` and exposes
+Each subcommand lives in its own module of :mod:`cli` and exposes
 ``register(app: typer.Typer) -> None``. This module is the only place that
 configures logging and maps :class:`fedid.errors.FedIdError` to exit codes.
 Commands that drive higher layers (simulations, the Flower apps) import them
@@ -18,7 +18,7 @@ import warnings
 import typer
 from rich.console import Console
 
-import fedid.cli
+import cli
 from fedid import __version__
 from fedid.errors import FedIdError
 
@@ -61,10 +61,10 @@ def _root(
 
 
 def _register_subcommands() -> None:
-    for info in sorted(pkgutil.iter_modules(fedid.cli.__path__), key=lambda m: m.name):
+    for info in sorted(pkgutil.iter_modules(cli.__path__), key=lambda m: m.name):
         if info.name in {"main"} or info.name.startswith("_"):
             continue
-        module = importlib.import_module(f"fedid.cli.{info.name}")
+        module = importlib.import_module(f"cli.{info.name}")
         register = getattr(module, "register", None)
         if callable(register):
             register(app)
