@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path

@@ -28,7 +28,6 @@ from fedid.matching.messages import (
 from fedid.matching.policy import MASK_BITS, DepartmentLayout
 from fedid.matching.protocol import COORDINATOR, MAX_COUNT, StepGuard, evidence_party
 from privacy.blinding_x25519 import POINT_BYTES
-from privacy.errors import CryptoError
 from privacy.paillier import PaillierPublicKey
 
 __all__ = ["Coordinator", "CoordinatorView"]

@@ -34,7 +34,6 @@ from fedid.matching.protocol import (
     evidence_party,
     hash_domain,
 )
-from privacy.errors import CryptoError
 from privacy.paillier import PaillierPublicKey
 
 __all__ = ["EvidenceAgency", "split_points"]

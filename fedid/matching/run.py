@@ -21,7 +21,6 @@ from typing import TypeVar
 
 import pandas as pd
 
-from fedid.atomic import atomic_directory
 from fedid.errors import ConfigError
 from fedid.matching.aggregates import ReleaseConfig, compute_counts, release_counts
 from fedid.matching.auth import Signer, Verifier

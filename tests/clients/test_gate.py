@@ -21,10 +21,10 @@ from clients import node, training
 from clients.client_app import app
 from clients.config import node_settings
 from clients.gate import ERROR_CODES, read_ledger
-from fedid.records import arrays_of, content, metrics_of
 from clients.release import POLICY, undeclared
 from fedid.errors import ConfigError
 from fedid.model.train import LocalState
+from fedid.records import arrays_of, content, metrics_of
 from privacy.identity import AgencyIdentity, Roster
 
 
