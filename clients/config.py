@@ -49,8 +49,12 @@ class NodeSettings:
     epsilon: float
     delta: float
     education_keys: Path | None = None
+    #: share of the labelled rows held out of training for federated evaluation
+    holdout: float = 0.2
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.holdout < 1.0:
+            raise ConfigError(f"holdout must be in [0, 1). Got {self.holdout}.")
         if not self.agency_id or "/" in self.agency_id or ".." in self.agency_id:
             raise ConfigError(f"agency-id must be a plain name. Got {self.agency_id!r}.")
         if self.kind not in _KINDS:
@@ -79,6 +83,7 @@ class NodeSettings:
             delta=float(raw.get("delta", 1e-5)),
             education_keys=Path(str(raw["education-keys"])) if raw.get("education-keys")
             else None,
+            holdout=float(raw.get("holdout", 0.2)),
         )
 
 

@@ -3,8 +3,9 @@
 - the node's inputs: its own validated table plus the evidence it matched
   (``<out>/evidence.parquet``, written by :mod:`clients.matching`), through
   :func:`fedid.model.features.build_inputs`;
-- a fixed split of the labelled rows: 80 % train, 20 % held out for federated
-  evaluation (the split depends on the row count and a fixed seed only);
+- a fixed split of the labelled rows: by default 80 % train, 20 % held out for federated
+  evaluation (node setting ``holdout``, 0 to train on every labelled row; the split
+  depends on the row count, the share and a fixed seed only);
 - :func:`train_round` runs one :func:`fedid.model.train.train_local` call from the
   global arrays and the node's persisted :class:`~fedid.model.train.LocalState`
   (budget, accountant history, calibrated noise); the budget guard inside refuses a
@@ -44,6 +45,7 @@ __all__ = [
     "evaluate",
     "evidence_missing",
     "has_labels",
+    "holdout_split",
     "identify",
     "initial_arrays",
     "train_round",
@@ -129,18 +131,19 @@ def has_labels(s: NodeSettings) -> bool:
     return _LABEL in frame.columns and bool(frame[_LABEL].notna().any())
 
 
-def _split(n: int) -> NDArray[np.bool_]:
-    """True for held-out rows: a fixed pseudorandom 20 % (depends on n only)."""
+def holdout_split(n: int, fraction: float = HOLDOUT_FRACTION) -> NDArray[np.bool_]:
+    """True for held-out rows: a fixed pseudorandom share (depends on n and share only)."""
     rng = np.random.default_rng(_SPLIT_SEED)
     held = np.zeros(n, dtype=bool)
-    held[rng.permutation(n)[: round(n * HOLDOUT_FRACTION)]] = True
+    held[rng.permutation(n)[: round(n * fraction)]] = True
     return held
+
 
 
 def _labelled(s: NodeSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
     inputs = inputs_of(s)
     inputs = inputs[inputs[_LABEL].notna()].reset_index(drop=True)
-    held = _split(len(inputs))
+    held = holdout_split(len(inputs), s.holdout)
     return inputs[~held].reset_index(drop=True), inputs[held].reset_index(drop=True)
 
 

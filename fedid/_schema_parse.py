@@ -4,16 +4,21 @@ Each check raises :class:`SchemaError` with the rule broken and the observed val
 builder prefixes the file and the entry (``schema FILE: indicators[3]: ...``).
 Rules (in addition to the field enumerations):
 
-- levels: ``"none"`` followed by 2 or 3 unique level names; one label per level;
-- departments: identifier names, side ``education`` or ``evidence``, at least one of each;
-- indicators: unique identifier names, not a reserved column name; known dimension,
-  department and type; float/int/ordinal need ``min <= max`` (integers for int/ordinal,
+- levels: ``"none"`` followed by one or more unique level names (one: a binary task); one
+  label per level;
+- departments: identifier names, side ``education`` or ``evidence``, at least one
+  education-side department (evidence-side departments are optional);
+- indicators: unique identifier names, not a reserved column name; a dimension that is an
+  identifier (free-form: :data:`DIMENSIONS` are the default schema's); known department and
+  type; float/int/ordinal need ``min <= max`` (integers for int/ordinal,
   ``min >= 0`` for ``log1p``), bool/category take no range; category needs unique
   categories, other types take none; ``combine`` is required for guardian-keyed and
   forbidden for student-keyed indicators and must fit the type; an education-side
   department's indicators are keyed by student; indicators of one department that share a
   source field agree in type, range and categories;
-- dimension flags: known, unique dimensions;
+- dimension flags: unique identifiers;
+- labels (optional): ``threshold`` in (0, 1), or the label process (``missed_rate``,
+  ``wrong_aid_rate``, ``hardship_share``, ``source``), not both;
 - rules: unique names per kind, a known indicator, an operator that fits its type, values
   of the indicator's type inside its range or categories.
 """
@@ -25,9 +30,10 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from fedid.errors import SchemaError
+from fedid.errors import ConfigError, SchemaError
 
 if TYPE_CHECKING:
+    from fedid.label_noise import LabelNoise
     from fedid.schema import Indicator, Rule, Schema
 
 __all__ = ["build_schema", "check_indicator", "check_rule_shape", "check_schema"]
@@ -61,7 +67,8 @@ _COMBINE_TYPES = {
 }
 _IDENT = re.compile(r"^[a-z][a-z0-9_]*$")
 
-_TOP_KEYS = {"schema", "levels", "outputs", "departments", "indicators", "rules"}
+_TOP_KEYS = {"schema", "levels", "outputs", "labels", "departments", "indicators", "rules"}
+_LABEL_KEYS = {"threshold", "missed_rate", "wrong_aid_rate", "hardship_share", "source"}
 _INDICATOR_KEYS = {
     "name", "dimension", "department", "type", "unit", "min", "max", "categories",
     "transform", "keyed_by", "direction", "source_field", "combine",
@@ -101,7 +108,7 @@ def _check_indicator(ind: Indicator) -> None:
     _identifier("name", ind.name)
     if ind.name in RESERVED_COLUMNS or ind.name.startswith("label_"):
         raise SchemaError(f"name must not be a reserved column name. Got {ind.name!r}")
-    _one_of("dimension", ind.dimension, DIMENSIONS)
+    _identifier("dimension", ind.dimension)
     _one_of("type", ind.type, TYPES)
     _one_of("keyed_by", ind.keyed_by, KEYED_BY)
     _one_of("direction", ind.direction, DIRECTIONS)
@@ -210,10 +217,14 @@ def check_schema(schema: Schema) -> None:
             raise SchemaError(f"schema.version must be an integer. Got {schema.version!r}")
     except SchemaError as exc:
         raise SchemaError(f"{where}: {exc}") from None
+    if schema.threshold is not None and not 0.0 < schema.threshold < 1.0:
+        raise SchemaError(f"{where}: labels.threshold must be in (0, 1). Got {schema.threshold}")
+    if schema.threshold is not None and schema.label_noise is not None:
+        raise SchemaError(f"{where}: [labels]: give either threshold or the label process")
     _check_departments(schema, where)
     for i, flag in enumerate(schema.dimension_flags):
         try:
-            _one_of("dimension flag", flag, DIMENSIONS)
+            _identifier("dimension flag", flag)
         except SchemaError as exc:
             raise SchemaError(f"{where}: outputs.dimension_flags[{i}]: {exc}") from None
     if len(set(schema.dimension_flags)) != len(schema.dimension_flags):
@@ -233,9 +244,8 @@ def _check_departments(schema: Schema, where: str) -> None:
             _one_of("side", dept.side, SIDES)
         except SchemaError as exc:
             raise SchemaError(f"{where}: departments.{key}: {exc}") from None
-    for side in SIDES:
-        if not any(d.side == side for d in schema.departments.values()):
-            raise SchemaError(f"{where}: departments: at least one department with side {side!r}")
+    if not any(d.side == "education" for d in schema.departments.values()):
+        raise SchemaError(f"{where}: departments: at least one department with side 'education'")
 
 
 def _check_indicators(schema: Schema, where: str) -> None:
@@ -395,6 +405,7 @@ def build_schema(data: Mapping[str, Any], *, source: str) -> Schema:
         raise SchemaError(f"{where}: indicators must be an array of tables ([[indicators]])")
     rules = _table(data, "rules", where)
     _unknown_keys(f"{where}: [rules]", rules, {"direct", "exclusion"})
+    threshold, label_noise = _labels(data, where)
     return Schema(
         name=meta.get("name", "custom"),
         version=meta.get("version", 1),
@@ -406,5 +417,35 @@ def build_schema(data: Mapping[str, Any], *, source: str) -> Schema:
         indicators=tuple(_indicator(raw, i, where) for i, raw in enumerate(raw_inds)),
         direct_rules=_rules(data, "direct", where),
         exclusion_rules=_rules(data, "exclusion", where),
+        threshold=threshold,
+        label_noise=label_noise,
         source=source,
     )
+
+
+def _labels(data: Mapping[str, Any], where: str) -> tuple[float | None, LabelNoise | None]:
+    """``[labels]``: an explicit decision threshold, or the declared label process."""
+    from fedid.label_noise import LabelNoise
+
+    raw = _table(data, "labels", where)
+    _unknown_keys(f"{where}: [labels]", raw, _LABEL_KEYS)
+    process = {k: raw[k] for k in ("missed_rate", "wrong_aid_rate", "hardship_share") if k in raw}
+    threshold = raw.get("threshold")
+    try:
+        if threshold is not None and process:
+            raise SchemaError("give either threshold or the label process, not both")
+        if threshold is not None:
+            if not _is_number(threshold):
+                raise SchemaError(f"threshold must be a number. Got {threshold!r}")
+            return float(threshold), None
+        if not process:
+            return None, None
+        if len(process) != 3 or not all(_is_number(v) for v in process.values()):
+            raise SchemaError(
+                "the label process needs numbers missed_rate, wrong_aid_rate and"
+                f" hardship_share. Got {process!r}"
+            )
+        return None, LabelNoise(**{k: float(v) for k, v in process.items()},
+                                source=str(raw.get("source", "")))
+    except (SchemaError, ConfigError) as exc:
+        raise SchemaError(f"{where}: [labels]: {exc}") from None

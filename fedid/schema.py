@@ -39,6 +39,7 @@ from fedid._schema_parse import (
     check_schema,
 )
 from fedid.errors import SchemaError
+from fedid.label_noise import LabelNoise
 
 __all__ = [
     "COMBINES",
@@ -59,6 +60,7 @@ __all__ = [
     "default_schema_path",
     "load_schema",
     "parse_schema",
+    "schema_format",
 ]
 
 Scalar = bool | int | float | str
@@ -147,10 +149,10 @@ class Levels(Sequence[str]):
     def __post_init__(self) -> None:
         if not self.labels:
             object.__setattr__(self, "labels", self.names)
-        if len(self.names) not in (3, 4) or self.names[0] != "none":
+        if len(self.names) < 2 or self.names[0] != "none":
             raise SchemaError(
-                'levels.names must be "none" followed by 2 or 3 hardship levels. '
-                f"Got {list(self.names)}"
+                'levels.names must be "none" followed by one or more levels (one: a binary'
+                f" task). Got {list(self.names)}"
             )
         if len(set(self.names)) != len(self.names):
             raise SchemaError(f"levels.names must be unique. Got {list(self.names)}")
@@ -283,6 +285,10 @@ class Schema:
     indicators: tuple[Indicator, ...]
     direct_rules: tuple[Rule, ...] = ()
     exclusion_rules: tuple[Rule, ...] = ()
+    #: ``[labels] threshold``: the decision threshold on ``P(level >= 1)``, if declared
+    threshold: float | None = None
+    #: ``[labels]`` label process (published flip rates), if declared
+    label_noise: LabelNoise | None = None
     source: str = field(default="<memory>", compare=False)
 
     def __post_init__(self) -> None:
@@ -337,6 +343,16 @@ class Schema:
         return tuple(n for n, d in self.departments.items() if d.side == "evidence")
 
     @property
+    def hardship_threshold(self) -> float:
+        """Decision threshold on ``P(level >= 1)``: ``[labels] threshold`` if declared, else
+        the noisy-label correction of a declared label process, else 1/2 (no correction)."""
+        if self.threshold is not None:
+            return self.threshold
+        if self.label_noise is not None:
+            return self.label_noise.hardship_threshold
+        return 0.5
+
+    @property
     def label_columns(self) -> tuple[str, ...]:
         """Optional label columns of an education table: label_level, label_<flag>..."""
         return ("label_level", *(f"label_{f}" for f in self.dimension_flags))
@@ -347,6 +363,7 @@ class Schema:
             "schema": {"name": self.name, "version": self.version},
             "levels": {"names": list(self.levels.names), "labels": list(self.levels.labels)},
             "outputs": {"dimension_flags": list(self.dimension_flags)},
+            **({"labels": self._labels_dict()} if self._labels_dict() else {}),
             "departments": {
                 n: {"label": d.label, "side": d.side} for n, d in self.departments.items()
             },
@@ -357,9 +374,30 @@ class Schema:
             },
         }
 
-    def to_toml(self) -> str:
-        """TOML text that :func:`load_schema` reads back to an equal schema."""
-        return tomli_w.dumps(self.to_dict())
+    def _labels_dict(self) -> dict[str, Any]:
+        if self.threshold is not None:
+            return {"threshold": self.threshold}
+        if self.label_noise is None:
+            return {}
+        noise = self.label_noise
+        return {"missed_rate": noise.missed_rate, "wrong_aid_rate": noise.wrong_aid_rate,
+                "hardship_share": noise.hardship_share, "source": noise.source}
+
+    def to_toml(self, *, documented: bool = False) -> str:
+        """TOML text that :func:`load_schema` reads back to an equal schema.
+
+        ``documented``: preceded by the schema format (:func:`schema_format`) as comments.
+        """
+        body = tomli_w.dumps(self.to_dict())
+        if not documented:
+            return body
+        doc = "".join(f"# {line}".rstrip() + "\n" for line in schema_format().splitlines())
+        return doc + "\n" + body
+
+
+def schema_format() -> str:
+    """The schema file format: every table and field (``fedid schema show`` prints it)."""
+    return resources.files("fedid.data").joinpath("schema_format.txt").read_text("utf-8")
 
 
 def default_schema_path() -> Path:

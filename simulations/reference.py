@@ -27,7 +27,7 @@ def pooled_inputs(
     *, sim_file: Path, truth: pd.DataFrame, schema_path: Path
 ) -> tuple[pd.DataFrame, np.ndarray[Any, Any]]:
     """Pooled model inputs and a mask of the rows the nodes train on."""
-    from clients.training import _split
+    from clients.training import holdout_split
     from fedid.model.features import build_inputs
     from fedid.schema import load_schema
     from fedid.tables import load_agency_table
@@ -50,7 +50,7 @@ def pooled_inputs(
         labelled = inputs["label_level"].notna().to_numpy()
         train = np.zeros(len(inputs), dtype=bool)
         idx = np.flatnonzero(labelled)
-        train[idx[~_split(len(idx))]] = True
+        train[idx[~holdout_split(len(idx))]] = True
         frames.append(inputs)
         masks.append(train)
     return pd.concat(frames, ignore_index=True), np.concatenate(masks)
@@ -71,7 +71,7 @@ def centralized_reference(
     # The recommendation's level (rule layer, then the learned score), without the
     # per-student reasons, which the reference does not need.
     level = np.maximum(apply_rules(inputs, model.schema).levels(),
-                       model.score(inputs).levels(model.hardship_threshold))
+                       model.score(inputs).levels(model.threshold))
     names = np.asarray(levels, dtype=object)
     joined = truth[["student_id", "true_level", "applied"]].merge(
         pd.DataFrame({"student_id": inputs["student_id"], "pred": names[level]}),

@@ -25,7 +25,7 @@ from fedid.model.features import (
 )
 from fedid.model.model import HardshipModel, Scores
 from fedid.model.net import HardshipNet, per_sample_loss
-from fedid.model.noise import PUBLISHED_SELF_REPORT, LabelNoise
+from fedid.label_noise import PUBLISHED_SELF_REPORT, LabelNoise
 from fedid.model.rules import RuleHits, apply_rules
 from fedid.model.train import (
     LocalResult,

@@ -20,7 +20,6 @@ import numpy as np
 
 from fedid.errors import TrainingError
 from fedid.model.model import HardshipModel
-from fedid.model.noise import PUBLISHED_SELF_REPORT
 from fedid.schema import load_schema
 from privacy.dp import PrivacySpend
 
@@ -137,7 +136,7 @@ def save_model(directory: Path, model: HardshipModel, card: ModelCard) -> Path:
             json.dumps(
                 {
                     "hidden": list(model.hidden),
-                    "hardship_threshold": model.hardship_threshold,
+                    "hardship_threshold": model.threshold,
                     "format": 1,
                 }
             ),
@@ -170,9 +169,7 @@ def load_model(directory: Path) -> tuple[HardshipModel, ModelCard]:
         schema=schema,
         hidden=tuple(meta["hidden"]),
         weights=weights,
-        hardship_threshold=float(
-            meta.get("hardship_threshold", PUBLISHED_SELF_REPORT.hardship_threshold)
-        ),
+        hardship_threshold=meta.get("hardship_threshold"),
     )
     model.build_net()  # fails early on mismatched weights
     return model, card

@@ -9,9 +9,12 @@
         result = train_local(inputs=frame, schema=schema, state=state, config=config)
         state = result.state            # persist; send result.state.weights to the coordinator
 
-The noise multiplier is calibrated once, on the first call, for the whole planned training
+With ``config.recipe == "rule"`` (the default) the batch size, local epochs and learning
+rate come from :func:`fedid.model.recipe.by_rule` (public quantities only). The noise
+multiplier is calibrated once, on the first call, for the whole planned training
 (``config.rounds x config.local_epochs x ceil(n / batch_size)`` steps at Opacus's sample rate
-``1 / ceil(n / batch_size)``) so the planned training ends at the budget's epsilon. The guard
+``1 / ceil(n / batch_size)``) by :func:`fedid.model.recipe.calibrate`, so the planned training
+ends at (or, above the noise floor, below) the budget's epsilon. The guard
 in :func:`privacy.dp.dp_train` refuses any call that would exceed the budget before a step runs.
 Privacy errors from :mod:`privacy` are re-raised as :mod:`fedid.errors`.
 """
@@ -35,7 +38,7 @@ from fedid.errors import BudgetExceededError, TrainingError
 from fedid.model.features import encode, feature_layout, flag_targets, level_targets
 from fedid.model.model import HardshipModel
 from fedid.model.net import HardshipNet, check_weights, per_sample_loss
-from fedid.model.noise import PUBLISHED_SELF_REPORT, LabelNoise
+from fedid.model.recipe import by_rule, calibrate
 from fedid.schema import Schema
 from privacy import errors as perrors
 from privacy.dp import (
@@ -43,7 +46,6 @@ from privacy.dp import (
     DPSGDConfig,
     PrivacyBudget,
     PrivacySpend,
-    calibrate_noise_multiplier,
     dp_train,
     opacus_sample_rate,
     planned_steps,
@@ -57,6 +59,7 @@ __all__ = [
     "new_local_state",
     "train_centralized",
     "train_local",
+    "train_local_plain",
 ]
 
 _log = logging.getLogger(__name__)
@@ -73,9 +76,13 @@ def default_delta(n: int) -> float:
 
 @dataclass(frozen=True, slots=True)
 class TrainConfig:
-    """Hyperparameters, fixed a priori (chosen on synthetic provinces, never on private tables).
+    """Hyperparameters, fixed a priori (never chosen on private tables).
 
-    The defaults plan 40 epochs per agency: 5 federated rounds x 8 local epochs; an agency's
+    ``recipe``: ``"rule"`` (default) sets ``batch_size``, ``local_epochs`` and
+    ``learning_rate`` per agency by :func:`fedid.model.recipe.by_rule` from its row count, the
+    rounds and the clipping bound; ``"fixed"`` uses the fields as given. The fixed values
+    below are the former recipe, kept for the synthetic-province benchmarks: they plan 40
+    epochs per agency: 5 federated rounds x 8 local epochs; an agency's
     single-call dry run (``fedid train``) uses ``rounds=1, local_epochs=40``. DP-SGD with
     momentum at large batches (2,048: an agency of 1,500-2,250 students trains full-batch, so
     40 steps) was chosen on synthetic provinces with seeds 100/101
@@ -90,9 +97,8 @@ class TrainConfig:
     level (75th/90th percentile of a trained model: 4.2 / 9.1); the former bound 1.0 clipped
     every minority record to the norm of a "none" record, in effect down-weighting the
     minority levels. The learning rate is scaled with it (``learning_rate x max_grad_norm``
-    = 1, as before). ``label_noise``: the published self-report error rates; they set the
-    model's decision threshold on ``P(level >= 1)`` (:mod:`fedid.model.noise`).
-    ``level_weights``: optional a-priori per-level loss weights (off by default: no gain
+    = 1, as before). The decision threshold is the schema's (``[labels]``), not a training
+    setting. ``level_weights``: optional a-priori per-level loss weights (off by default: no gain
     measured on seeds 100/101 at epsilon 1).
     """
 
@@ -106,13 +112,13 @@ class TrainConfig:
     max_grad_norm: float = 5.0
     flag_weight: float = 0.2
     level_weights: tuple[float, ...] | None = None
-    label_noise: LabelNoise = PUBLISHED_SELF_REPORT
     ema_decay: float = 0.0
     grad_sample_mode: str = "ghost"
     accountant: str = "prv"
     plain_epochs: int = 30
     plain_batch_size: int = 128
     plain_learning_rate: float = 0.003
+    recipe: str = "rule"
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "local_epochs", "rounds", "plain_epochs", "plain_batch_size"):
@@ -123,6 +129,8 @@ class TrainConfig:
                 "optimizer must be 'adam' or 'sgd' with momentum in [0, 1)."
                 f" Got {self.optimizer!r}, {self.momentum}."
             )
+        if self.recipe not in ("rule", "fixed"):
+            raise TrainingError(f"recipe must be 'rule' or 'fixed'. Got {self.recipe!r}.")
         if any(h < 1 for h in self.hidden):
             raise TrainingError(f"hidden widths must be >= 1. Got {list(self.hidden)}.")
         if min(self.learning_rate, self.plain_learning_rate, self.max_grad_norm) <= 0 or (
@@ -162,14 +170,18 @@ class TrainConfig:
             "max_grad_norm": self.max_grad_norm,
             "flag_weight": self.flag_weight,
             "level_weights": None if self.level_weights is None else list(self.level_weights),
-            "label_noise": self.label_noise.to_dict(),
             "ema_decay": self.ema_decay,
             "grad_sample_mode": self.grad_sample_mode,
             "accountant": self.accountant,
             "plain_epochs": self.plain_epochs,
             "plain_batch_size": self.plain_batch_size,
             "plain_learning_rate": self.plain_learning_rate,
+            "recipe": self.recipe,
         }
+
+    def for_agency(self, n: int) -> TrainConfig:
+        """The settings an agency with ``n`` training rows uses (the rule, or as given)."""
+        return by_rule(self, n=n) if self.recipe == "rule" else self
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,12 +301,13 @@ def train_local(
     if n < 1:
         raise TrainingError("training needs at least one student. Got 0.")
     n_levels = len(schema.levels.names)
+    config = config.for_agency(n)
     try:
         sigma = state.noise_multiplier
         if sigma is None:
             q = opacus_sample_rate(n, config.batch_size)
             total = config.rounds * planned_steps(n, config.dp(1.0))
-            sigma = calibrate_noise_multiplier(
+            sigma = calibrate(
                 target_epsilon=state.budget.epsilon,
                 delta=state.budget.delta,
                 sample_rate=q,
@@ -351,6 +364,33 @@ def train_local(
     )
 
 
+def train_local_plain(
+    *, inputs: pd.DataFrame, schema: Schema, weights: Weights | None, config: TrainConfig,
+    seed: int | None = None,
+) -> Weights:
+    """One non-private round with the DP recipe's optimiser, batch and epochs, no clipping
+    or noise (the non-private federated baseline of the benchmarks)."""
+    x, y, f = _tensors(inputs, schema)
+    n, n_levels = int(x.shape[0]), len(schema.levels.names)
+    config = config.for_agency(n)
+    gen = torch.Generator().manual_seed(seed if seed is not None else 0)
+    net = _builder(schema, config.hidden)
+    if weights is not None:
+        check_weights(net, weights)
+        net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
+    opt = torch.optim.SGD(net.parameters(), lr=config.learning_rate, momentum=config.momentum)
+    for _ in range(config.local_epochs):
+        perm = torch.randperm(n, generator=gen)
+        for start in range(0, n, config.batch_size):
+            idx = perm[start : start + config.batch_size]
+            opt.zero_grad()
+            per_sample_loss(net(x[idx]), y[idx], f[idx], n_levels=n_levels,
+                            flag_weight=config.flag_weight,
+                            level_weights=config.level_weights).mean().backward()  # type: ignore[no-untyped-call]
+            opt.step()
+    return _to_numpy(net.state_dict())
+
+
 def _train_plain(
     inputs: pd.DataFrame, schema: Schema, config: TrainConfig, seed: int | None
 ) -> Weights:
@@ -399,7 +439,6 @@ def train_centralized(
             schema=schema,
             hidden=config.hidden,
             weights=weights,
-            hardship_threshold=config.label_noise.hardship_threshold,
         )
         return model, None
     state = new_local_state(
@@ -419,6 +458,5 @@ def train_centralized(
         schema=schema,
         hidden=config.hidden,
         weights=state.weights,
-        hardship_threshold=config.label_noise.hardship_threshold,
     )
     return model, state
