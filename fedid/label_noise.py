@@ -83,12 +83,12 @@ class LabelNoise:
         }
 
 
-#: The plan's published self-report figures : 17 % missed, 23 % wrongly aided,
+#: The plan's published self-report figures: 17 % missed, 23 % wrongly aided,
 #: about 20 % of students in hardship. Threshold (1 - 0.17 + 0.062) / 2 = 0.446.
 PUBLISHED_SELF_REPORT = LabelNoise(
     missed_rate=0.17,
     wrong_aid_rate=0.23,
     hardship_share=0.20,
-    source="national plan figures : 17 % of eligible missed, 23 % of aided wrongly"
+    source="national plan figures: 17 % of eligible missed, 23 % of aided wrongly"
     " aided; share aided about 10/20/30 % east/central/west, about 20 % at universities",
 )
