@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -31,7 +32,8 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path, typer.Option("--out", help="Model directory to write.")] = Path(
             "model"
         ),
-        epochs: Annotated[int, typer.Option("--epochs", help="Epochs (one call).")] = 40,
+        epochs: Annotated[int | None, typer.Option(
+            "--epochs", help="Epochs (one call; default: the recipe's rule).")] = None,
         accountant: Annotated[str, typer.Option("--accountant", help="prv or rdp.")] = "prv",
         seed: Annotated[int | None, typer.Option("--seed", help="Test runs only.")] = None,
     ) -> None:
@@ -57,7 +59,9 @@ def register(app: typer.Typer) -> None:
         if "label_level" not in inputs.columns:
             raise DataValidationError("training needs a 'label_level' column. Got none.")
         n = len(inputs)
-        config = TrainConfig(local_epochs=epochs, rounds=1, accountant=accountant)
+        config = TrainConfig(rounds=1, accountant=accountant).for_agency(n)
+        if epochs is not None:
+            config = replace(config, local_epochs=epochs, recipe="fixed")
         state = new_local_state(
             epsilon=epsilon,
             delta=delta if delta is not None else default_delta(n),
