@@ -4,8 +4,8 @@ What a province would get by pooling every agency's records in one place (the th
 fedid exists to avoid): the education tables concatenated, each student's evidence
 taken from the exact plaintext join in the ground truth, the same network trained
 without DP (:func:`fedid.model.train.train_centralized` with ``budget=None``) on the
-same training rows the nodes use (each agency's fixed 80 % split of its labelled
-rows), then scored on every student against the true level.
+same training rows the nodes use (each agency's fixed split of its labelled rows,
+without its held-out share), then scored on every student against the true level.
 """
 
 from __future__ import annotations
@@ -47,10 +47,10 @@ def pooled_inputs(
             continue
         edu = load_agency_table(Path(agency["data"]), schema=schema, kind="education").frame
         inputs = build_inputs(edu, evidence, schema)
-        labelled = inputs["label_level"].notna().to_numpy()
         train = np.zeros(len(inputs), dtype=bool)
-        idx = np.flatnonzero(labelled)
-        train[idx[~holdout_split(len(idx))]] = True
+        if "label_level" in inputs.columns:  # an unlabelled agency only gets scored
+            idx = np.flatnonzero(inputs["label_level"].notna().to_numpy())
+            train[idx[~holdout_split(len(idx), float(agency.get("holdout", 0.2)))]] = True
         frames.append(inputs)
         masks.append(train)
     return pd.concat(frames, ignore_index=True), np.concatenate(masks)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +20,21 @@ _console = Console(stderr=True)
 def _fresh_out() -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"simulate-{stamp}"
+
+
+def _progress_line(event: str, data: dict[str, Any], elapsed: float) -> None:
+    """A progress line on stderr (the bar only redraws on a terminal)."""
+    if event == "phase":
+        text = f"phase {data['name']}"
+    elif event == "round":
+        f1 = data.get("metrics", {}).get("macro_f1")
+        text = f"round {data['round']}" + (f" held-out macro-F1 {f1:.3f}" if f1 is not None
+                                           else "")
+    elif event == "matching":
+        text = f"matching {data.get('home', '')}"
+    else:
+        return
+    print(f"[{elapsed:6.0f} s] {text}", file=sys.stderr, flush=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -55,6 +71,9 @@ def register(app: typer.Typer) -> None:
         secure_aggregation: Annotated[bool, typer.Option(
             "--secure-aggregation", help="Mask each node's update (pairwise-masking secure "
             "sum): the coordinator sees only the sum.")] = False,
+        holdout: Annotated[float, typer.Option(
+            "--holdout", help="Share of each agency's labelled rows held out of training "
+            "for federated evaluation (0: train on all).")] = 0.2,
     ) -> None:
         """Simulate a school year end to end; write summary.json and report.html."""
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -78,6 +97,7 @@ def register(app: typer.Typer) -> None:
             epsilon=epsilon, delta=delta, min_nodes=min_nodes, matching=not no_matching,
             grouping=grouping,
             transcript=transcript, workers=workers, secure_aggregation=secure_aggregation,
+            holdout=holdout,
         )
         start = time.perf_counter()
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn(
@@ -87,6 +107,8 @@ def register(app: typer.Typer) -> None:
             rounds_task = bar.add_task("training rounds", total=rounds, visible=False)
 
             def progress(event: str, data: dict[str, Any]) -> None:
+                if not _console.is_terminal:  # a log file or pipe: one plain line per event
+                    _progress_line(event, data, time.perf_counter() - start)
                 if event == "phase":
                     bar.update(phase, description=f"phase: {data['name']}")
                     if data["name"] == "training":

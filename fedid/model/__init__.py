@@ -6,7 +6,7 @@ Entry points the Flower apps call: :func:`build_inputs`, :func:`train_local` wit
 
 from __future__ import annotations
 
-from fedid.model.card import DP_CAVEATS, ModelCard, load_model, save_model
+from fedid.model.card import DP_CAVEATS, ModelCard, load_model, model_from_arrays, save_model
 from fedid.model.evaluate import (
     core_metrics,
     evaluate,
@@ -35,6 +35,7 @@ from fedid.model.train import (
     new_local_state,
     train_centralized,
     train_local,
+    train_local_plain,
 )
 
 __all__ = [
@@ -63,10 +64,12 @@ __all__ = [
     "flag_targets",
     "level_targets",
     "load_model",
+    "model_from_arrays",
     "new_local_state",
     "per_sample_loss",
     "save_model",
     "summary",
     "train_centralized",
     "train_local",
+    "train_local_plain",
 ]

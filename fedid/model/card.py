@@ -20,10 +20,10 @@ import numpy as np
 
 from fedid.errors import TrainingError
 from fedid.model.model import HardshipModel
-from fedid.schema import load_schema
+from fedid.schema import Schema, load_schema
 from privacy.dp import PrivacySpend
 
-__all__ = ["DP_CAVEATS", "ModelCard", "load_model", "save_model"]
+__all__ = ["DP_CAVEATS", "ModelCard", "load_model", "model_from_arrays", "save_model"]
 
 INTENDED_USE = (
     "Recommendations of a hardship level, dimension flags and reasons for every student, for"
@@ -152,6 +152,20 @@ def save_model(directory: Path, model: HardshipModel, card: ModelCard) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise TrainingError(f"could not save the model: {exc!s}") from exc
     return directory
+
+
+def model_from_arrays(
+    schema: Schema, arrays: Sequence[np.ndarray[Any, Any]], hidden: Sequence[int]
+) -> HardshipModel:
+    """A model from positional arrays in the network's state-dict order (the federation's
+    wire format, ``coordinator/final_model.npz``)."""
+    names = list(HardshipModel(schema=schema, hidden=tuple(hidden)).build_net().state_dict())
+    if len(names) != len(arrays):
+        raise TrainingError(f"expected {len(names)} model arrays. Got {len(arrays)}.")
+    weights = {n: np.asarray(a, dtype=np.float32) for n, a in zip(names, arrays, strict=True)}
+    model = HardshipModel(schema=schema, hidden=tuple(hidden), weights=weights)
+    model.build_net()  # fails early on mismatched shapes
+    return model
 
 
 def load_model(directory: Path) -> tuple[HardshipModel, ModelCard]:
