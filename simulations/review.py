@@ -22,6 +22,7 @@ privacy ledger, and the coordinator's year record. Produces the summary behind
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -124,7 +125,7 @@ def summarise(*, cfg: Any, province: Path, schema: Path, year: dict[str, Any]) -
                               on="student_id", how="left")
         joined["self_report"] = joined["self_report"].fillna(levels[0]).astype(str)
         ident.update(_identification(cfg, joined, truth, recs, sim_file, schema, levels))
-        if _GROUP_COLUMNS <= set(joined.columns):
+        if set(joined.columns) >= _GROUP_COLUMNS:
             summary["fairness"] = group_gaps(joined, pred_col="level", levels=levels)
             summary["fairness_baseline"] = group_gaps(joined, pred_col="self_report",
                                                       levels=levels)["gaps"]
@@ -232,11 +233,9 @@ def _operating_points(
     recognised = (rows["source"] == "rule").to_numpy()
     out = {"targets": targets,
            "federated": operating_point(rows["p_hardship"], recognised, hard, **targets)}
-    try:  # the generator's rubric: only on a synthetic province's truth
+    with contextlib.suppress(KeyError):  # the generator's rubric: a synthetic truth only
         out["noiseless_rubric"] = operating_point(noiseless_score(rows), recognised, hard,
                                                   **targets)
-    except KeyError:
-        pass
     return out
 
 

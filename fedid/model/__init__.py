@@ -6,6 +6,7 @@ Entry points the Flower apps call: :func:`build_inputs`, :func:`train_local` wit
 
 from __future__ import annotations
 
+from fedid.label_noise import PUBLISHED_SELF_REPORT, LabelNoise
 from fedid.model.card import DP_CAVEATS, ModelCard, load_model, model_from_arrays, save_model
 from fedid.model.evaluate import (
     core_metrics,
@@ -25,7 +26,6 @@ from fedid.model.features import (
 )
 from fedid.model.model import HardshipModel, Scores
 from fedid.model.net import HardshipNet, per_sample_loss
-from fedid.label_noise import PUBLISHED_SELF_REPORT, LabelNoise
 from fedid.model.rules import RuleHits, apply_rules
 from fedid.model.train import (
     LocalResult,

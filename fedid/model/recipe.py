@@ -17,8 +17,10 @@ The rule (:func:`by_rule`), for DP-SGD with Poisson sampling and clipping bound 
   size does not depend on the clipping bound);
 - **noise**: :func:`calibrate` for the whole plan at the agency's epsilon and delta.
 
-The constants were chosen on the development data only (the statsmodels ``fair`` dataset,
-seeds 0-1, and the synthetic province of seed 100); BENCHMARKS.md reports other seeds.
+The constants follow the Opacus tutorial's defaults (clipping 1, learning rate 0.5 with
+momentum, batches of about an eighth of the data, a handful of epochs) and were checked on
+development data only (the statsmodels ``fair`` dataset with seeds 0-1, and
+``examples/byod``); BENCHMARKS.md reports other seeds and datasets.
 
 :func:`calibrate` is fast at any epsilon: it brackets the multiplier with the RDP accountant
 (closed form per order, milliseconds) and refines with the PRV accountant by a capped

@@ -1,11 +1,13 @@
 """Real public data through fedid as a user would, against a plain Opacus + FedAvg peer.
 
-``python -m simulations.bench.real_data [--datasets fair,randhie] [--seeds 10,11,12]
-[--epsilons 1,4,8,inf] [--out DIR]`` prints one JSON line.
+``python -m simulations.bench.real_data [--datasets randhie,fair,synthetic]
+[--seeds 10,11,12] [--epsilons 1,4,8,inf] [--out DIR]`` prints one JSON line.
 
-Datasets (bundled with statsmodels, offline): ``randhie`` (RAND health insurance experiment,
-20,190 person-years; label: any doctor visit, ``mdvis > 0``) and ``fair`` (Fair's affairs
-survey, 6,366 women; label: any affair, ``affairs > 0``). Each is mapped through a custom
+Datasets: ``synthetic``, the synthetic province with perturbed scenario parameters
+(:mod:`simulations.bench.real_data_synth`), and two bundled with statsmodels (offline):
+``randhie`` (RAND health insurance experiment, 20,190 person-years; label: any doctor visit,
+``mdvis > 0``) and ``fair`` (Fair's affairs survey, 6,366 women; label: any affair,
+``affairs > 0``). Each statsmodels dataset is mapped through a custom
 binary schema (:mod:`simulations.bench.real_data_sets`) whose ranges come from the datasets'
 documentation, split per seed into a stratified 20 % test set and 8 education agencies with
 strong label skew (Dirichlet(0.5) shares per class), and written in the ``--data`` layout
@@ -46,7 +48,7 @@ import torch
 from simulations.bench.opacus_peer import PeerConfig, peer_fedavg
 from simulations.bench.real_data_sets import write_split
 
-__all__ = ["fedid_federated", "main", "run_split"]
+__all__ = ["compare", "fedid_federated", "main", "run_split"]
 
 _DELTA = 1e-5
 Agency = tuple[pd.DataFrame, pd.DataFrame]  # (training rows, held-out rows) of one node
@@ -151,9 +153,15 @@ def run_split(folder: Path, *, epsilons: list[float | None], rounds: int, seed: 
               holdout: float) -> dict[str, Any]:
     """Both systems at every epsilon on one written split."""
     schema, agencies, test = _agencies(folder, holdout)
+    return compare(schema, agencies, test, epsilons=epsilons, rounds=rounds, seed=seed)
+
+
+def compare(schema: Any, agencies: list[Agency], test: pd.DataFrame, *,
+            epsilons: list[float | None], rounds: int, seed: int) -> dict[str, Any]:
+    """fedid and the peer at every epsilon on the same agencies and test rows."""
     out: dict[str, Any] = {"agency_rows": [len(t) for t, _ in agencies],
                            "agency_positive_share": [
-                               round(float((t["label_level"] != "none").mean()), 3)
+                               round(float((t["label_level"].astype(str) != "none").mean()), 3)
                                for t, _ in agencies],
                            "test_rows": len(test)}
     for eps in epsilons:
@@ -207,6 +215,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         base = args.out or Path(tmp)
         for name in args.datasets.split(","):
+            if name == "synthetic":
+                from simulations.bench.real_data_synth import synthetic_agencies
+
+                per_seed = {seed: compare(*synthetic_agencies(base / f"synthetic-{seed}",
+                                                              seed=seed, holdout=args.holdout),
+                                          epsilons=epsilons, rounds=args.rounds, seed=seed)
+                            for seed in seeds}
+                result["datasets"][name] = {"summary": _summary(per_seed, eps_keys),
+                                            "per_seed": per_seed}
+                continue
             per_seed = {}
             for seed in seeds:
                 folder = base / f"{name}-{seed}"

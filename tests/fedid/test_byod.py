@@ -76,7 +76,8 @@ def test_binary_and_five_level_schemas_train_score_and_evaluate(
                                   "--out", str(model_dir), "--seed", "0"])
     assert trained.exit_code == 0, trained.output
     model, _card = load_model(model_dir)
-    assert tuple(model.schema.levels) == tuple(levels) and model.threshold == 0.5
+    assert tuple(model.schema.levels) == tuple(levels)
+    assert model.threshold == 0.5
     recs_path = tmp_path / "recs.csv"
     evaluated = runner.invoke(app, ["evaluate", "--model", str(model_dir), "--data", str(table),
                                     "--recommendations", str(recs_path)])
@@ -161,5 +162,6 @@ def test_user_truth_equal_to_labels_and_final_model_directory(tmp_path: Path) ->
     cfg = SimpleNamespace(out=tmp_path / "run", reference=False, seed=0)
     summary = review.summarise(cfg=cfg, province=tmp_path, schema=schema_path, year={})
     fed = summary["identification"]["federated"]
-    assert fed["accuracy"] == 1.0 and fed["missed_rate"] == 0.0
+    assert fed["accuracy"] == 1.0
+    assert fed["missed_rate"] == 0.0
     assert summary["identification"]["operating_points"] == {}  # no target when labels = truth

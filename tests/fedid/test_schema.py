@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from fedid._schema_parse import _INDICATOR_KEYS
 from fedid.errors import ConfigError, SchemaError
 from fedid.schema import (
     DIMENSIONS,
@@ -24,7 +25,6 @@ from fedid.schema import (
     parse_schema,
     schema_format,
 )
-from fedid._schema_parse import _INDICATOR_KEYS
 
 DEFAULT = tomllib.loads(default_schema_path().read_text(encoding="utf-8"))
 
@@ -256,7 +256,8 @@ def test_cli_schema_show_and_validate(tmp_path: Path) -> None:
     ok = runner.invoke(app, ["schema", "validate", str(default_schema_path())])
     assert ok.exit_code == 0
     assert "28 indicators, 4 levels" in ok.output
-    assert "keyed_by" in table.output and "[labels]" in table.output  # the format
+    assert "keyed_by" in table.output
+    assert "[labels]" in table.output
     assert "# [levels]" in shown.output
     bad = _mutated(tmp_path, _levels(["x", "y"]))
     result = runner.invoke(app, ["schema", "validate", str(bad)])
@@ -287,10 +288,12 @@ def test_binary_five_level_free_dimensions_and_no_evidence_departments() -> None
         return parse_schema(data)
 
     binary = schema(["none", "positive"])
-    assert binary.levels.hardship == ("positive",) and binary.evidence_departments == ()
+    assert binary.levels.hardship == ("positive",)
+    assert binary.evidence_departments == ()
     assert binary.hardship_threshold == 0.5  # no label process declared: no correction
     five = schema(["none", "a", "b", "c", "d"], {"threshold": 0.3})
-    assert len(five.levels) == 5 and five.hardship_threshold == 0.3
+    assert len(five.levels) == 5
+    assert five.hardship_threshold == 0.3
     assert parse_schema(tomllib.loads(five.to_toml())) == five
     noisy = schema(["none", "yes"], {"missed_rate": 0.17, "wrong_aid_rate": 0.23,
                                      "hardship_share": 0.2})
@@ -303,5 +306,5 @@ def test_documented_toml_reads_back_and_names_every_indicator_field() -> None:
     text = schema.to_toml(documented=True)
     assert parse_schema(tomllib.loads(text)) == schema
     doc = schema_format()
-    for key in sorted(_INDICATOR_KEYS) + ["[labels]", "threshold", "missed_rate", "label_level"]:
+    for key in [*sorted(_INDICATOR_KEYS), "[labels]", "threshold", "missed_rate", "label_level"]:
         assert key in doc, key
