@@ -32,15 +32,11 @@ large epsilon is met with that floor and spends less than its budget (reported a
 from __future__ import annotations
 
 import math
-from dataclasses import replace
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from fedid.errors import TrainingError
 from privacy import errors as perrors
 from privacy.dp import Accountant
-
-if TYPE_CHECKING:
-    from fedid.model.train import TrainConfig
 
 __all__ = [
     "LR_TIMES_CLIP",
@@ -48,6 +44,7 @@ __all__ = [
     "MIN_NOISE",
     "STEPS_PER_EPOCH",
     "TOTAL_EPOCHS",
+    "RuleSettings",
     "by_rule",
     "calibrate",
 ]
@@ -61,14 +58,27 @@ _PRV_EVALS = 10
 _SIGMA_RTOL = 0.01
 
 
-def by_rule(config: TrainConfig, *, n: int) -> TrainConfig:
-    """``config`` with batch, local epochs and learning rate set by the rule (module doc)."""
-    if n < 1:
-        raise TrainingError(f"training needs at least one record. Got {n}.")
-    batch = min(n, max(MIN_BATCH, math.ceil(n / STEPS_PER_EPOCH)))
-    local = max(1, round(TOTAL_EPOCHS / config.rounds))
-    return replace(config, batch_size=batch, local_epochs=local,
-                   learning_rate=LR_TIMES_CLIP / config.max_grad_norm)
+@dataclass(frozen=True, slots=True)
+class RuleSettings:
+    """What the rule sets for one agency."""
+
+    batch_size: int
+    local_epochs: int
+    learning_rate: float
+
+
+def by_rule(*, n: int, rounds: int, max_grad_norm: float) -> RuleSettings:
+    """Batch, local epochs and learning rate for an agency of ``n`` rows (module doc)."""
+    if n < 1 or rounds < 1 or not max_grad_norm > 0:
+        raise TrainingError(
+            f"the rule needs n >= 1, rounds >= 1, max_grad_norm > 0. Got {n}, {rounds},"
+            f" {max_grad_norm}."
+        )
+    return RuleSettings(
+        batch_size=min(n, max(MIN_BATCH, math.ceil(n / STEPS_PER_EPOCH))),
+        local_epochs=max(1, round(TOTAL_EPOCHS / rounds)),
+        learning_rate=LR_TIMES_CLIP / max_grad_norm,
+    )
 
 
 def _epsilon(kind: str, sigma: float, q: float, steps: int, delta: float) -> float:

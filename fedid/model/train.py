@@ -181,7 +181,11 @@ class TrainConfig:
 
     def for_agency(self, n: int) -> TrainConfig:
         """The settings an agency with ``n`` training rows uses (the rule, or as given)."""
-        return by_rule(self, n=n) if self.recipe == "rule" else self
+        if self.recipe != "rule":
+            return self
+        rule = by_rule(n=n, rounds=self.rounds, max_grad_norm=self.max_grad_norm)
+        return replace(self, batch_size=rule.batch_size, local_epochs=rule.local_epochs,
+                       learning_rate=rule.learning_rate)
 
 
 @dataclass(frozen=True, slots=True)

@@ -165,3 +165,14 @@ def test_user_truth_equal_to_labels_and_final_model_directory(tmp_path: Path) ->
     assert fed["accuracy"] == 1.0
     assert fed["missed_rate"] == 0.0
     assert summary["identification"]["operating_points"] == {}  # no target when labels = truth
+
+
+def test_auc_matches_the_pairwise_definition() -> None:
+    from fedid.model.evaluate import auc
+
+    score = np.array([0.1, 0.4, 0.35, 0.8, 0.4])
+    positive = np.array([False, False, True, True, True])
+    pairs = [(p, q) for p in score[positive] for q in score[~positive]]
+    expected = np.mean([1.0 if p > q else 0.5 if p == q else 0.0 for p, q in pairs])
+    assert auc(score, positive) == pytest.approx(expected)
+    assert auc(score, np.ones(5, dtype=bool)) is None
