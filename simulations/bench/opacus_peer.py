@@ -4,7 +4,7 @@ Nothing from :mod:`fedid.model` or :mod:`privacy` is used: the peer is what a pr
 would write from the Opacus tutorial. Each agency holds a feature matrix and integer labels;
 the model is an MLP with a softmax over the levels (cross-entropy); each agency wraps its own
 model, optimiser and Poisson loader once with
-``PrivacyEngine.make_private_with_epsilon`` (PRV accountant) for the whole planned training
+``PrivacyEngine.make_private_with_epsilon`` (PRV accountant, or RDP as fedid's) for the whole planned training
 (``rounds x local_epochs`` epochs) at the agency's own epsilon, then, every round, loads the
 global weights, trains ``local_epochs`` epochs and returns its weights; the server averages
 them weighted by row counts (FedAvg). ``epsilon=None`` runs the same loop without DP.
@@ -40,6 +40,7 @@ class PeerConfig:
     momentum: float = 0.9
     max_grad_norm: float = 1.0
     hidden: tuple[int, ...] = (32,)
+    accountant: str = "prv"
 
 
 def _mlp(n_in: int, n_out: int, hidden: Sequence[int]) -> nn.Module:
@@ -78,7 +79,7 @@ def peer_fedavg(
         )
         engine = None
         if epsilon is not None:
-            engine = PrivacyEngine(accountant="prv")
+            engine = PrivacyEngine(accountant=config.accountant)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 model, opt, loader = engine.make_private_with_epsilon(

@@ -82,19 +82,21 @@ def _agencies(folder: Path, holdout: float) -> tuple[Any, list[Agency], pd.DataF
 
 
 def fedid_federated(
-    schema: Any, agencies: list[Agency], *, epsilon: float | None, rounds: int, seed: int
+    schema: Any, agencies: list[Agency], *, epsilon: float | None, rounds: int, seed: int,
+    accountant: str = "prv",
 ) -> Any:
     """fedid's federated step in-process: train_local per node, the coordinator's FedAvg."""
     from fedid.model.model import HardshipModel
     from fedid.model.train import TrainConfig, new_local_state, train_local, train_local_plain
     from server.strategy import FedAvg, PrivacyDeclaration, TrainReply
 
-    config = TrainConfig(rounds=rounds)
+    config = TrainConfig(rounds=rounds, accountant=accountant)
     torch.manual_seed(seed)
     net = HardshipModel(schema=schema, hidden=config.hidden).build_net()
     names = list(net.state_dict())
     arrays = [v.detach().numpy().astype(np.float32) for v in net.state_dict().values()]
-    states = [new_local_state(epsilon=epsilon or 1.0, delta=_DELTA) for _ in agencies]
+    states = [new_local_state(epsilon=epsilon or 1.0, delta=_DELTA, accountant=accountant)
+              for _ in agencies]
     fedavg = FedAvg(weighting="examples")
     for r in range(rounds):
         replies = []
@@ -132,12 +134,13 @@ def _score_fedid(model: Any, test: pd.DataFrame) -> dict[str, float]:
 
 
 def _peer(schema: Any, agencies: list[Agency], test: pd.DataFrame, *, epsilon: float | None,
-          seed: int) -> dict[str, float]:
+          seed: int, accountant: str = "prv") -> dict[str, float]:
     from fedid.model.features import encode, level_targets
 
     data = [(encode(train, schema), level_targets(train, schema)) for train, _ in agencies]
     model, spent = peer_fedavg(data, n_levels=len(schema.levels), epsilon=epsilon,
-                               delta=_DELTA, config=PeerConfig(), seed=seed)
+                               delta=_DELTA, config=PeerConfig(accountant=accountant),
+                               seed=seed)
     with torch.no_grad():
         prob = torch.softmax(model(torch.from_numpy(encode(test, schema))), dim=1).numpy()
     names = np.asarray(schema.levels.names)
@@ -150,14 +153,16 @@ def _peer(schema: Any, agencies: list[Agency], test: pd.DataFrame, *, epsilon: f
 
 
 def run_split(folder: Path, *, epsilons: list[float | None], rounds: int, seed: int,
-              holdout: float) -> dict[str, Any]:
+              holdout: float, accountant: str = "prv") -> dict[str, Any]:
     """Both systems at every epsilon on one written split."""
     schema, agencies, test = _agencies(folder, holdout)
-    return compare(schema, agencies, test, epsilons=epsilons, rounds=rounds, seed=seed)
+    return compare(schema, agencies, test, epsilons=epsilons, rounds=rounds, seed=seed,
+                   accountant=accountant)
 
 
 def compare(schema: Any, agencies: list[Agency], test: pd.DataFrame, *,
-            epsilons: list[float | None], rounds: int, seed: int) -> dict[str, Any]:
+            epsilons: list[float | None], rounds: int, seed: int,
+            accountant: str = "prv") -> dict[str, Any]:
     """fedid and the peer at every epsilon on the same agencies and test rows."""
     out: dict[str, Any] = {"agency_rows": [len(t) for t, _ in agencies],
                            "agency_positive_share": [
@@ -168,12 +173,12 @@ def compare(schema: Any, agencies: list[Agency], test: pd.DataFrame, *,
         key = "inf" if eps is None else f"{eps:g}"
         t0 = time.perf_counter()
         model, spent, sigma = fedid_federated(schema, agencies, epsilon=eps, rounds=rounds,
-                                              seed=seed)
+                                              seed=seed, accountant=accountant)
         fed = _score_fedid(model, test) | {"epsilon_spent_max": max(spent),
                                            "noise_multiplier_range": [min(sigma), max(sigma)],
                                            "seconds": time.perf_counter() - t0}
         t0 = time.perf_counter()
-        peer = _peer(schema, agencies, test, epsilon=eps, seed=seed)
+        peer = _peer(schema, agencies, test, epsilon=eps, seed=seed, accountant=accountant)
         peer["seconds"] = time.perf_counter() - t0
         out[key] = {"fedid": fed, "peer": peer}
     return out
@@ -205,11 +210,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--holdout", type=float, default=0.2)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--accountant", choices=("prv", "rdp"), default="prv",
+                        help="both systems' accountant (rdp: faster, a looser bound)")
     args = parser.parse_args(argv)
     eps_keys = args.epsilons.split(",")
     epsilons: list[float | None] = [None if e == "inf" else float(e) for e in eps_keys]
     seeds = [int(s) for s in args.seeds.split(",")]
     result: dict[str, Any] = {"bench": "real_data", "seeds": seeds, "rounds": args.rounds,
+                              "accountant": args.accountant,
                               "delta": _DELTA, "holdout": args.holdout, "datasets": {}}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -220,7 +228,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
                 per_seed = {seed: compare(*synthetic_agencies(base / f"synthetic-{seed}",
                                                               seed=seed, holdout=args.holdout),
-                                          epsilons=epsilons, rounds=args.rounds, seed=seed)
+                                          epsilons=epsilons, rounds=args.rounds, seed=seed,
+                                          accountant=args.accountant)
                             for seed in seeds}
                 result["datasets"][name] = {"summary": _summary(per_seed, eps_keys),
                                             "per_seed": per_seed}
@@ -230,7 +239,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 folder = base / f"{name}-{seed}"
                 write_split(name, folder, seed=seed)
                 per_seed[seed] = run_split(folder, epsilons=epsilons, rounds=args.rounds,
-                                           seed=seed, holdout=args.holdout)
+                                           seed=seed, holdout=args.holdout,
+                                           accountant=args.accountant)
             result["datasets"][name] = {"summary": _summary(per_seed, eps_keys),
                                         "per_seed": per_seed}
     result["seconds"] = time.perf_counter() - t0
