@@ -20,7 +20,19 @@ import pandas as pd
 
 from simulations.evaluation import confusion, identification_metrics
 
-__all__ = ["centralized_reference", "pooled_inputs"]
+__all__ = ["centralized_reference", "pooled_inputs", "truth_evidence"]
+
+
+def truth_evidence(truth: pd.DataFrame, schema: Any) -> pd.DataFrame:
+    """Each student's evidence-side indicators from the exact plaintext join in the truth."""
+    evidence_cols = [i.name for i in schema.indicators
+                     if schema.departments[i.department].side == "evidence"]
+    evidence = truth[["student_id", *[c for c in evidence_cols if c in truth.columns]]].copy()
+    for ind in schema.indicators:
+        if ind.type == "category" and ind.name in evidence.columns:
+            col = evidence[ind.name].astype(object)
+            evidence[ind.name] = col.where(col.notna(), None)
+    return evidence
 
 
 def pooled_inputs(
@@ -34,13 +46,7 @@ def pooled_inputs(
 
     schema = load_schema(schema_path)
     sim = json.loads(sim_file.read_text(encoding="utf-8"))
-    evidence_cols = [i.name for i in schema.indicators
-                     if schema.departments[i.department].side == "evidence"]
-    evidence = truth[["student_id", *[c for c in evidence_cols if c in truth.columns]]].copy()
-    for ind in schema.indicators:
-        if ind.type == "category" and ind.name in evidence.columns:
-            col = evidence[ind.name].astype(object)
-            evidence[ind.name] = col.where(col.notna(), None)
+    evidence = truth_evidence(truth, schema)
     frames, masks = [], []
     for agency in sim["agencies"]:
         if agency["kind"] != "education":

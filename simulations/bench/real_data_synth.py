@@ -36,7 +36,9 @@ def synthetic_agencies(
     from clients.training import holdout_split
     from fedid.model.features import build_inputs
     from fedid.schema import load_schema
+    from fedid.tables import load_agency_table
     from simulations.province import generate_province, write_province
+    from simulations.reference import truth_evidence
     from simulations.scenario import Scenario
 
     if not (folder / "manifest.json").exists():
@@ -44,16 +46,9 @@ def synthetic_agencies(
         write_province(generate_province(scenario, seed=seed), folder)
     schema = load_schema(folder / "schema.toml")
     truth = pd.read_parquet(folder / "ground_truth" / "students.parquet")
-    evidence_cols = [i.name for i in schema.indicators
-                     if schema.departments[i.department].side == "evidence"]
-    evidence = truth[["student_id", *[c for c in evidence_cols if c in truth.columns]]].copy()
-    for ind in schema.indicators:
-        if ind.type == "category" and ind.name in evidence.columns:
-            col = evidence[ind.name].astype(object)
-            evidence[ind.name] = col.where(col.notna(), None)
+    evidence = truth_evidence(truth, schema)
     rng = np.random.default_rng(seed)
     agencies, tests = [], []
-    from fedid.tables import load_agency_table
 
     for path in sorted((folder / "agencies" / "education").glob("*.parquet")):
         frame = load_agency_table(path, schema=schema, kind="education").frame
