@@ -3,8 +3,8 @@
 Nothing from :mod:`fedid.model` or :mod:`privacy` is used: the peer is what a practitioner
 would write from the Opacus tutorial. Each agency holds a feature matrix and integer labels;
 the model is an MLP with a softmax over the levels (cross-entropy); each agency wraps its own
-model, optimiser and Poisson loader once with
-``PrivacyEngine.make_private_with_epsilon`` (PRV accountant, or RDP as fedid's) for the whole planned training
+model, optimiser and Poisson loader once with ``PrivacyEngine.make_private_with_epsilon``
+(PRV accountant, or RDP when fedid uses RDP) for the whole planned training
 (``rounds x local_epochs`` epochs) at the agency's own epsilon, then, every round, loads the
 global weights, trains ``local_epochs`` epochs and returns its weights; the server averages
 them weighted by row counts (FedAvg). ``epsilon=None`` runs the same loop without DP.
