@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -181,6 +182,8 @@ def compare(schema: Any, agencies: list[Agency], test: pd.DataFrame, *,
         peer = _peer(schema, agencies, test, epsilon=eps, seed=seed, accountant=accountant)
         peer["seconds"] = time.perf_counter() - t0
         out[key] = {"fedid": fed, "peer": peer}
+        print(json.dumps({"seed": seed, "epsilon": key, "fedid": fed, "peer": peer},
+                         default=float), file=sys.stderr, flush=True)  # partial results
     return out
 
 
