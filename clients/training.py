@@ -151,10 +151,9 @@ def _config(rounds: int, params: dict[str, float] | None = None) -> TrainConfig:
     extra = {k: v for k, v in (params or {}).items() if k in _TUNABLE}
     cfg = TrainConfig(rounds=rounds)
     if not extra:
-        return cfg  # the recipe's rule (fedid.model.recipe)
+        return replace(cfg, recipe="rule")  # the recipe's rule (fedid.model.recipe)
     return replace(
         cfg,
-        recipe="fixed",
         local_epochs=int(extra.get("local_epochs", cfg.local_epochs)),
         batch_size=int(extra.get("batch_size", cfg.batch_size)),
         learning_rate=float(extra.get("learning_rate", cfg.learning_rate)),

@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
         if "label_level" not in inputs.columns:
             raise DataValidationError("training needs a 'label_level' column. Got none.")
         n = len(inputs)
-        config = TrainConfig(rounds=1, accountant=accountant).for_agency(n)
+        config = TrainConfig(rounds=1, accountant=accountant, recipe="rule").for_agency(n)
         if epochs is not None:
             config = replace(config, local_epochs=epochs, recipe="fixed")
         state = new_local_state(

@@ -32,6 +32,7 @@ large epsilon is met with that floor and spends less than its budget (reported a
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fedid.errors import TrainingError
@@ -81,16 +82,24 @@ def by_rule(*, n: int, rounds: int, max_grad_norm: float) -> RuleSettings:
     )
 
 
-def _epsilon(kind: str, sigma: float, q: float, steps: int, delta: float) -> float:
+Entry = tuple[float, float, int]  # (noise multiplier, sample rate, steps)
+
+
+def _epsilon(kind: str, sigma: float, q: float, steps: int, delta: float,
+             reserved: Sequence[Entry] = ()) -> float:
     try:
-        return Accountant(kind=kind, history=((sigma, q, steps),)).epsilon(delta)
+        history = ((sigma, q, steps), *reserved)
+        return Accountant(kind=kind, history=history).epsilon(delta)
     except perrors.AccountingError:
         return math.inf
 
 
 def calibrate(*, target_epsilon: float, delta: float, sample_rate: float, steps: int,
-              accountant: str = "prv") -> float:
+              accountant: str = "prv", reserved: Sequence[Entry] = ()) -> float:
     """Smallest noise multiplier (>= :data:`MIN_NOISE`) whose epsilon is <= the target.
+
+    ``reserved``: other planned releases composed with the training (accountant entries,
+    e.g. a Gaussian count release ``(sigma, 1.0, 1)``); the target holds for the whole.
 
     RDP upper-bounds PRV's epsilon, so the RDP multiplier is an upper bracket; the PRV
     bisection runs between ``max(MIN_NOISE, sigma_rdp / 2)`` and it, at most
@@ -103,9 +112,9 @@ def calibrate(*, target_epsilon: float, delta: float, sample_rate: float, steps:
             f" {steps}."
         )
     hi = MIN_NOISE
-    if _epsilon("rdp", hi, sample_rate, steps, delta) > target_epsilon:
+    if _epsilon("rdp", hi, sample_rate, steps, delta, reserved) > target_epsilon:
         lo = hi
-        while _epsilon("rdp", hi, sample_rate, steps, delta) > target_epsilon:
+        while _epsilon("rdp", hi, sample_rate, steps, delta, reserved) > target_epsilon:
             lo, hi = hi, hi * 2
             if hi > 1e4:
                 raise TrainingError(
@@ -114,7 +123,7 @@ def calibrate(*, target_epsilon: float, delta: float, sample_rate: float, steps:
                 )
         for _ in range(40):  # RDP bisection: cheap
             mid = (lo + hi) / 2
-            if _epsilon("rdp", mid, sample_rate, steps, delta) > target_epsilon:
+            if _epsilon("rdp", mid, sample_rate, steps, delta, reserved) > target_epsilon:
                 lo = mid
             else:
                 hi = mid
@@ -122,18 +131,18 @@ def calibrate(*, target_epsilon: float, delta: float, sample_rate: float, steps:
                 break
     if accountant == "rdp":
         return hi
-    while _epsilon(accountant, hi, sample_rate, steps, delta) > target_epsilon:
+    while _epsilon(accountant, hi, sample_rate, steps, delta, reserved) > target_epsilon:
         hi *= 1.05  # PRV above RDP: only by numerical error; step up until it is met
     if hi <= MIN_NOISE:
         return hi
     lo = max(MIN_NOISE, hi / 2)
-    if _epsilon(accountant, lo, sample_rate, steps, delta) <= target_epsilon:
+    if _epsilon(accountant, lo, sample_rate, steps, delta, reserved) <= target_epsilon:
         return lo
     for _ in range(_PRV_EVALS):
         if hi - lo < _SIGMA_RTOL * hi:
             break
         mid = (lo + hi) / 2
-        if _epsilon(accountant, mid, sample_rate, steps, delta) > target_epsilon:
+        if _epsilon(accountant, mid, sample_rate, steps, delta, reserved) > target_epsilon:
             lo = mid
         else:
             hi = mid

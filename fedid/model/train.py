@@ -9,7 +9,7 @@
         result = train_local(inputs=frame, schema=schema, state=state, config=config)
         state = result.state            # persist; send result.state.weights to the coordinator
 
-With ``config.recipe == "rule"`` (the default) the batch size, local epochs and learning
+With ``config.recipe == "rule"`` the batch size, local epochs and learning
 rate come from :func:`fedid.model.recipe.by_rule` (public quantities only). The noise
 multiplier is calibrated once, on the first call, for the whole planned training
 (``config.rounds x config.local_epochs x ceil(n / batch_size)`` steps at Opacus's sample rate
@@ -78,11 +78,11 @@ def default_delta(n: int) -> float:
 class TrainConfig:
     """Hyperparameters, fixed a priori (never chosen on private tables).
 
-    ``recipe``: ``"rule"`` (default) sets ``batch_size``, ``local_epochs`` and
-    ``learning_rate`` per agency by :func:`fedid.model.recipe.by_rule` from its row count, the
-    rounds and the clipping bound; ``"fixed"`` uses the fields as given. The fixed values
-    below are the former recipe, kept for the synthetic-province benchmarks: they plan 40
-    epochs per agency: 5 federated rounds x 8 local epochs; an agency's
+    ``recipe``: ``"rule"`` sets ``batch_size``, ``local_epochs`` and ``learning_rate`` per
+    agency by :func:`fedid.model.recipe.by_rule` from its row count, the rounds and the
+    clipping bound (what nodes, ``fedid train`` and the benchmarks ask for); ``"fixed"``
+    (default) uses the fields as given. The fixed values below are the former recipe, kept
+    for the synthetic-province benchmarks: they plan 40 epochs per agency: 5 federated rounds x 8 local epochs; an agency's
     single-call dry run (``fedid train``) uses ``rounds=1, local_epochs=40``. DP-SGD with
     momentum at large batches (2,048: an agency of 1,500-2,250 students trains full-batch, so
     40 steps) was chosen on synthetic provinces with seeds 100/101
@@ -118,7 +118,7 @@ class TrainConfig:
     plain_epochs: int = 30
     plain_batch_size: int = 128
     plain_learning_rate: float = 0.003
-    recipe: str = "rule"
+    recipe: str = "fixed"
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "local_epochs", "rounds", "plain_epochs", "plain_batch_size"):

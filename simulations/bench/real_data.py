@@ -91,7 +91,7 @@ def fedid_federated(
     from fedid.model.train import TrainConfig, new_local_state, train_local, train_local_plain
     from server.strategy import FedAvg, PrivacyDeclaration, TrainReply
 
-    config = TrainConfig(rounds=rounds, accountant=accountant)
+    config = TrainConfig(rounds=rounds, accountant=accountant, recipe="rule")
     torch.manual_seed(seed)
     net = HardshipModel(schema=schema, hidden=config.hidden).build_net()
     names = list(net.state_dict())

@@ -116,7 +116,7 @@ def test_no_evidence_department_trains_in_process(tmp_path: Path) -> None:
     schema = load_schema(tmp_path / "schema.toml")
     assert schema.evidence_departments == ()
     inputs = build_inputs(load_agency_table(table, schema=schema).frame, None, schema)
-    result = train_local(inputs=inputs, schema=schema, config=TrainConfig(rounds=1),
+    result = train_local(inputs=inputs, schema=schema, config=TrainConfig(rounds=1, recipe="rule"),
                          state=new_local_state(epsilon=1.0, delta=1e-5), seed=0)
     assert 0 < result.state.epsilon_spent <= 1.0
 

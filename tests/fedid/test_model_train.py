@@ -28,7 +28,7 @@ def schema() -> Schema:
 
 def test_rounds_accumulate_to_the_budget_and_the_next_is_refused(schema: Schema) -> None:
     frame = random_inputs(schema, 600, seed=2)
-    config = TrainConfig(hidden=(16,), batch_size=100, local_epochs=1, rounds=3, recipe="fixed")
+    config = TrainConfig(hidden=(16,), batch_size=100, local_epochs=1, rounds=3)
     state = new_local_state(epsilon=1.0, delta=1e-4)
     epsilons = []
     for r in range(3):
