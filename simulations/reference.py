@@ -66,8 +66,9 @@ def centralized_reference(
     *, sim_file: Path, schema: Path, truth: pd.DataFrame, levels: Sequence[str], seed: int,
 ) -> dict[str, Any]:
     """Metrics of the pooled non-private model against the true levels."""
+    from fedid.model.baselines import train_centralized
     from fedid.model.rules import apply_rules
-    from fedid.model.train import TrainConfig, train_centralized
+    from fedid.model.train import TrainConfig
     from fedid.schema import load_schema
 
     inputs, train = pooled_inputs(sim_file=sim_file, truth=truth, schema_path=schema)

@@ -7,6 +7,7 @@ Entry points the Flower apps call: :func:`build_inputs`, :func:`train_local` wit
 from __future__ import annotations
 
 from fedid.label_noise import PUBLISHED_SELF_REPORT, LabelNoise
+from fedid.model.baselines import train_centralized, train_local_plain
 from fedid.model.card import DP_CAVEATS, ModelCard, load_model, model_from_arrays, save_model
 from fedid.model.evaluate import (
     core_metrics,
@@ -33,9 +34,7 @@ from fedid.model.train import (
     TrainConfig,
     default_delta,
     new_local_state,
-    train_centralized,
     train_local,
-    train_local_plain,
 )
 
 __all__ = [

@@ -87,8 +87,9 @@ def fedid_federated(
     accountant: str = "prv",
 ) -> Any:
     """fedid's federated step in-process: train_local per node, the coordinator's FedAvg."""
+    from fedid.model.baselines import train_local_plain
     from fedid.model.model import HardshipModel
-    from fedid.model.train import TrainConfig, new_local_state, train_local, train_local_plain
+    from fedid.model.train import TrainConfig, new_local_state, train_local
     from server.strategy import FedAvg, PrivacyDeclaration, TrainReply
 
     config = TrainConfig(rounds=rounds, accountant=accountant, recipe="rule")
