@@ -13,8 +13,10 @@ The rule (:func:`by_rule`), for DP-SGD with Poisson sampling and clipping bound 
 - **epochs**: ``TOTAL_EPOCHS`` over the whole federation, split evenly over the rounds
   (``local_epochs = max(1, round(TOTAL_EPOCHS / rounds))``): more rounds mean fewer local
   epochs each, so the noise calibrated for the whole plan does not grow with the rounds;
-- **learning rate**: ``LR_TIMES_CLIP / C`` with momentum 0.9 (normalised clipping: the step
-  size does not depend on the clipping bound);
+- **clipping and learning rate**: clipping bound ``C = CLIP`` (1: most per-record gradients
+  are clipped, so each record moves the model by the same amount and the noise ``sigma C``
+  is commensurate with the signal) and learning rate ``LR_TIMES_CLIP / C`` with momentum
+  0.9;
 - **noise**: :func:`calibrate` for the whole plan at the agency's epsilon and delta.
 
 The constants follow the Opacus tutorial's defaults (clipping 1, learning rate 0.5 with
@@ -40,6 +42,7 @@ from privacy import errors as perrors
 from privacy.dp import Accountant
 
 __all__ = [
+    "CLIP",
     "LR_TIMES_CLIP",
     "MIN_BATCH",
     "MIN_NOISE",
@@ -54,6 +57,7 @@ STEPS_PER_EPOCH = 8
 MIN_BATCH = 64
 TOTAL_EPOCHS = 5
 LR_TIMES_CLIP = 0.5
+CLIP = 1.0
 MIN_NOISE = 0.5
 _PRV_EVALS = 10
 _SIGMA_RTOL = 0.01
@@ -66,19 +70,18 @@ class RuleSettings:
     batch_size: int
     local_epochs: int
     learning_rate: float
+    max_grad_norm: float
 
 
-def by_rule(*, n: int, rounds: int, max_grad_norm: float) -> RuleSettings:
-    """Batch, local epochs and learning rate for an agency of ``n`` rows (module doc)."""
-    if n < 1 or rounds < 1 or not max_grad_norm > 0:
-        raise TrainingError(
-            f"the rule needs n >= 1, rounds >= 1, max_grad_norm > 0. Got {n}, {rounds},"
-            f" {max_grad_norm}."
-        )
+def by_rule(*, n: int, rounds: int) -> RuleSettings:
+    """Batch, local epochs, clipping and learning rate for an agency of ``n`` rows."""
+    if n < 1 or rounds < 1:
+        raise TrainingError(f"the rule needs n >= 1 and rounds >= 1. Got {n}, {rounds}.")
     return RuleSettings(
         batch_size=min(n, max(MIN_BATCH, math.ceil(n / STEPS_PER_EPOCH))),
         local_epochs=max(1, round(TOTAL_EPOCHS / rounds)),
-        learning_rate=LR_TIMES_CLIP / max_grad_norm,
+        learning_rate=LR_TIMES_CLIP / CLIP,
+        max_grad_norm=CLIP,
     )
 
 

@@ -24,9 +24,9 @@ def default_delta(n: int) -> float:
 class TrainConfig:
     """Hyperparameters, fixed a priori (never chosen on private tables).
 
-    ``recipe``: ``"rule"`` sets ``batch_size``, ``local_epochs`` and ``learning_rate`` per
-    agency by :func:`fedid.model.recipe.by_rule` from its row count, the rounds and the
-    clipping bound (what nodes, ``fedid train`` and the benchmarks ask for); ``"fixed"``
+    ``recipe``: ``"rule"`` sets ``batch_size``, ``local_epochs``, ``learning_rate`` and
+    ``max_grad_norm`` per agency by :func:`fedid.model.recipe.by_rule` from its row count
+    and the rounds (what nodes, ``fedid train`` and the benchmarks ask for); ``"fixed"``
     (default) uses the fields as given. The fixed values below are the former recipe, kept
     for the synthetic-province benchmarks: they plan 40 epochs per agency: 5 federated
     rounds x 8 local epochs; an agency's single-call dry run uses ``rounds=1,
@@ -130,6 +130,6 @@ class TrainConfig:
         """The settings an agency with ``n`` training rows uses (the rule, or as given)."""
         if self.recipe != "rule":
             return self
-        rule = by_rule(n=n, rounds=self.rounds, max_grad_norm=self.max_grad_norm)
+        rule = by_rule(n=n, rounds=self.rounds)
         return replace(self, batch_size=rule.batch_size, local_epochs=rule.local_epochs,
-                       learning_rate=rule.learning_rate)
+                       learning_rate=rule.learning_rate, max_grad_norm=rule.max_grad_norm)
