@@ -26,12 +26,12 @@ def main() -> None:
     i = np.arange(n)
     ids = make_ids(address_codes=510104, birth_dates=np.datetime64("2008-03-01") + i // 900,
                    sequences=i % 900)
-    income = np.round(rng.lognormal(mean=9.6, sigma=0.7, size=n), -1)
+    income = np.round(rng.lognormal(mean=10.3, sigma=0.6, size=n).clip(0, 150_000), -1)
     size = rng.integers(2, 8, size=n)
     single = rng.random(n) < 0.15
     grades = np.round(rng.normal(75, 10, size=n).clip(0, 100), 1)
-    score = -1.6 * (np.log(income) - 9.6) + 0.35 * (size - 4) + 1.2 * single + rng.logistic(size=n)
-    truth = np.where(score > 1.3, "aided", "none")
+    score = -4.0 * (income / 30_000 - 1) + 0.6 * (size - 4) + 2.0 * single + rng.logistic(size=n)
+    truth = np.where(score > 1.5, "aided", "none")
     # the recorded label misses some students in hardship (they did not apply)
     applied = rng.random(n) < 0.85
     label = np.where((truth == "aided") & applied, "aided", "none")
