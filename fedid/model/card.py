@@ -39,8 +39,9 @@ LIMITATIONS = (
 )
 DP_CAVEATS: Mapping[str, str] = {
     "fedavg_weights": "Agency record counts sent as FedAvg weights are not covered by epsilon.",
-    "hyperparameter_tuning": "Hyperparameters were fixed a priori on synthetic data; any tuning"
-    " on private tables would not be covered by epsilon.",
+    "hyperparameter_tuning": "Hyperparameters come from a fixed rule on public quantities (row"
+    " count, rounds; fedid.model.recipe) or were fixed a priori; any tuning on private tables"
+    " would not be covered by epsilon.",
     "evaluation_on_private_data": "Metrics computed on private tables (held-out labels) are"
     " released without DP and are not covered by epsilon.",
     "data_dependent_preprocessing": "Not applicable: scaling uses only the schema's declared"
