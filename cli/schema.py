@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fedid.schema import Indicator, Schema, load_schema
+from fedid.schema import Indicator, Schema, load_schema, schema_format
 
 __all__ = ["register", "schema_app"]
 
@@ -47,6 +47,14 @@ def _indicators_table(schema: Schema) -> Table:
     return table
 
 
+def _threshold_source(schema: Schema) -> str:
+    if schema.threshold is not None:
+        return "[labels] threshold"
+    if schema.label_noise is not None:
+        return "corrected for the declared label process"
+    return "no label process declared: no correction"
+
+
 def _overview(schema: Schema) -> str:
     levels = ", ".join(
         f"{n} ({lab})" for n, lab in zip(schema.levels, schema.levels.labels, strict=True)
@@ -54,7 +62,9 @@ def _overview(schema: Schema) -> str:
     return (
         f"schema {schema.name!r} v{schema.version} from {schema.source}\n"
         f"levels: {levels}\n"
-        f"dimension flags: {', '.join(schema.dimension_flags)}\n"
+        f"dimension flags: {', '.join(schema.dimension_flags) or '(none)'}\n"
+        f"decision threshold on P(level >= 1): {schema.hardship_threshold:.3f} "
+        f"({_threshold_source(schema)})\n"
         f"departments: {len(schema.education_departments)} education-side, "
         f"{len(schema.evidence_departments)} evidence-side\n"
         f"rules: {len(schema.direct_rules)} direct recognition, "
@@ -68,19 +78,22 @@ def show(
         Path | None, typer.Argument(help="Schema TOML (default: the embedded default).")
     ] = None,
     as_toml: Annotated[
-        bool, typer.Option("--toml", help="Print the validated schema as normalised TOML.")
+        bool, typer.Option("--toml", help="Print the validated schema as normalised TOML,"
+                           " preceded by the file format as comments.")
     ] = False,
 ) -> None:
-    """Print the schema: levels, flags, departments, rules and every indicator."""
+    """Print the schema (levels, flags, threshold, departments, rules, every indicator), then
+    the schema file format."""
     schema = load_schema(file)
     if as_toml:
-        typer.echo(schema.to_toml(), nl=False)
+        typer.echo(schema.to_toml(documented=True), nl=False)
         return
     console = Console()
     if not console.is_terminal:
         console.width = max(console.width, 160)
     console.print(_overview(schema))
     console.print(_indicators_table(schema))
+    console.print(schema_format(), markup=False, highlight=False)
 
 
 @schema_app.command("validate")
@@ -91,7 +104,7 @@ def validate(
     schema = load_schema(file)
     typer.echo(
         f"OK: {file} is a valid schema ({len(schema.indicators)} indicators, "
-        f"{len(schema.levels) - 1} hardship levels, {len(schema.departments)} departments)"
+        f"{len(schema.levels)} levels, {len(schema.departments)} departments)"
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +32,21 @@ def _audit(cfg: Any, summary: dict[str, Any], say: Any) -> dict[str, Any]:
         epsilons=(cfg.epsilon,), delta=cfg.delta, rounds=cfg.rounds), say)
     report.write(cfg.out, summary)
     return summary
+
+
+def _progress_line(event: str, data: dict[str, Any], elapsed: float) -> None:
+    """A progress line on stderr (the bar only redraws on a terminal)."""
+    if event == "phase":
+        text = f"phase {data['name']}"
+    elif event == "round":
+        f1 = data.get("metrics", {}).get("macro_f1")
+        text = f"round {data['round']}" + (f" held-out macro-F1 {f1:.3f}" if f1 is not None
+                                           else "")
+    elif event == "matching":
+        text = f"matching {data.get('home', '')}"
+    else:
+        return
+    print(f"[{elapsed:6.0f} s] {text}", file=sys.stderr, flush=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -70,6 +86,9 @@ def register(app: typer.Typer) -> None:
         audit: Annotated[bool, typer.Option(
             "--audit", help="Then audit the same province at the same budget (fedid audit, "
             "into OUT/audit); its figures go into summary.json and the report.")] = False,
+        holdout: Annotated[float, typer.Option(
+            "--holdout", help="Share of each agency's labelled rows held out of training "
+            "for federated evaluation (0: train on all).")] = 0.2,
     ) -> None:
         """Simulate a school year end to end; write summary.json and report.html."""
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -87,6 +106,7 @@ def register(app: typer.Typer) -> None:
             epsilon=epsilon, delta=delta, min_nodes=min_nodes, matching=not no_matching,
             grouping=grouping,
             transcript=transcript, workers=workers, secure_aggregation=secure_aggregation,
+            holdout=holdout,
         )
         start = time.perf_counter()
         # "{task.fields[count]}", not "{task.completed}/{task.total}": the phase line has no
@@ -99,6 +119,8 @@ def register(app: typer.Typer) -> None:
                                        count=f"0/{rounds}")
 
             def progress(event: str, data: dict[str, Any]) -> None:
+                if not _console.is_terminal:  # a log file or pipe: one plain line per event
+                    _progress_line(event, data, time.perf_counter() - start)
                 if event == "phase":
                     bar.update(phase, description=f"phase: {data['name']}")
                     if data["name"] == "training":

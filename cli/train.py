@@ -44,7 +44,8 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path, typer.Option("--out", help="Model directory to write.")] = Path(
             "model"
         ),
-        epochs: Annotated[int, typer.Option("--epochs", help="Epochs (one call).")] = 40,
+        epochs: Annotated[int | None, typer.Option(
+            "--epochs", help="Epochs (one call; default: the recipe's rule).")] = None,
         accountant: Annotated[str, typer.Option("--accountant", help="prv or rdp.")] = "prv",
         seed: Annotated[int | None, typer.Option("--seed", help="Test runs only.")] = None,
     ) -> None:
@@ -74,7 +75,9 @@ def register(app: typer.Typer) -> None:
         n = len(inputs)
         if not 0 < delta < 1 / n:
             raise ConfigError(f"delta must be in (0, 1/n) for n = {n} records. Got {delta}.")
-        config = TrainConfig(local_epochs=epochs, rounds=1, accountant=accountant)
+        config = TrainConfig(rounds=1, accountant=accountant, recipe="rule").for_agency(n)
+        if epochs is not None:
+            config = replace(config, local_epochs=epochs, recipe="fixed")
         state_path = out / "privacy_state.bin"
         state = new_local_state(epsilon=epsilon, delta=delta, accountant=accountant)
         if state_path.exists():  # compose with what this --out already spent

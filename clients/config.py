@@ -53,6 +53,8 @@ TUNABLE: dict[str, tuple[float, tuple[float, float]]] = {
     "learning_rate": (0.2, (0.01, 1.0)),
 }
 _INTEGER = ("rounds", "local_epochs", "batch_size")
+#: the settings the recipe's rule chooses when the node sets none of them
+RULE_SET = frozenset({"local_epochs", "batch_size", "learning_rate"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,10 @@ class TrainingSettings:
 
     values: dict[str, float]
     ranges: dict[str, tuple[float, float]]
+    #: names the node's own config sets (``train-<name>``); without any of
+    #: :data:`RULE_SET`, batch, epochs and learning rate come from the recipe's rule
+    #: (:func:`fedid.model.recipe.by_rule`, public quantities only)
+    explicit: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         for name, value in self.values.items():
@@ -86,7 +92,13 @@ class TrainingSettings:
                 raise ConfigError(
                     f"train-{name}-range must be 'lo,hi' with 0 < lo <= hi. Got {text!r}.")
             ranges[name] = (low, high)
-        return cls(values=values, ranges=ranges)
+        explicit = frozenset(n for n in TUNABLE if f"train-{n}" in raw)
+        return cls(values=values, ranges=ranges, explicit=explicit)
+
+    def recipe(self, proposed: Mapping[str, float]) -> str:
+        """``"fixed"`` when the node's config or an accepted proposal sets a value the rule
+        would choose, else ``"rule"``."""
+        return "fixed" if RULE_SET & (self.explicit | set(proposed)) else "rule"
 
     def resolve(self, proposed: Mapping[str, float]) -> dict[str, float]:
         """The node's values, with the coordinator's proposals where the node allows them.
@@ -129,8 +141,12 @@ class NodeSettings:
     roster: Path | None = None
     identity: Path | None = None
     review_capacity: str = "10%"  # the agency's reviewers: "10%" of its students or "250"
+    #: share of the labelled rows held out of training for federated evaluation
+    holdout: float = 0.2
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.holdout < 1.0:
+            raise ConfigError(f"holdout must be in [0, 1). Got {self.holdout}.")
         if not self.agency_id or "/" in self.agency_id or ".." in self.agency_id:
             raise ConfigError(f"agency-id must be a plain name. Got {self.agency_id!r}.")
         if self.kind not in _KINDS:
@@ -171,6 +187,7 @@ class NodeSettings:
             roster=Path(str(raw["roster"])) if raw.get("roster") else None,
             identity=Path(str(raw["identity"])) if raw.get("identity") else None,
             review_capacity=str(raw.get("review-capacity", "10%")),
+            holdout=float(raw.get("holdout", 0.2)),
         )
 
 

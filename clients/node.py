@@ -109,6 +109,7 @@ def train(msg: Message, context: Context) -> RecordDict:
              else training.new_state(s))
     try:
         result = training.train_round(s, arrays=global_arrays, state=state, values=values,
+                                      recipe=s.training.recipe(proposed),
                                       seed=_round_seed(s, rnd))
     except BudgetExceededError as exc:
         _log.warning("%s refused round %s: %s", s.agency_id, rnd, exc)

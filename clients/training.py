@@ -3,8 +3,9 @@
 - the node's inputs: its own validated table plus the evidence it matched
   (``<out>/evidence.parquet``, written by :mod:`clients.matching`), through
   :func:`fedid.model.features.build_inputs`;
-- a fixed split of the labelled rows: 80 % train, 20 % held out for federated
-  evaluation (the split depends on the row count and a fixed seed only);
+- a fixed split of the labelled rows: by default 80 % train, 20 % held out for federated
+  evaluation (node setting ``holdout``, 0 to train on every labelled row; the split
+  depends on the row count, the share and a fixed seed only);
 - :func:`train_round` runs one :func:`fedid.model.train.train_local` call from the
   global arrays and the node's persisted :class:`~fedid.model.train.LocalState`
   (budget, accountant history, calibrated noise); the budget guard inside refuses a
@@ -45,11 +46,11 @@ from fedid.errors import BudgetExceededError, DataValidationError, TrainingError
 from fedid.model.evaluate import macro_f1
 from fedid.model.features import build_inputs, level_targets
 from fedid.model.model import HardshipModel
+from fedid.model.recipe import calibrate
 from fedid.model.train import LocalState, TrainConfig, new_local_state, train_local
 from fedid.review import Capacity, node_queue
 from fedid.schema import Schema, load_schema
 from privacy.dp import (
-    calibrate_noise_multiplier,
     count_release_entry,
     opacus_sample_rate,
     planned_steps,
@@ -62,6 +63,7 @@ __all__ = [
     "evaluate",
     "evidence_missing",
     "has_labels",
+    "holdout_split",
     "identify",
     "initial_arrays",
     "train_round",
@@ -149,18 +151,19 @@ def has_labels(s: NodeSettings) -> bool:
     return _LABEL in frame.columns and bool(frame[_LABEL].notna().any())
 
 
-def _split(n: int) -> NDArray[np.bool_]:
-    """True for held-out rows: a fixed pseudorandom 20 % (depends on n only)."""
+def holdout_split(n: int, fraction: float = HOLDOUT_FRACTION) -> NDArray[np.bool_]:
+    """True for held-out rows: a fixed pseudorandom share (depends on n and share only)."""
     rng = np.random.default_rng(_SPLIT_SEED)
     held = np.zeros(n, dtype=bool)
-    held[rng.permutation(n)[: round(n * HOLDOUT_FRACTION)]] = True
+    held[rng.permutation(n)[: round(n * fraction)]] = True
     return held
+
 
 
 def _labelled(s: NodeSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
     inputs = inputs_of(s)
     inputs = inputs[inputs[_LABEL].notna()].reset_index(drop=True)
-    held = _split(len(inputs))
+    held = holdout_split(len(inputs), s.holdout)
     return inputs[~held].reset_index(drop=True), inputs[held].reset_index(drop=True)
 
 
@@ -171,8 +174,12 @@ def write_private_parquet(frame: pd.DataFrame, path: Path) -> None:
         frame.to_parquet(tmp, index=False)
 
 
-def _config(values: dict[str, float]) -> TrainConfig:
-    """The node's resolved settings (clients.config.TrainingSettings.resolve) as a config."""
+def _config(values: dict[str, float], *, recipe: str, n: int) -> TrainConfig:
+    """The node's resolved settings (clients.config.TrainingSettings.resolve) as a config:
+    with ``recipe="rule"`` batch, epochs, clipping and learning rate come from the recipe's
+    rule for ``n`` rows (fedid.model.recipe), else the values as set."""
+    if recipe == "rule":
+        return TrainConfig(rounds=int(values["rounds"]), recipe="rule").for_agency(n)
     return TrainConfig(
         rounds=int(values["rounds"]),
         local_epochs=int(values["local_epochs"]),
@@ -211,6 +218,7 @@ def train_round(
     arrays: list[NDArray[np.float32]],
     state: LocalState,
     values: dict[str, float],
+    recipe: str = "rule",
     seed: int | None,
 ) -> RoundOutcome:
     """One local DP round from the global ``arrays``; BudgetExceededError if over budget.
@@ -223,7 +231,7 @@ def train_round(
     torch.set_num_threads(1)
     schema = schema_of(s)
     train_rows, _ = _labelled(s)
-    config = _config(values)
+    config = _config(values, recipe=recipe, n=len(train_rows))
     start = replace(state, weights=_to_dict(schema, arrays))
     if start.noise_multiplier is None and len(train_rows):
         start = replace(start, noise_multiplier=_calibrate(s, state, config, len(train_rows)))
@@ -243,13 +251,13 @@ def _calibrate(s: NodeSettings, state: LocalState, config: TrainConfig, n: int) 
     """The noise multiplier for the whole planned training, composed with what the node
     already spent (its accountant history) and its one planned identification release."""
     try:
-        return calibrate_noise_multiplier(
+        return calibrate(
             target_epsilon=state.budget.epsilon, delta=state.budget.delta,
             sample_rate=opacus_sample_rate(n, config.batch_size),
             steps=config.rounds * planned_steps(n, config.dp(1.0)),
             accountant=config.accountant,
             reserved=(*state.accountant.history, count_release_entry(s.release_noise)))
-    except AccountingError as exc:
+    except (AccountingError, TrainingError) as exc:
         raise BudgetExceededError(
             f"training refused: the budget {state.budget.epsilon:g} leaves no room for the"
             f" planned training after what was spent ({exc!s}).") from exc

@@ -7,16 +7,21 @@ indicators[3]: ...``). The checks take the dataclasses (an ``Indicator``, ``Rule
 this module imports nothing from :mod:`fedid.schema` (no import cycle).
 Rules (in addition to the field enumerations):
 
-- levels: ``"none"`` followed by 2 or 3 unique level names; one label per level;
-- departments: identifier names, side ``education`` or ``evidence``, at least one of each;
-- indicators: unique identifier names, not a reserved column name; known dimension,
-  department and type; float/int/ordinal need ``min <= max`` (integers for int/ordinal,
+- levels: ``"none"`` followed by one or more unique level names (one: a binary task); one
+  label per level;
+- departments: identifier names, side ``education`` or ``evidence``, at least one
+  education-side department (evidence-side departments are optional);
+- indicators: unique identifier names, not a reserved column name; a dimension that is an
+  identifier (free-form: :data:`DIMENSIONS` are the default schema's); known department and
+  type; float/int/ordinal need ``min <= max`` (integers for int/ordinal,
   ``min >= 0`` for ``log1p``), bool/category take no range; category needs unique
   categories, other types take none; ``combine`` is required for guardian-keyed and
   forbidden for student-keyed indicators and must fit the type; an education-side
   department's indicators are keyed by student; indicators of one department that share a
   source field agree in type, range and categories;
-- dimension flags: known, unique dimensions;
+- dimension flags: unique identifiers;
+- labels (optional): ``threshold`` in (0, 1), or the label process (``missed_rate``,
+  ``wrong_aid_rate``, ``hardship_share``, ``source``), not both;
 - rules: unique names per kind, a known indicator, an operator that fits its type, values
   of the indicator's type inside its range or categories.
 """
@@ -93,7 +98,7 @@ def _check_indicator(ind: Any) -> None:
     _identifier("name", ind.name)
     if ind.name in RESERVED_COLUMNS or ind.name.startswith("label_"):
         raise SchemaError(f"name must not be a reserved column name. Got {ind.name!r}")
-    _one_of("dimension", ind.dimension, DIMENSIONS)
+    _identifier("dimension", ind.dimension)
     _one_of("type", ind.type, TYPES)
     _one_of("keyed_by", ind.keyed_by, KEYED_BY)
     _one_of("direction", ind.direction, DIRECTIONS)
@@ -202,10 +207,14 @@ def check_schema(schema: Any) -> None:
             raise SchemaError(f"schema.version must be an integer. Got {schema.version!r}")
     except SchemaError as exc:
         raise SchemaError(f"{where}: {exc}") from None
+    if schema.threshold is not None and not 0.0 < schema.threshold < 1.0:
+        raise SchemaError(f"{where}: labels.threshold must be in (0, 1). Got {schema.threshold}")
+    if schema.threshold is not None and schema.label_noise is not None:
+        raise SchemaError(f"{where}: [labels]: give either threshold or the label process")
     _check_departments(schema, where)
     for i, flag in enumerate(schema.dimension_flags):
         try:
-            _one_of("dimension flag", flag, DIMENSIONS)
+            _identifier("dimension flag", flag)
         except SchemaError as exc:
             raise SchemaError(f"{where}: outputs.dimension_flags[{i}]: {exc}") from None
     if len(set(schema.dimension_flags)) != len(schema.dimension_flags):
@@ -225,9 +234,8 @@ def _check_departments(schema: Any, where: str) -> None:
             _one_of("side", dept.side, SIDES)
         except SchemaError as exc:
             raise SchemaError(f"{where}: departments.{key}: {exc}") from None
-    for side in SIDES:
-        if not any(d.side == side for d in schema.departments.values()):
-            raise SchemaError(f"{where}: departments: at least one department with side {side!r}")
+    if not any(d.side == "education" for d in schema.departments.values()):
+        raise SchemaError(f"{where}: departments: at least one department with side 'education'")
 
 
 def _check_indicators(schema: Any, where: str) -> None:

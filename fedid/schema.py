@@ -41,7 +41,8 @@ from fedid._schema_parse import (
     check_rule_shape,
     check_schema,
 )
-from fedid.errors import SchemaError
+from fedid.errors import ConfigError, SchemaError
+from fedid.label_noise import LabelNoise
 
 __all__ = [
     "COMBINES",
@@ -62,6 +63,7 @@ __all__ = [
     "default_schema_path",
     "load_schema",
     "parse_schema",
+    "schema_format",
 ]
 
 Scalar = bool | int | float | str
@@ -150,10 +152,10 @@ class Levels(Sequence[str]):
     def __post_init__(self) -> None:
         if not self.labels:
             object.__setattr__(self, "labels", self.names)
-        if len(self.names) not in (3, 4) or self.names[0] != "none":
+        if len(self.names) < 2 or self.names[0] != "none":
             raise SchemaError(
-                'levels.names must be "none" followed by 2 or 3 hardship levels. '
-                f"Got {list(self.names)}"
+                'levels.names must be "none" followed by one or more levels (one: a binary'
+                f" task). Got {list(self.names)}"
             )
         if len(set(self.names)) != len(self.names):
             raise SchemaError(f"levels.names must be unique. Got {list(self.names)}")
@@ -286,6 +288,10 @@ class Schema:
     indicators: tuple[Indicator, ...]
     direct_rules: tuple[Rule, ...] = ()
     exclusion_rules: tuple[Rule, ...] = ()
+    #: ``[labels] threshold``: the decision threshold on ``P(level >= 1)``, if declared
+    threshold: float | None = None
+    #: ``[labels]`` label process (published flip rates), if declared
+    label_noise: LabelNoise | None = None
     source: str = field(default="<memory>", compare=False)
 
     def __post_init__(self) -> None:
@@ -340,6 +346,16 @@ class Schema:
         return tuple(n for n, d in self.departments.items() if d.side == "evidence")
 
     @property
+    def hardship_threshold(self) -> float:
+        """Decision threshold on ``P(level >= 1)``: ``[labels] threshold`` if declared, else
+        the noisy-label correction of a declared label process, else 1/2 (no correction)."""
+        if self.threshold is not None:
+            return self.threshold
+        if self.label_noise is not None:
+            return self.label_noise.hardship_threshold
+        return 0.5
+
+    @property
     def label_columns(self) -> tuple[str, ...]:
         """Optional label columns of an education table: label_level, label_<flag>..."""
         return ("label_level", *(f"label_{f}" for f in self.dimension_flags))
@@ -350,6 +366,7 @@ class Schema:
             "schema": {"name": self.name, "version": self.version},
             "levels": {"names": list(self.levels.names), "labels": list(self.levels.labels)},
             "outputs": {"dimension_flags": list(self.dimension_flags)},
+            **({"labels": self._labels_dict()} if self._labels_dict() else {}),
             "departments": {
                 n: {"label": d.label, "side": d.side} for n, d in self.departments.items()
             },
@@ -360,14 +377,36 @@ class Schema:
             },
         }
 
-    def to_toml(self) -> str:
-        """TOML text that :func:`load_schema` reads back to an equal schema."""
-        return tomli_w.dumps(self.to_dict())
+    def _labels_dict(self) -> dict[str, Any]:
+        if self.threshold is not None:
+            return {"threshold": self.threshold}
+        if self.label_noise is None:
+            return {}
+        noise = self.label_noise
+        return {"missed_rate": noise.missed_rate, "wrong_aid_rate": noise.wrong_aid_rate,
+                "hardship_share": noise.hardship_share, "source": noise.source}
+
+    def to_toml(self, *, documented: bool = False) -> str:
+        """TOML text that :func:`load_schema` reads back to an equal schema.
+
+        ``documented``: preceded by the schema format (:func:`schema_format`) as comments.
+        """
+        body = tomli_w.dumps(self.to_dict())
+        if not documented:
+            return body
+        doc = "".join(f"# {line}".rstrip() + "\n" for line in schema_format().splitlines())
+        return doc + "\n" + body
+
+
+def schema_format() -> str:
+    """The schema file format: every table and field (``fedid schema show`` prints it)."""
+    return resources.files("fedid.data").joinpath("schema_format.txt").read_text("utf-8")
 
 
 # --------------------------------------------------------------------------- builder
 
-_TOP_KEYS = {"schema", "levels", "outputs", "departments", "indicators", "rules"}
+_TOP_KEYS = {"schema", "levels", "outputs", "labels", "departments", "indicators", "rules"}
+_LABEL_KEYS = {"threshold", "missed_rate", "wrong_aid_rate", "hardship_share", "source"}
 _INDICATOR_KEYS = {
     "name", "dimension", "department", "type", "unit", "min", "max", "categories",
     "transform", "keyed_by", "direction", "source_field", "combine",
@@ -473,6 +512,7 @@ def _build_schema(data: Mapping[str, Any], *, source: str) -> Schema:
         raise SchemaError(f"{where}: indicators must be an array of tables ([[indicators]])")
     rules = _table(data, "rules", where)
     _unknown_keys(f"{where}: [rules]", rules, {"direct", "exclusion"})
+    threshold, label_noise = _labels(data, where)
     return Schema(
         name=meta.get("name", "custom"),
         version=meta.get("version", 1),
@@ -484,8 +524,36 @@ def _build_schema(data: Mapping[str, Any], *, source: str) -> Schema:
         indicators=tuple(_indicator(raw, i, where) for i, raw in enumerate(raw_inds)),
         direct_rules=_rules(data, "direct", where),
         exclusion_rules=_rules(data, "exclusion", where),
+        threshold=threshold,
+        label_noise=label_noise,
         source=source,
     )
+
+
+def _labels(data: Mapping[str, Any], where: str) -> tuple[float | None, LabelNoise | None]:
+    """``[labels]``: an explicit decision threshold, or the declared label process."""
+    raw = _table(data, "labels", where)
+    _unknown_keys(f"{where}: [labels]", raw, _LABEL_KEYS)
+    process = {k: raw[k] for k in ("missed_rate", "wrong_aid_rate", "hardship_share") if k in raw}
+    threshold = raw.get("threshold")
+    try:
+        if threshold is not None and process:
+            raise SchemaError("give either threshold or the label process, not both")
+        if threshold is not None:
+            if not _is_number(threshold):
+                raise SchemaError(f"threshold must be a number. Got {threshold!r}")
+            return float(threshold), None
+        if not process:
+            return None, None
+        if len(process) != 3 or not all(_is_number(v) for v in process.values()):
+            raise SchemaError(
+                "the label process needs numbers missed_rate, wrong_aid_rate and"
+                f" hardship_share. Got {process!r}"
+            )
+        return None, LabelNoise(**{k: float(v) for k, v in process.items()},
+                                source=str(raw.get("source", "")))
+    except (SchemaError, ConfigError) as exc:
+        raise SchemaError(f"{where}: [labels]: {exc}") from None
 
 
 def default_schema_path() -> Path:

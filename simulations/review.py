@@ -25,6 +25,7 @@ privacy ledger, and the coordinator's year record. Produces the summary behind
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -32,11 +33,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fedid.errors import ConfigError
 from simulations.evaluation import confusion, group_gaps, identification_metrics
 from simulations.frontier import operating_point
 from simulations.province.truth import noiseless_score
 
-__all__ = ["privacy_per_agency", "summarise"]
+__all__ = ["privacy_per_agency", "summarise", "truth_file"]
 
 
 def privacy_per_agency(sim_file: Path) -> dict[str, dict[str, Any]]:
@@ -72,7 +74,8 @@ def _recommendations(sim: dict[str, Any]) -> pd.DataFrame:
     for agency in sim["agencies"]:
         path = Path(agency["out"]) / "recommendations.parquet"
         if agency["kind"] == "education" and path.exists():
-            frames.append(pd.read_parquet(path).assign(agency=agency["agency-id"]))
+            frame = pd.read_parquet(path).assign(agency=agency["agency-id"])
+            frames.append(frame.astype({"student_id": str}))
     if not frames:
         return pd.DataFrame(columns=["student_id", "level"])
     return pd.concat(frames, ignore_index=True)
@@ -84,9 +87,17 @@ def _baseline(sim: dict[str, Any]) -> pd.DataFrame:
         if agency["kind"] != "education":
             continue
         path = Path(agency["data"])
-        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+        frame = _read(path)
+        if "label_level" not in frame.columns:  # an unlabelled agency: nobody recognised
+            frame = frame.assign(label_level=pd.NA)
         frames.append(frame[["student_id", "label_level"]])
     return pd.concat(frames, ignore_index=True)
+
+
+def _read(path: Path) -> pd.DataFrame:
+    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(
+        path, dtype={"student_id": str}, encoding="utf-8-sig")
+    return frame.astype({"student_id": str})
 
 
 def summarise(*, cfg: Any, province: Path, schema: Path, year: dict[str, Any]) -> dict[str, Any]:
@@ -107,47 +118,31 @@ def summarise(*, cfg: Any, province: Path, schema: Path, year: dict[str, Any]) -
         "coordinator_aggregates": year.get("identification", {}),
         "notes": _notes(year),
     }
-    truth_path = province / "ground_truth" / "students.parquet"
+    truth_path = truth_file(province)
     ident: dict[str, Any] = {"levels": levels}
     recs = _recommendations(sim)
-    if truth_path.exists() and len(recs):
-        truth = pd.read_parquet(truth_path)
+    if truth_path is not None and len(recs):
+        truth = _truth(_read(truth_path), sim)
         joined = truth.merge(recs[["student_id", "level"]], on="student_id", how="inner")
         joined = joined.merge(_baseline(sim).rename(columns={"label_level": "self_report"}),
                               on="student_id", how="left")
-        joined["self_report"] = joined["self_report"].fillna(levels[0])
-        hidden = (joined["true_level"] != levels[0]) & ~joined["applied"].astype(bool)
-        fed: dict[str, Any] = identification_metrics(
-            joined["true_level"].tolist(), joined["level"].tolist(), levels=levels,
-            hidden=hidden.tolist())
-        fed["confusion"] = confusion(joined["true_level"].tolist(), joined["level"].tolist(),
-                                     levels)
-        ident["federated"] = fed
-        base: dict[str, Any] = identification_metrics(
-            joined["true_level"].tolist(), joined["self_report"].tolist(), levels=levels,
-            hidden=hidden.tolist())
-        base["confusion"] = confusion(joined["true_level"].tolist(),
-                                      joined["self_report"].tolist(), levels)
-        ident["self_report_baseline"] = base
-        ident["operating_points"] = _operating_points(truth, recs, base, levels)
-        trained = None
-        if cfg.reference:
-            from simulations.reference import centralized_reference, train_reference
-
-            trained = train_reference(sim_file=sim_file, schema=schema, truth=truth,
-                                      seed=cfg.seed)
-            ident["centralized_nonprivate"] = centralized_reference(
-                sim_file=sim_file, schema=schema, truth=truth, levels=levels, seed=cfg.seed,
-                trained=trained)
+        joined["self_report"] = joined["self_report"].fillna(levels[0]).astype(str)
+        found, trained = _identification(cfg, joined, truth, recs, sim_file, schema, levels)
+        ident.update(found)
         from simulations.workflow_year import evaluate_year
 
         summary["review_queue"] = evaluate_year(
             out=cfg.out, schema_path=schema, truth=truth, seed=cfg.seed,
             central=trained[0] if trained else None,
             central_inputs=trained[1] if trained else None)
-        summary["fairness"] = group_gaps(joined, pred_col="level", levels=levels)
-        summary["fairness_baseline"] = group_gaps(joined, pred_col="self_report",
-                                                  levels=levels)["gaps"]
+        if set(joined.columns) >= _GROUP_COLUMNS:
+            summary["fairness"] = group_gaps(joined, pred_col="level", levels=levels)
+            summary["fairness_baseline"] = group_gaps(joined, pred_col="self_report",
+                                                      levels=levels)["gaps"]
+        else:
+            summary["notes"].append(
+                "Fairness by group not computed: the ground truth lacks the group columns "
+                f"{', '.join(sorted(_GROUP_COLUMNS - set(joined.columns)))}.")
         ident["students_scored"] = len(recs)
         ident["students_in_truth"] = len(truth)
         ident["recommended_per_level"] = {
@@ -156,21 +151,106 @@ def summarise(*, cfg: Any, province: Path, schema: Path, year: dict[str, Any]) -
     return summary
 
 
+_GROUP_COLUMNS = frozenset({"rural", "region", "sex", "stage"})
+
+
+def truth_file(province: Path) -> Path | None:
+    """``ground_truth/students.parquet`` or ``.csv`` under ``province``, if present."""
+    for name in ("students.parquet", "students.csv"):
+        if (province / "ground_truth" / name).exists():
+            return province / "ground_truth" / name
+    return None
+
+
+def _truth(truth: pd.DataFrame, sim: dict[str, Any]) -> pd.DataFrame:
+    """A user's ground truth needs only ``student_id`` and ``true_level``; ``applied`` comes
+    from the truth, else the education tables, else every student counts as an applicant."""
+    missing = {"student_id", "true_level"} - set(truth.columns)
+    if missing:
+        raise ConfigError(
+            f"ground_truth/students.parquet needs columns student_id and true_level."
+            f" Missing: {', '.join(sorted(missing))}.")
+    truth = truth.assign(student_id=truth["student_id"].astype(str),
+                         true_level=truth["true_level"].astype(str))
+    if "applied" not in truth.columns:
+        applied = _applied(sim)
+        truth = truth.merge(applied, on="student_id", how="left") if len(applied) else truth
+        truth["applied"] = truth.get("applied", pd.Series(True, index=truth.index))
+        truth["applied"] = truth["applied"].fillna(True)
+    if truth["applied"].dtype == object:
+        truth["applied"] = truth["applied"].astype(str).str.lower().isin(["true", "1", "yes"])
+    truth["applied"] = truth["applied"].astype(bool)
+    return truth
+
+
+def _identification(
+    cfg: Any, joined: pd.DataFrame, truth: pd.DataFrame, recs: pd.DataFrame, sim_file: Path,
+    schema: Path, levels: list[str],
+) -> tuple[dict[str, Any], Any]:
+    """Federated model, self-report baseline and the optional references against the truth;
+    with the pooled non-private model, its inputs and training mask when it was trained."""
+    ident: dict[str, Any] = {}
+    trained = None
+    hidden = ((joined["true_level"] != levels[0]) & ~joined["applied"].astype(bool)).tolist()
+    for key, col in (("federated", "level"), ("self_report_baseline", "self_report")):
+        block: dict[str, Any] = identification_metrics(
+            joined["true_level"].tolist(), joined[col].tolist(), levels=levels, hidden=hidden)
+        block["confusion"] = confusion(joined["true_level"].tolist(), joined[col].tolist(),
+                                       levels)
+        ident[key] = block
+    ident["operating_points"] = _operating_points(truth, recs, ident["self_report_baseline"],
+                                                  levels)
+    if cfg.reference and _has_evidence_columns(truth, schema):
+        from simulations.reference import centralized_reference, train_reference
+
+        trained = train_reference(sim_file=sim_file, schema=schema, truth=truth, seed=cfg.seed)
+        ident["centralized_nonprivate"] = centralized_reference(
+            sim_file=sim_file, schema=schema, truth=truth, levels=levels, seed=cfg.seed,
+            trained=trained)
+    return ident, trained
+
+
+def _has_evidence_columns(truth: pd.DataFrame, schema: Path) -> bool:
+    """The pooled reference joins evidence from the truth: it needs every evidence column."""
+    from fedid.schema import load_schema
+
+    sch = load_schema(schema)
+    wanted = {i.name for i in sch.indicators if sch.departments[i.department].side == "evidence"}
+    return wanted <= set(truth.columns)
+
+
+def _applied(sim: dict[str, Any]) -> pd.DataFrame:
+    frames = []
+    for agency in sim["agencies"]:
+        path = Path(agency["data"])
+        if agency["kind"] != "education":
+            continue
+        frame = _read(path)
+        if "applied" in frame.columns:
+            frames.append(frame[["student_id", "applied"]])
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
 def _operating_points(
     truth: pd.DataFrame, recs: pd.DataFrame, base: dict[str, Any], levels: list[str]
 ) -> dict[str, Any]:
+    """Diagnostic against a third of the self-report rates; {} when a rate is 0 (labels as
+    good as the truth: no target to reach) or the recommendations carry no score."""
     if not {"p_hardship", "source"} <= set(recs.columns):
+        return {}
+    targets = {"missed_target": float(base["missed_rate"]) / 3,
+               "wrong_target": float(base["wrong_aid_rate"]) / 3}
+    if min(targets.values()) <= 0:
         return {}
     rows = truth.merge(recs[["student_id", "p_hardship", "source"]], on="student_id")
     hard = (rows["true_level"].astype(str) != levels[0]).to_numpy()
     recognised = (rows["source"] == "rule").to_numpy()
-    targets = {"missed_target": float(base["missed_rate"]) / 3,
-               "wrong_target": float(base["wrong_aid_rate"]) / 3}
-    return {
-        "targets": targets,
-        "federated": operating_point(rows["p_hardship"], recognised, hard, **targets),
-        "noiseless_rubric": operating_point(noiseless_score(rows), recognised, hard, **targets),
-    }
+    out = {"targets": targets,
+           "federated": operating_point(rows["p_hardship"], recognised, hard, **targets)}
+    with contextlib.suppress(KeyError):  # the generator's rubric: a synthetic truth only
+        out["noiseless_rubric"] = operating_point(noiseless_score(rows), recognised, hard,
+                                                  **targets)
+    return out
 
 
 def _fields(cfg: Any) -> dict[str, Any]:

@@ -3,12 +3,20 @@
 Steps:
 
 1. the province: generate one with ``fedid synth`` (default), or use agency tables a
-   user supplies (``--data DIR`` laid out as the synthetic province, with a schema);
+   user supplies (``--data DIR``; the layout is README's "Bring your own data")::
+
+       DIR/schema.toml                          (or --schema FILE)
+       DIR/agencies/education/<agency>.csv      one education agency per file (or .parquet)
+       DIR/agencies/departments/<department>.csv  evidence departments (optional)
+       DIR/ground_truth/students.parquet        optional: student_id, true_level [, applied]
+
 2. one virtual SuperNode per agency (education-side and departmental), each pointed
    at its own table and its own output folder ``DIR/nodes/<agency>/`` through the
    simulation file (``DIR/simulation.json``, see :mod:`clients.config`);
 3. the ServerApp runs the year (:mod:`server.year`): matching, DP training rounds,
-   identification, aggregates under ``DIR/coordinator/``;
+   identification, aggregates under ``DIR/coordinator/``; the final federated model is
+   also written as a model directory ``DIR/coordinator/final_model/`` (the format
+   ``fedid evaluate --model`` loads);
 4. the reviewer's evaluation against ground truth when it exists
    (:mod:`simulations.review`), then ``summary.json`` and ``report.html``
    (:mod:`simulations.report`).
@@ -64,6 +72,7 @@ class SimulationConfig:
     secure_aggregation: bool = False  # coordinator sees only the sum (server.secure_round)
     # Tests only: every node's own ``test-seed`` (reproducible DP noise); None: OS CSPRNG.
     node_test_seed: int | None = None
+    holdout: float = 0.2  # share of each node's labelled rows held out of training
     # A simulated year starts from nothing: earlier node folders (with their spent
     # budgets), coordinator state and reports in ``out`` are removed (the province stays).
     fresh: bool = True
@@ -81,6 +90,8 @@ class SimulationConfig:
             raise ConfigError(f"grouping must be province|per_agency. Got {self.grouping!r}.")
         if self.workers < 1:
             raise ConfigError(f"workers must be >= 1. Got {self.workers}.")
+        if not 0.0 <= self.holdout < 1.0:
+            raise ConfigError(f"holdout must be in [0, 1). Got {self.holdout}.")
 
 
 def _synth(cfg: SimulationConfig, target: Path) -> None:
@@ -124,7 +135,7 @@ def _write_simulation_file(cfg: SimulationConfig, province: Path, schema: Path) 
             "out": str((cfg.out / "nodes" / agency).resolve()),
             "epsilon": cfg.epsilon, "delta": cfg.delta,  # each node states its own budget
             **({"test-seed": cfg.node_test_seed} if cfg.node_test_seed is not None else {}),
-            "roster": str((cfg.out / "roster.toml").resolve()),
+            "roster": str((cfg.out / "roster.toml").resolve()), "holdout": cfg.holdout,
         })
     coordinator: dict[str, Any] = {
         "out": str(cfg.out.resolve()), "rounds": cfg.rounds, "min-nodes": cfg.min_nodes,
@@ -173,6 +184,7 @@ def run(cfg: SimulationConfig, progress: Progress | None = None) -> dict[str, An
     year = _run_flower(cfg, sim_file, n_nodes, say)
     times["flower_total"] = time.perf_counter() - t0
     times.update({f"year_{k}": v for k, v in year["phase_seconds"].items()})
+    save_final_model(cfg.out, schema)
 
     from simulations import report, review
 
@@ -184,6 +196,38 @@ def run(cfg: SimulationConfig, progress: Progress | None = None) -> dict[str, An
     report.write(cfg.out, summary)
     say("done", {"out": str(cfg.out)})
     return summary
+
+
+def save_final_model(out: Path, schema: Path) -> Path | None:
+    """``out/coordinator/final_model.npz`` (positional arrays) as a model directory with a
+    card, next to it: ``out/coordinator/final_model/``. None if there is no final model."""
+    import numpy as np
+
+    from fedid.model import ModelCard, model_from_arrays, save_model
+    from fedid.model.train import TrainConfig
+    from fedid.schema import load_schema
+    from simulations.review import privacy_per_agency
+
+    npz = out / "coordinator" / "final_model.npz"
+    if not npz.exists():
+        return None
+    with np.load(npz, allow_pickle=False) as data:
+        arrays = [np.array(data[f"arr_{i}"]) for i in range(len(data.files))]
+    sch = load_schema(schema)
+    config = TrainConfig()
+    model = model_from_arrays(sch, arrays, config.hidden)
+    privacy = privacy_per_agency(out / "simulation.json")
+    card = ModelCard(
+        name=f"fedid federated model ({sch.name})",
+        data_counts={"training_agencies": len(privacy)},
+        training={**config.to_dict(), "federated": "FedAvg over the labelled education nodes",
+                  "per_agency": {a: {k: p[k] for k in ("epsilon_spent", "epsilon_budget",
+                                                      "delta", "noise_multiplier", "steps")}
+                                 for a, p in privacy.items()}},
+        budget=None,
+        metrics={"see": "summary.json (identification against the ground truth, if given)"},
+    )
+    return save_model(out / "coordinator" / "final_model", model, card)
 
 
 def _run_flower(

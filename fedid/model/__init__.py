@@ -6,7 +6,9 @@ Entry points the Flower apps call: :func:`build_inputs`, :func:`train_local` wit
 
 from __future__ import annotations
 
-from fedid.model.card import DP_CAVEATS, ModelCard, load_model, save_model
+from fedid.label_noise import PUBLISHED_SELF_REPORT, LabelNoise
+from fedid.model.baselines import train_centralized, train_local_plain
+from fedid.model.card import DP_CAVEATS, ModelCard, load_model, model_from_arrays, save_model
 from fedid.model.evaluate import (
     core_metrics,
     evaluate,
@@ -25,7 +27,6 @@ from fedid.model.features import (
 )
 from fedid.model.model import HardshipModel, Scores
 from fedid.model.net import HardshipNet, per_sample_loss
-from fedid.model.noise import PUBLISHED_SELF_REPORT, LabelNoise
 from fedid.model.rules import RuleHits, apply_rules
 from fedid.model.train import (
     LocalResult,
@@ -33,7 +34,6 @@ from fedid.model.train import (
     TrainConfig,
     default_delta,
     new_local_state,
-    train_centralized,
     train_local,
 )
 
@@ -63,10 +63,12 @@ __all__ = [
     "flag_targets",
     "level_targets",
     "load_model",
+    "model_from_arrays",
     "new_local_state",
     "per_sample_loss",
     "save_model",
     "summary",
     "train_centralized",
     "train_local",
+    "train_local_plain",
 ]

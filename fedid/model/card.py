@@ -19,11 +19,10 @@ import numpy as np
 from fedid.atomic import atomic_directory
 from fedid.errors import TrainingError
 from fedid.model.model import HardshipModel
-from fedid.model.noise import PUBLISHED_SELF_REPORT
-from fedid.schema import load_schema
+from fedid.schema import Schema, load_schema
 from privacy.dp import PrivacySpend
 
-__all__ = ["DP_CAVEATS", "ModelCard", "load_model", "save_model"]
+__all__ = ["DP_CAVEATS", "ModelCard", "load_model", "model_from_arrays", "save_model"]
 
 INTENDED_USE = (
     "Recommendations of a hardship level, dimension flags and reasons for every student, for"
@@ -39,8 +38,9 @@ LIMITATIONS = (
 )
 DP_CAVEATS: Mapping[str, str] = {
     "fedavg_weights": "Agency record counts sent as FedAvg weights are not covered by epsilon.",
-    "hyperparameter_tuning": "Hyperparameters were fixed a priori on synthetic data; any tuning"
-    " on private tables would not be covered by epsilon.",
+    "hyperparameter_tuning": "Hyperparameters come from a fixed rule on public quantities (row"
+    " count, rounds; fedid.model.recipe) or were fixed a priori; any tuning on private tables"
+    " would not be covered by epsilon.",
     "evaluation_on_private_data": "Metrics computed on private tables (held-out labels) are"
     " released without DP and are not covered by epsilon.",
     "data_dependent_preprocessing": "Not applicable: scaling uses only the schema's declared"
@@ -142,7 +142,7 @@ def _write_model(tmp: Path, model: HardshipModel, card: ModelCard) -> None:
         json.dumps(
             {
                 "hidden": list(model.hidden),
-                "hardship_threshold": model.hardship_threshold,
+                "hardship_threshold": model.threshold,
                 "format": 1,
             }
         ),
@@ -151,6 +151,20 @@ def _write_model(tmp: Path, model: HardshipModel, card: ModelCard) -> None:
     (tmp / "schema.toml").write_text(model.schema.to_toml(), encoding="utf-8")
     (tmp / "card.json").write_text(json.dumps(card.to_dict(), indent=1), encoding="utf-8")
     (tmp / "card.md").write_text(card.to_markdown(), encoding="utf-8")
+
+
+def model_from_arrays(
+    schema: Schema, arrays: Sequence[np.ndarray[Any, Any]], hidden: Sequence[int]
+) -> HardshipModel:
+    """A model from positional arrays in the network's state-dict order (the federation's
+    wire format, ``coordinator/final_model.npz``)."""
+    names = list(HardshipModel(schema=schema, hidden=tuple(hidden)).build_net().state_dict())
+    if len(names) != len(arrays):
+        raise TrainingError(f"expected {len(names)} model arrays. Got {len(arrays)}.")
+    weights = {n: np.asarray(a, dtype=np.float32) for n, a in zip(names, arrays, strict=True)}
+    model = HardshipModel(schema=schema, hidden=tuple(hidden), weights=weights)
+    model.build_net()  # fails early on mismatched shapes
+    return model
 
 
 def load_model(directory: Path) -> tuple[HardshipModel, ModelCard]:
@@ -168,9 +182,7 @@ def load_model(directory: Path) -> tuple[HardshipModel, ModelCard]:
         schema=schema,
         hidden=tuple(meta["hidden"]),
         weights=weights,
-        hardship_threshold=float(
-            meta.get("hardship_threshold", PUBLISHED_SELF_REPORT.hardship_threshold)
-        ),
+        hardship_threshold=meta.get("hardship_threshold"),
     )
     model.build_net()  # fails early on mismatched weights
     return model, card

@@ -69,6 +69,20 @@ def _ece(p: npt.NDArray[np.float64], y: npt.NDArray[np.bool_], bins: int = 10) -
     return total / max(len(p), 1)
 
 
+def auc(score: npt.NDArray[np.float64], positive: npt.NDArray[np.bool_]) -> float | None:
+    """Area under the ROC curve (Mann-Whitney, ties counted half); None with one class."""
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(score, kind="mergesort")
+    ranks = np.empty(len(score), dtype=np.float64)
+    sorted_scores = score[order]
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    mid = first + (counts - 1) / 2.0 + 1.0  # average rank of each run of ties
+    ranks[order] = np.repeat(mid, counts)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
 def core_metrics(
     *,
     pred_level: npt.NDArray[np.int64],
@@ -89,6 +103,8 @@ def core_metrics(
         "n_hardship": int(hard.sum()),
         "n_recommended": int(rec.sum()),
         "accuracy": _rate(float(np.sum(rec == hard)), n),
+        "level_accuracy": _rate(float(np.sum(pred_level == true_level)), n),
+        "auc": auc(p_hardship, hard) if n else None,
         "macro_f1": macro_f1(pred=pred_level, true=true_level, n_levels=n_levels) if n else None,
         "missed_rate": _rate(fn, tp + fn),
         "wrong_aid_rate": _rate(fp, tp + fp),
@@ -231,6 +247,8 @@ def summary(metrics: Mapping[str, Any]) -> dict[str, Any]:
     rural_gap = metrics.get("gaps", {}).get("rural", {}).get("accuracy")
     return {
         "accuracy": overall["accuracy"],
+        "level_accuracy": overall.get("level_accuracy"),
+        "auc": overall.get("auc"),
         "macro_f1": overall["macro_f1"],
         "missed_rate": overall["missed_rate"],
         "wrong_aid_rate": overall["wrong_aid_rate"],

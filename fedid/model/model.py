@@ -6,8 +6,9 @@ flags, P(hardship), whether an exclusion signal asks for review, and the reasons
 recommendation for people to review, never a decision.
 
 The learned level counts the cumulative probabilities ``P(level > k)`` that pass their
-thresholds: ``hardship_threshold`` for ``P(level >= 1)`` (default: corrected for the published
-self-report label noise, :mod:`fedid.model.noise`), 1/2 for the higher levels.
+thresholds: ``hardship_threshold`` for ``P(level >= 1)`` (default: the schema's
+:attr:`~fedid.schema.Schema.hardship_threshold`: its ``[labels] threshold``, or the correction
+for a declared label process, :mod:`fedid.label_noise`, or 1/2), 1/2 for the higher levels.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import torch
 from fedid.errors import ConfigError
 from fedid.model.features import ID_COLUMN, encode, feature_layout
 from fedid.model.net import HardshipNet, check_weights, split_outputs
-from fedid.model.noise import PUBLISHED_SELF_REPORT
 from fedid.model.reasons import indicator_contributions, reason_labels, top_indicator_reasons
 from fedid.model.rules import apply_rules
 from fedid.schema import Schema
@@ -67,13 +67,20 @@ class HardshipModel:
     schema: Schema
     hidden: tuple[int, ...]
     weights: Mapping[str, npt.NDArray[np.float32]] = field(default_factory=dict)
-    hardship_threshold: float = PUBLISHED_SELF_REPORT.hardship_threshold
+    hardship_threshold: float | None = None  # None: the schema's threshold
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.hardship_threshold < 1.0:
+        if self.hardship_threshold is None:
+            object.__setattr__(self, "hardship_threshold", self.schema.hardship_threshold)
+        if not 0.0 < float(self.hardship_threshold or 0.0) < 1.0:
             raise ConfigError(
                 f"hardship_threshold must be in (0, 1). Got {self.hardship_threshold}."
             )
+
+    @property
+    def threshold(self) -> float:
+        """The decision threshold on ``P(level >= 1)`` in use."""
+        return float(self.hardship_threshold or self.schema.hardship_threshold)
 
     def build_net(self) -> HardshipNet:
         """A fresh network; the stored weights loaded if there are any."""
@@ -105,7 +112,7 @@ class HardshipModel:
         hits = apply_rules(inputs, schema)
         scores = self.score(inputs)
         rule_level = hits.levels()
-        level = np.maximum(rule_level, scores.levels(self.hardship_threshold))
+        level = np.maximum(rule_level, scores.levels(self.threshold))
         flags = scores.p_flags > 0.5
         if "special_group" in schema.dimension_flags:
             flags[:, schema.dimension_flags.index("special_group")] |= hits.recognised

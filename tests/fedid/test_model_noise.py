@@ -1,4 +1,4 @@
-"""fedid.model.noise: the noisy-label threshold and its use in the model's levels."""
+"""fedid.label_noise: the noisy-label threshold and its use in the model's levels."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from fedid.model import (
     HardshipModel,
     LabelNoise,
     Scores,
-    TrainConfig,
     per_sample_loss,
 )
 from fedid.schema import load_schema
@@ -27,9 +26,7 @@ def test_published_rates_give_the_natarajan_threshold() -> None:
     # the noisy posterior at the threshold maps back to clean posterior 1/2
     eta = (noise.hardship_threshold - noise.rho_neg) / (1 - noise.rho_pos - noise.rho_neg)
     assert eta == pytest.approx(0.5)
-    assert TrainConfig().to_dict()["label_noise"]["hardship_threshold"] == pytest.approx(
-        noise.hardship_threshold
-    )
+    assert load_schema().label_noise == noise  # the default schema declares this process
 
 
 def test_no_noise_keeps_one_half_and_bad_rates_are_refused() -> None:

@@ -12,15 +12,18 @@ from typing import Any
 import numpy as np
 import pytest
 
+from fedid._schema_parse import _INDICATOR_KEYS
 from fedid.errors import ConfigError, SchemaError
 from fedid.schema import (
     DIMENSIONS,
     Indicator,
     Levels,
     Rule,
+    Schema,
     default_schema_path,
     load_schema,
     parse_schema,
+    schema_format,
 )
 
 DEFAULT = tomllib.loads(default_schema_path().read_text(encoding="utf-8"))
@@ -125,11 +128,18 @@ def _rule(**fields: Any) -> Callable[[dict[str, Any]], None]:
     return change
 
 
+def _labels(**fields: Any) -> Callable[[dict[str, Any]], None]:
+    def change(data: dict[str, Any]) -> None:
+        data["labels"] = fields
+
+    return change
+
+
 CASES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     (
-        "unknown dimension",
-        _set("dibao", dimension="wealth"),
-        r"indicators\[15\] 'dibao': dimension",
+        "bad dimension",
+        _set("dibao", dimension="Wealth Index"),
+        r"indicators\[15\] 'dibao': dimension must be a lower-case identifier",
     ),
     ("unknown type", _set("dibao", type="flag"), "type must be one of"),
     ("unknown department", _set("dibao", department="police"), "unknown department 'police'"),
@@ -149,8 +159,10 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("bad identifier", _set("dibao", name="Di Bao"), "lower-case identifier"),
     ("unknown key", _set("dibao", dimesion="x"), "unknown key.*dimesion"),
     ("duplicate name", _dup, r"duplicate name \(first at indicators\[0\]\)"),
-    ("one level", _levels(["none", "poor"]), "2 or 3 hardship levels"),
-    ("four levels", _levels(["none", "a", "b", "c", "d"]), "2 or 3 hardship levels"),
+    ("only none", _levels(["none"]), "one or more levels"),
+    ("labels and threshold", _labels(threshold=0.3, missed_rate=0.1), "not both"),
+    ("threshold range", _labels(threshold=1.5), r"threshold must be in \(0, 1\)"),
+    ("partial process", _labels(missed_rate=0.1), "needs numbers missed_rate"),
     ("no none", _levels(["low", "a", "b"]), 'must be "none"'),
     ("dup levels", _levels(["none", "a", "a"]), "unique"),
     ("rule unknown indicator", _rule(indicator="ghost"), r"rules.direct\[0\].*unknown indicator"),
@@ -243,8 +255,11 @@ def test_cli_schema_show_and_validate(tmp_path: Path) -> None:
     assert "特别困难" in table.output
     ok = runner.invoke(app, ["schema", "validate", str(default_schema_path())])
     assert ok.exit_code == 0
-    assert "28 indicators, 3 hardship levels" in ok.output
-    bad = _mutated(tmp_path, _levels(["none", "x"]))
+    assert "28 indicators, 4 levels" in ok.output
+    assert "keyed_by" in table.output
+    assert "[labels]" in table.output
+    assert "# [levels]" in shown.output
+    bad = _mutated(tmp_path, _levels(["x", "y"]))
     result = runner.invoke(app, ["schema", "validate", str(bad)])
     assert isinstance(result.exception, SchemaError)
 
@@ -258,3 +273,38 @@ def test_schema_pickles_and_departments_are_read_only() -> None:
     assert again.levels.labels == s.levels.labels
     with pytest.raises(TypeError):
         s.departments["x"] = s.departments["tax"]  # type: ignore[index]
+
+
+def test_binary_five_level_free_dimensions_and_no_evidence_departments() -> None:
+    def schema(levels: list[str], labels: dict[str, Any] | None = None) -> Schema:
+        data: dict[str, Any] = {
+            "levels": {"names": levels},
+            "departments": {"survey": {"side": "education"}},
+            "indicators": [{"name": "score", "dimension": "my_group", "department": "survey",
+                            "type": "float", "min": 0, "max": 1}],
+        }
+        if labels is not None:
+            data["labels"] = labels
+        return parse_schema(data)
+
+    binary = schema(["none", "positive"])
+    assert binary.levels.hardship == ("positive",)
+    assert binary.evidence_departments == ()
+    assert binary.hardship_threshold == 0.5  # no label process declared: no correction
+    five = schema(["none", "a", "b", "c", "d"], {"threshold": 0.3})
+    assert len(five.levels) == 5
+    assert five.hardship_threshold == 0.3
+    assert parse_schema(tomllib.loads(five.to_toml())) == five
+    noisy = schema(["none", "yes"], {"missed_rate": 0.17, "wrong_aid_rate": 0.23,
+                                     "hardship_share": 0.2})
+    assert noisy.hardship_threshold == pytest.approx(0.446, abs=1e-3)
+    assert load_schema().hardship_threshold == pytest.approx(0.446, abs=1e-3)
+
+
+def test_documented_toml_reads_back_and_names_every_indicator_field() -> None:
+    schema = load_schema()
+    text = schema.to_toml(documented=True)
+    assert parse_schema(tomllib.loads(text)) == schema
+    doc = schema_format()
+    for key in [*sorted(_INDICATOR_KEYS), "[labels]", "threshold", "missed_rate", "label_level"]:
+        assert key in doc, key

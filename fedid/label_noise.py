@@ -1,8 +1,10 @@
 """Decision threshold corrected for class-conditional label noise, from PUBLISHED rates only.
 
-The training labels are last year's recognition outcomes. The self-report process flips them
-with rates that are published (the national plan's figures, in ARCHITECTURE.md), not from
-any private table:
+Used only where a schema declares its label process (``[labels]`` with ``missed_rate``,
+``wrong_aid_rate``, ``hardship_share``; the default schema does, a custom schema need not:
+then the threshold is the schema's ``threshold`` or 1/2). For the default schema the training
+labels are last year's recognition outcomes. The self-report process flips them with rates
+that are published (the national plan's figures), not estimated from any private table:
 
 - ``missed_rate`` (17 %): share of students in hardship NOT recognised (the 12.7 % who never
   apply are among them), so ``rho_pos = P(label none | in hardship) = missed_rate``;
@@ -81,7 +83,7 @@ class LabelNoise:
         }
 
 
-#: The plan's published self-report figures (ARCHITECTURE.md): 17 % missed, 23 % wrongly aided,
+#: The plan's published self-report figures: 17 % missed, 23 % wrongly aided,
 #: about 20 % of students in hardship. Threshold (1 - 0.17 + 0.062) / 2 = 0.446.
 PUBLISHED_SELF_REPORT = LabelNoise(
     missed_rate=0.17,
