@@ -95,9 +95,9 @@ def _labelled(root: Path, schema: Schema) -> tuple[dict[str, pd.DataFrame], pd.D
 
 def _train_split(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     """The rows each node trains on: its fixed 80 % split of the labelled rows."""
-    from clients.training import _split
+    from clients.training import holdout_split
 
-    return {a: f[~_split(len(f))].reset_index(drop=True) for a, f in frames.items()}
+    return {a: f[~holdout_split(len(f))].reset_index(drop=True) for a, f in frames.items()}
 
 
 def _province(cfg: AuditConfig, say: Progress) -> tuple[Path, Path]:

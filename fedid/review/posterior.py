@@ -3,7 +3,7 @@
 The model is trained on last year's recognition, so its ``P(level >= 1)`` estimates
 ``q(x) = P(recorded aided | x)``, not the probability of hardship. When the self-report process
 errs independently of the indicators given the true status (class-conditional noise, the
-assumption behind :mod:`fedid.model.noise`), Bayes' rule turns ``q`` and the student's own
+assumption behind :mod:`fedid.label_noise`), Bayes' rule turns ``q`` and the student's own
 record into the probability that the record is wrong:
 
 1. the agency's rates, from the published figures and the agency's own counts (they stay on
@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fedid.errors import ConfigError
-from fedid.model.noise import PUBLISHED_SELF_REPORT, LabelNoise
+from fedid.label_noise import PUBLISHED_SELF_REPORT, LabelNoise
 
 __all__ = ["PUBLISHED_HIDDEN_RATE", "AgencyRates", "agency_rates", "recalibrate",
            "true_level_posterior"]

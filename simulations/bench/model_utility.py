@@ -35,7 +35,7 @@ Hyperparameters are fixed in :data:`DP_CONFIG` (centralized, 20 epochs),
 :class:`~fedid.model.TrainConfig` defaults otherwise: clipping bound 5.0 with learning rate
 0.2), chosen on provinces with seeds 100-103, never on the evaluation seeds. Every learned
 model decides ``P(level >= 1)`` at the threshold corrected for the published self-report flip
-rates (:mod:`fedid.model.noise`, 0.446), the higher levels at 1/2. Prints one JSON line.
+rates (:mod:`fedid.label_noise`, 0.446), the higher levels at 1/2. Prints one JSON line.
 """
 
 from __future__ import annotations

@@ -99,7 +99,7 @@ def fedid_federated(
     arrays = [v.detach().numpy().astype(np.float32) for v in net.state_dict().values()]
     states = [new_local_state(epsilon=epsilon or 1.0, delta=_DELTA, accountant=accountant)
               for _ in agencies]
-    fedavg = FedAvg(weighting="examples")
+    fedavg = FedAvg(weighting="released")
     for r in range(rounds):
         replies = []
         for k, (train, _held) in enumerate(agencies):
@@ -114,7 +114,8 @@ def fedid_federated(
                 states[k] = result.state
                 w = result.state.weights or {}
             replies.append(TrainReply(
-                agency_id=f"agency_{k}", arrays=[w[n] for n in names], num_examples=len(train),
+                agency_id=f"agency_{k}", arrays=[w[n] for n in names],
+                weight=1.0,  # what fedid nodes release: a public constant, not their size
                 privacy=PrivacyDeclaration(
                     epsilon_spent=states[k].epsilon_spent, delta=_DELTA,
                     epsilon_budget=states[k].budget.epsilon, delta_budget=_DELTA)))

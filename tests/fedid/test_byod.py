@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from fedid.cli.main import app
+from cli.main import app
 from fedid.ids import make_ids
 from fedid.model import HardshipModel, build_inputs, load_model, train_local
 from fedid.model.recipe import MIN_NOISE, calibrate

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from fedid.cli.main import app
+from cli.main import app
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "byod"
 
