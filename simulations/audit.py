@@ -159,11 +159,11 @@ def _perfect_power(cfg: AuditConfig) -> float:
 
 def run_audit(cfg: AuditConfig, progress: Progress | None = None) -> dict[str, Any]:
     """Run every step; write ``audit.json`` and ``audit.html``; return the figures."""
+    import torch
+
     from simulations.audit_mia import membership_inference
     from simulations.audit_release import release_audit
     from simulations.audit_report import write_page
-
-    import torch
 
     torch.set_num_threads(1)  # small nets: one thread is faster than two on a shared machine
     say = progress or (lambda _m: None)
