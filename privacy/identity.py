@@ -6,7 +6,7 @@ node's folder with 0600 permissions (``identity.key``) and never leave it; the p
 go to a small file (``identity.pub.toml``) that the operator collects, with every other
 agency's, into a :class:`Roster` (agency id -> kind and public keys). The roster reaches
 every node out of band, like the CA certificate; whoever writes it decides who is who
-(the trust assumption of docs/threat_model_matching.md).
+(the trust assumption in THREAT_MODEL.md, Matching protocol).
 
 Signatures: Ed25519 over a domain-separated, canonical encoding of a ``label``, a
 ``context`` (named str/int/bytes fields such as run, step, sender, recipient, sizes) and the

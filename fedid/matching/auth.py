@@ -23,7 +23,7 @@ The party a message names as sender maps to the roster: ``home:<agency>`` to an
 education agency, ``evidence:<department>`` to the one agency registered for that
 department. The coordinator signs nothing (it holds no key the agencies trust); what it
 sends (the results of step 7) is checked by the home agency for shape and ciphertext
-validity only: see docs/threat_model_matching.md for what it can still do.
+validity only: see THREAT_MODEL.md, Matching protocol, for what it can still do.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ students); evidence agencies E_1..E_m (departments). Agencies are semi-honest to
 other; C colludes with no agency but may be actively malicious: every agency message is
 signed by its sender's registered key (:mod:`fedid.matching.auth`) and verified by its
 receiver against the roster, so C relays what it cannot read, forge or alter
-(docs/threat_model_matching.md says what C can still learn and do). Over Flower every
+(THREAT_MODEL.md, Matching protocol, says what C can still learn and do). Over Flower every
 step travels in a ``query.match`` message (:mod:`clients.matching`, :mod:`server.matching`).
 
 Keys of a run (:class:`HomeKeyring`): a Paillier key pair and a blinding scalar ``h`` for
