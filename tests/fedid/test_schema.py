@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fedid._schema_parse import _INDICATOR_KEYS
 from fedid.errors import ConfigError, SchemaError
 from fedid.schema import (
+    _INDICATOR_KEYS,
     DIMENSIONS,
     Indicator,
     Levels,
