@@ -10,6 +10,8 @@ Message types handled:
 - ``query.identify``  score every student locally, write the recommendations on this
                       node, reply with aggregate counts only
 - ``query.match_*``   one step of the matching protocol (see :mod:`clients.matching`)
+- ``query.year``      the coordinator's notice: refused, or the year finished or failed
+                      (see :mod:`clients.lifecycle`); the reply is an empty acknowledgement
 
 Every reply passes through :func:`clients.transcript.record_mod`, which, when a
 transcript folder is configured, stores the exact bytes that leave the node so a test
@@ -21,7 +23,7 @@ from __future__ import annotations
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
-from clients import node
+from clients import lifecycle, node
 from clients.transcript import record_mod
 
 __all__ = ["app"]
@@ -69,3 +71,9 @@ def identify(msg: Message, context: Context) -> Message:
 def match(msg: Message, context: Context) -> Message:
     """One matching-protocol step (the step name travels in the message config)."""
     return Message(node.match(msg, context), reply_to=msg)
+
+
+@app.query("year")
+def year(msg: Message, context: Context) -> Message:
+    """The coordinator's notice about this node's year (clients.lifecycle)."""
+    return Message(lifecycle.year_notice(msg, context), reply_to=msg)

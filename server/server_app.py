@@ -17,6 +17,8 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from clients.config import SIMULATION_ENV, load_simulation_file
+from fedid.errors import FedIdError
+from server import lifecycle
 from server.year import Progress, YearConfig, run_year
 
 __all__ = ["app", "set_progress"]
@@ -54,5 +56,13 @@ def year_config(run_config: dict[str, Any]) -> YearConfig:
 def main(grid: Grid, context: Context) -> None:
     """Run one school year."""
     cfg = year_config(dict(context.run_config))
-    result = run_year(grid, cfg, _progress[0] if _progress else None)
+    notify = str(context.run_config.get("notify-nodes", False)).lower() == "true"
+    try:
+        result = run_year(grid, cfg, _progress[0] if _progress else None)
+    except FedIdError as exc:  # deployment: nodes learn the year is over and why
+        if notify:
+            lifecycle.announce(grid, state="failed", reason=str(exc), session=cfg.session)
+        raise
+    if notify:
+        lifecycle.announce(grid, state="finished", reason="", session=cfg.session)
     _results.append(result)

@@ -1,18 +1,22 @@
-"""``fedid certs``: a trial PKI for a deployment (CA, SuperLink TLS certificate, node keys).
+"""Trial PKI and keys for a deployment: ``fedid certs``, ``fedid keygen``, ``fedid sign-app``.
 
-Writes into ``--out``:
+``fedid certs --out DIR --host NAME ...`` (on the coordinator's machine) writes:
 
 - ``ca.key``, ``ca.crt``            a self-signed CA (EC P-384), valid ``--days``
-- ``server.key``, ``server.crt``    the SuperLink's TLS certificate, signed by the CA,
-                                    for ``localhost``, ``127.0.0.1``, ``::1`` and every
-                                    ``--host``
-- ``nodes/<name>`` and ``nodes/<name>.pub``  one SuperNode authentication key pair per
-                                    ``--node`` (EC P-384, OpenSSH format, as
-                                    ``flower-supernode --auth-supernode-private-key`` and
-                                    ``flwr supernode register`` expect)
+- ``server.key``, ``server.crt``    the SuperLink's TLS certificate, signed by the CA, for
+                                    ``localhost``, ``127.0.0.1``, ``::1`` and every
+                                    ``--host`` (each name or address nodes use to reach it)
+- ``nodes/``                        empty: the coordinator copies each node's public key
+                                    here as ``<agency id>.pub``
 
-Private keys are written with mode 0600. For a trial only: a production province uses
-its own CA and keeps each node's private key on that node.
+``fedid keygen --out DIR --agency-id NAME`` (on each node's machine) writes the node's
+SuperNode authentication key pair: ``NAME.key`` (EC P-384, OpenSSH, mode 0600; it never
+leaves the node) and ``NAME.pub`` (sent to the coordinator, which registers it).
+``fedid keygen --out DIR --signer NAME`` makes an app signer's Ed25519 pair the same way,
+and ``fedid sign-app`` signs the app bundle with it (see :mod:`fedid.app_trust`).
+
+Private keys are created with mode 0600 and never overwritten. For a trial: a production
+province uses its own CA.
 """
 
 from __future__ import annotations
@@ -27,27 +31,32 @@ import typer
 
 from fedid.errors import ConfigError
 
-__all__ = ["make_trial_pki", "register"]
+__all__ = ["make_key_pair", "make_trial_pki", "register"]
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
 
 
-def make_trial_pki(out: Path, *, nodes: list[str], hosts: list[str], days: int = 30) -> None:
-    """Create the CA, the server certificate and the node key pairs under ``out``."""
+def _check_name(name: str) -> None:
+    if not name or not name.replace("_", "").replace("-", "").isalnum():
+        raise ConfigError(f"names must be letters, digits, '-' or '_'. Got {name!r}.")
+
+
+def make_trial_pki(out: Path, *, hosts: list[str], days: int = 30) -> None:
+    """Create the CA and the SuperLink certificate (for ``hosts``) under ``out``."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    for name in nodes:
-        if not name or not name.replace("_", "").replace("-", "").isalnum():
-            raise ConfigError(f"node names must be letters, digits, '-' or '_'. Got {name!r}.")
     if days < 1:
         raise ConfigError(f"days must be >= 1. Got {days}.")
+    if (out / "ca.key").exists():
+        raise ConfigError(f"{out / 'ca.key'} exists; choose another --out (keys are never "
+                          "overwritten).")
     out.mkdir(parents=True, exist_ok=True)
     (out / "nodes").mkdir(exist_ok=True)
     now = dt.datetime.now(dt.UTC)
@@ -70,7 +79,7 @@ def make_trial_pki(out: Path, *, nodes: list[str], hosts: list[str], days: int =
 
     server_key = ec.generate_private_key(ec.SECP384R1())
     sans: list[x509.GeneralName] = [x509.DNSName("localhost")]
-    for host in ["127.0.0.1", "::1", *hosts]:
+    for host in dict.fromkeys(["127.0.0.1", "::1", *hosts]):
         try:
             sans.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
@@ -89,27 +98,86 @@ def make_trial_pki(out: Path, *, nodes: list[str], hosts: list[str], days: int =
     _write_private(out / "server.key", server_key.private_bytes(pem, pkcs8, nocrypt))
     (out / "server.crt").write_bytes(server_cert.public_bytes(pem))
 
-    for name in nodes:
-        key = ec.generate_private_key(ec.SECP384R1())
-        _write_private(out / "nodes" / name, key.private_bytes(
-            pem, serialization.PrivateFormat.OpenSSH, nocrypt))
-        (out / "nodes" / f"{name}.pub").write_bytes(key.public_key().public_bytes(
-            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH))
+
+def make_key_pair(out: Path, name: str, *, signer: bool = False) -> tuple[Path, Path]:
+    """A node's SuperNode auth pair (EC P-384) or an app signer's (Ed25519), OpenSSH format.
+
+    Returns (private key path, public key path); the private file is 0600 and never
+    overwritten.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+    _check_name(name)
+    out.mkdir(parents=True, exist_ok=True)
+    private = out / f"{name}.key"
+    public = out / f"{name}.pub"
+    if private.exists():
+        raise ConfigError(f"{private} exists; keys are never overwritten (remove it first "
+                          "if you mean to replace this node's key).")
+    key = ed25519.Ed25519PrivateKey.generate() if signer else ec.generate_private_key(
+        ec.SECP384R1())
+    _write_private(private, key.private_bytes(serialization.Encoding.PEM,
+                                              serialization.PrivateFormat.OpenSSH,
+                                              serialization.NoEncryption()))
+    public.write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH) + b"\n")
+    return private, public
 
 
 def register(app: typer.Typer) -> None:
-    """Add the ``certs`` command."""
+    """Add the ``certs``, ``keygen`` and ``sign-app`` commands."""
 
     @app.command("certs")
     def certs(
         out: Annotated[Path, typer.Option("--out", help="Folder for the keys.")] = Path("certs"),
-        node: Annotated[list[str] | None, typer.Option(
-            "--node", help="A SuperNode to make an auth key pair for, named by its agency id"
-            " (repeatable); the coordinator believes a node only about that agency.")] = None,
         host: Annotated[list[str] | None, typer.Option(
-            "--host", help="Extra host name or IP for the SuperLink certificate.")] = None,
+            "--host", help="Host name or IP address nodes use to reach the SuperLink "
+            "(repeatable; the coordinator's --advertise and --bind).")] = None,
+        node: Annotated[list[str] | None, typer.Option(
+            "--node", hidden=True, help="Removed: nodes make their own keys.")] = None,
         days: Annotated[int, typer.Option("--days", help="Validity in days.")] = 30,
     ) -> None:
-        """Make a trial CA, the SuperLink certificate and SuperNode auth keys."""
-        make_trial_pki(out, nodes=list(node or []), hosts=list(host or []), days=days)
-        typer.echo(f"wrote CA, server certificate and {len(node or [])} node key pairs to {out}")
+        """Make a trial CA and the SuperLink's TLS certificate (no node keys)."""
+        if node:
+            raise ConfigError("`fedid certs --node` is gone: each node makes its own key pair "
+                              "with `fedid keygen --agency-id NAME` on its machine and sends "
+                              "NAME.pub to the coordinator (into <certs>/nodes/).")
+        make_trial_pki(out, hosts=list(host or []), days=days)
+        typer.echo(f"wrote CA and server certificate to {out}; put each node's NAME.pub "
+                   f"into {out / 'nodes'}")
+
+    @app.command("keygen")
+    def keygen(
+        out: Annotated[Path, typer.Option("--out", help="Folder for the key pair.")],
+        agency_id: Annotated[str | None, typer.Option(
+            "--agency-id", help="Make this node's SuperNode key pair (on the node).")] = None,
+        signer: Annotated[str | None, typer.Option(
+            "--signer", help="Make an app signer's key pair instead.")] = None,
+    ) -> None:
+        """Make a key pair on this machine; only the .pub file is handed out."""
+        if (agency_id is None) == (signer is None):
+            raise ConfigError("give exactly one of --agency-id NAME or --signer NAME.")
+        name = agency_id or signer or ""
+        private, public = make_key_pair(out, name, signer=signer is not None)
+        who = "the coordinator" if signer is None else "every agency (for fedid node --trust)"
+        typer.echo(f"wrote {private} (keep it here, mode 0600) and {public} (send to {who})")
+
+    @app.command("sign-app")
+    def sign_app(
+        key: Annotated[Path, typer.Option("--key", help="App signer's private key.")],
+        out: Annotated[Path, typer.Option("--out", help="Signature file to write.")],
+        app_dir: Annotated[Path | None, typer.Option(
+            "--app", help="The reviewed app folder (default: the installed fedid app).")
+            ] = None,
+    ) -> None:
+        """Sign the app bundle (FAB) built from an app folder."""
+        from fedid.app_trust import sign_fab
+        from server.app_bundle import build_fab
+        from server.deploy import Coordinator
+
+        folder = (app_dir or Coordinator.default_app_dir()).resolve()
+        signature = sign_fab(build_fab(folder), key.read_bytes())
+        out.write_text(signature.to_json(), encoding="utf-8")
+        typer.echo(f"signed the app in {folder} (FAB sha256 {signature.fab_sha256[:16]}...) "
+                   f"as {signature.public_key_id}; wrote {out}")
