@@ -192,14 +192,45 @@ _BUNDLE_REFUSED = ("FAB verification failed", "The FAB could not be verified")
 
 
 def supervise(cmd: list[str], *, env: dict[str, str], out: Path, say: Say,
-              grace: float = 8.0) -> str:
+              grace: float = 8.0, registration_wait: float = 90.0) -> str:
     """Run the SuperNode until the year is over; the session that finished.
 
-    Its output is passed through. Raises NodeRefusedError, YearFailedError,
-    CoordinatorUnreachableError or SuperNodeExitError (each names the fix).
+    Its output is passed through. A key the coordinator does not know yet (it registers
+    keys just after its SuperLink starts) is retried for ``registration_wait`` seconds.
+    Raises NodeRefusedError, YearFailedError, CoordinatorUnreachableError or
+    SuperNodeExitError (each names the fix).
     """
     (out / STATUS_FILE).unlink(missing_ok=True)
-    seen: dict[str, bool] = {}
+    start = time.monotonic()
+    delay = 2.0
+    while True:
+        seen = _run_once(cmd, env=env, out=out, say=say, grace=grace)
+        if "session" in seen:
+            return _ended(read_status(out) or {}, out, say)
+        if "not-registered" in seen:
+            if time.monotonic() - start + delay > registration_wait:
+                raise NodeRefusedError(
+                    "the coordinator refused this node's key: it is not registered. Send "
+                    "the public key from `fedid keygen` (NAME.pub) to the coordinator, who "
+                    "registers it under this node's agency id, then start the node again.")
+            say(f"the coordinator does not know this node's key (yet?); retrying in "
+                f"{delay:.0f} s")
+            time.sleep(delay)
+            delay = min(2 * delay, 30.0)
+            continue
+        if "gave-up" in seen:
+            raise CoordinatorUnreachableError(
+                "the connection to the coordinator was lost and it did not come back "
+                "within --wait. Start the node again once the coordinator runs.")
+        raise SuperNodeExitError(
+            f"the SuperNode exited with code {seen.get('code')} before the year was over; "
+            "its log is above.")
+
+
+def _run_once(cmd: list[str], *, env: dict[str, str], out: Path, say: Say, grace: float
+              ) -> dict[str, str]:
+    """One SuperNode process until it exits, is refused, or a notice arrives: what it saw."""
+    seen: dict[str, str] = {}
     proc = subprocess.Popen(  # noqa: S603 - fixed executable and arguments
         cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         errors="replace", start_new_session=True)
@@ -210,9 +241,9 @@ def supervise(cmd: list[str], *, env: dict[str, str], out: Path, say: Say,
         for line in proc.stdout:
             print(line, end="", flush=True)
             if _NOT_REGISTERED in line:
-                seen["not-registered"] = True
+                seen["not-registered"] = line
             if _GAVE_UP in line:
-                seen["gave-up"] = True
+                seen["gave-up"] = line
             if any(p in line for p in _BUNDLE_REFUSED):
                 say("refused to run the coordinator's app bundle: it is not signed by a "
                     "signer this node trusts (--trust). The coordinator must submit the "
@@ -224,23 +255,15 @@ def supervise(cmd: list[str], *, env: dict[str, str], out: Path, say: Say,
         while True:
             status = read_status(out)
             if status is not None:
+                seen["session"] = str(status.get("session", ""))
                 time.sleep(grace)  # let the SuperNode deliver the acknowledgement
-                return _ended(status, out, say)
-            if seen.get("not-registered"):
-                raise NodeRefusedError(
-                    "the coordinator refused this node's key: it is not registered. Send "
-                    "the public key from `fedid keygen` (NAME.pub) to the coordinator, who "
-                    "registers it under this node's agency id, then start the node again.")
+                return seen
             code = proc.poll()
-            if code is not None:
+            if code is not None or "not-registered" in seen:
+                proc.wait()
                 reader.join(timeout=5)
-                if seen.get("gave-up"):
-                    raise CoordinatorUnreachableError(
-                        "the connection to the coordinator was lost and it did not come back "
-                        "within --wait. Start the node again once the coordinator runs.")
-                raise SuperNodeExitError(
-                    f"the SuperNode exited with code {code} before the year was over; its "
-                    "log is above.")
+                seen["code"] = str(proc.returncode)
+                return seen
             time.sleep(1.0)
     finally:
         stop_group(proc)

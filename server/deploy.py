@@ -322,6 +322,16 @@ class Coordinator:
             raise FederationError(f"run {run_id} is unknown to the SuperLink.")
         return dict(runs[0])
 
+    def status_after(self, run_id: int, *, timeout: float = 600.0) -> str:
+        """The run's final status (``finished:...``), whatever it is."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = str(self.status(run_id).get("status", ""))
+            if status.startswith("finished"):
+                return status
+            time.sleep(2.0)
+        raise FederationError(f"run {run_id} did not finish within {timeout:.0f} s.")
+
     def wait(self, run_id: int, *, timeout: float) -> dict[str, Any]:
         """Poll until the run finishes; FederationError unless it completed."""
         deadline = time.monotonic() + timeout
