@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 
-__all__ = ["stop_group"]
+__all__ = ["exit_on_sigterm", "stop_group"]
 
 
 def stop_group(process: subprocess.Popen[bytes] | subprocess.Popen[str] | None, *,
@@ -25,3 +25,13 @@ def stop_group(process: subprocess.Popen[bytes] | subprocess.Popen[str] | None, 
         process.wait(timeout=10)
     except ProcessLookupError:
         return
+
+
+def _exit(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM (``systemctl stop``, a supervisor) into SystemExit, so ``finally``
+    blocks stop the child processes this process started in their own sessions."""
+    signal.signal(signal.SIGTERM, _exit)

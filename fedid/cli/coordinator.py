@@ -72,8 +72,10 @@ def register(app: typer.Typer) -> None:
         """Start the SuperLink, register node keys, run the year, report its status."""
         from fedid.app_trust import AppSignature
         from fedid.errors import ConfigError
+        from fedid.proc import exit_on_sigterm
         from server.deploy import Coordinator, node_agencies_arg
 
+        exit_on_sigterm()
         if certs is None and not insecure:
             raise ConfigError("--certs is required unless --insecure (see `fedid certs`).")
         signature = AppSignature.load(app_signature) if app_signature is not None else None

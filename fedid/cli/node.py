@@ -89,10 +89,12 @@ def register(app: typer.Typer) -> None:
         from fedid.app_trust import trusted_entities_text
         from fedid.atomic import atomic_write_bytes
         from fedid.errors import ConfigError, DataValidationError
+        from fedid.proc import exit_on_sigterm
         from fedid.schema import load_schema
         from fedid.tables import load_agency_table
         from server.deploy import flower_env
 
+        exit_on_sigterm()
         if not insecure and ca is None:
             raise ConfigError("--ca is required unless --insecure: the coordinator's "
                               "ca.crt from `fedid certs`.")

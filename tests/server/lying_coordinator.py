@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from fedid.app_trust import AppSignature
+from fedid.proc import exit_on_sigterm
 from server.app_bundle import attach_signature, fab_sha256
 from server.deploy import Coordinator
 
@@ -22,6 +23,7 @@ CONFIG = {"rounds": 1, "min-nodes": 1, "expected-nodes": 1, "wait-nodes": 120.0,
 
 
 def main() -> int:
+    exit_on_sigterm()
     out, certs, bind, signature, modified = (Path(a) for a in sys.argv[1:6])
     coord = Coordinator(out=out, certs=certs, bind=str(bind), port=9093)
     coord.start()

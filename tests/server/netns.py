@@ -97,7 +97,7 @@ class Network:
     def close(self) -> None:
         """Stop every process started here, then remove every namespace."""
         for proc in self.procs:
-            stop_group(proc, grace=10)
+            stop_group(proc, grace=45)  # fedid stops its own children first
         for name in [*(self.ns(m) for m in self.machines), self.switch]:
             subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
 
