@@ -82,7 +82,7 @@ def _free_port() -> int:
 def _deployment(base: Path, province: Path, rounds: int) -> dict[str, Any]:
     from clients.config import NodeSettings
     from clients.deploy import supernode_command
-    from fedid.cli.certs import make_key_pair, make_trial_pki
+    from fedid.pki import make_key_pair, make_trial_pki
     from server.deploy import Coordinator, flower_env, stop_group
 
     names = {"university_a": "education", "university_b": "education",

@@ -31,8 +31,8 @@ from clients.deploy import (
 )
 from clients.lifecycle import STATUS_FILE
 from fedid.app_trust import AppSignature, sign_fab, trusted_entities_text
-from fedid.cli.certs import make_key_pair, make_trial_pki
 from fedid.errors import ConfigError
+from fedid.pki import make_key_pair, make_trial_pki
 from server.app_bundle import build_fab
 from server.deploy import Coordinator
 

@@ -18,7 +18,7 @@ import pytest
 from clients.config import NodeSettings
 from clients.deploy import supernode_command
 from clients.transcript import TRANSCRIPT_ENV
-from fedid.cli.certs import make_key_pair, make_trial_pki
+from fedid.pki import make_key_pair, make_trial_pki
 from server.deploy import Coordinator, flower_env, node_agencies_arg, stop_group
 from simulations.leakscan import needles_from_province, scan
 
