@@ -5,8 +5,10 @@ Flower builds a FAB from the app folder (``pyproject.toml`` and ``server/``: the
 installed). A FAB submitted with ``flwr run`` reaches the SuperLink with an empty
 verification record; Flower 1.42 fills that record only for Flower Hub apps. So the
 coordinator writes the signer's record (:meth:`fedid.app_trust.AppSignature.verification`)
-into the SuperLink's own FAB table right after submitting, before any node has received a
-message of the run (a node that asked earlier would refuse the run: the failure is closed).
+into the SuperLink's own FAB table right after submitting, seconds before the ServerApp
+sends its first message (a node that fetched the FAB earlier would answer that message with
+an error and verify again at the next one, as Flower's SuperNode keeps no unverified run:
+the failure is closed).
 The coordinator holds no signing key: it can attach a signature, not make one, and the
 nodes' SuperNodes check it (see :mod:`fedid.app_trust`).
 """
