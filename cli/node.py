@@ -1,15 +1,39 @@
-"""``fedid node``: run an agency's node (a Flower SuperNode) against a coordinator."""
+"""``fedid node``: run an agency's node (a Flower SuperNode) against a coordinator.
+
+Exit codes (also in the README): 0 the year finished; 2 a configuration error; 3 the
+table failed validation; 10 no coordinator within ``--wait``; 11 the coordinator's
+certificate does not verify against ``--ca``; 12 refused by the coordinator; 13 the year
+failed at the coordinator; 14 the SuperNode stopped on its own.
+"""
 
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 __all__ = ["register"]
+
+_SHOWN = 5  # table problems printed before the summary
+
+
+def _table_error(data: Path, exc: Exception) -> str:
+    """The first problems of a table with row, column and the fix."""
+    report = getattr(exc, "report", None)
+    lines = [f"{data}: the table failed validation; this node did not start."]
+    problems = report.problems(limit=_SHOWN) if report is not None else []
+    for p in problems:
+        where = f"row {p.row}" if p.row is not None else "table"
+        column = f", column {p.column!r}" if p.column else ""
+        lines.append(f"  {where}{column}: {p.message}")
+    total = report.errors if report is not None else 0
+    if total > len(problems):
+        lines.append(f"  ... {total - len(problems)} more errors")
+    lines.append(f"Fix: correct these rows in {data} (rows count from 1 after the header; "
+                 f"`fedid check {data}` lists every problem), then start the node again.")
+    return "\n".join(lines)
 
 
 def register(app: typer.Typer) -> None:
@@ -20,7 +44,8 @@ def register(app: typer.Typer) -> None:
         data: Annotated[Path, typer.Option("--data", help="This agency's table.")],
         agency_id: Annotated[str, typer.Option(
             "--agency-id", help="This agency's name; with node authentication it must be the"
-            " name its key was made and registered under (`fedid certs --node NAME`).")],
+            " name the coordinator registered this node's public key under"
+            " (`fedid keygen --agency-id NAME`).")],
         budget: Annotated[float, typer.Option(
             "--budget", help="Total privacy budget (epsilon) this node will spend.")] = 1.0,
         delta: Annotated[float, typer.Option("--delta", help="Delta of the budget.")] = 1e-5,
@@ -31,43 +56,84 @@ def register(app: typer.Typer) -> None:
             "--department", help="Department name (departmental nodes).")] = None,
         schema: Annotated[Path | None, typer.Option("--schema", help="Schema TOML.")] = None,
         out: Annotated[Path, typer.Option(
-            "--out", help="Where this node keeps results and its privacy ledger.")
+            "--out", help="This node's own folder: results, privacy ledger, status.")
             ] = Path("fedid-node"),
         superlink: Annotated[str, typer.Option(
-            "--superlink", help="Coordinator address HOST:PORT.")] = "127.0.0.1:9093",
+            "--superlink", help="Coordinator address HOST:PORT (its --advertise and --port)."
+            )] = "127.0.0.1:9093",
         ca: Annotated[Path | None, typer.Option(
-            "--ca", help="CA certificate of the coordinator's TLS certificate.")] = None,
+            "--ca", help="The coordinator's CA certificate (ca.crt from `fedid certs`).")
+            ] = None,
         key: Annotated[Path | None, typer.Option(
-            "--key", help="This node's private authentication key.")] = None,
+            "--key", help="This node's private key (made here by `fedid keygen`).")] = None,
+        trust: Annotated[list[Path] | None, typer.Option(
+            "--trust", help="Public key (ssh-ed25519 line) of an app signer this node "
+            "trusts (repeatable); app bundles not signed by one of them are refused.")
+            ] = None,
+        wait: Annotated[float, typer.Option(
+            "--wait", help="Seconds to wait for the coordinator (at start and after a lost "
+            "connection), retrying with backoff; 0: for ever.")] = 600.0,
         port: Annotated[int, typer.Option("--port", help="Local ClientApp API port.")] = 9094,
         roster: Annotated[Path | None, typer.Option(
-            "--roster", help="Roster of every agency's public identity keys (matching).")
-            ] = None,
+            "--roster", help="Roster of every agency's public identity keys, from the "
+            "operator (`fedid roster`); matching needs it.")] = None,
+        identity: Annotated[Path | None, typer.Option(
+            "--identity", help="This agency's identity key folder (`fedid keygen`); "
+            "default OUT/identity.")] = None,
         insecure: Annotated[bool, typer.Option(
-            "--insecure", help="No TLS (local experiments only).")] = False,
+            "--insecure", help="No TLS, no app signature check (local experiments only).")
+            ] = False,
     ) -> None:
-        """Validate the local table, then start this agency's SuperNode."""
+        """Validate the local table, wait for the coordinator, run this agency's node
+        until the year is over."""
         from clients.config import NodeSettings
-        from clients.deploy import supernode_command
-        from fedid.errors import ConfigError
+        from clients.deploy import supernode_command, supervise, wait_for_coordinator
+        from fedid.app_trust import trusted_entities_text
+        from fedid.atomic import atomic_write_bytes
+        from fedid.errors import ConfigError, DataValidationError
+        from fedid.proc import exit_on_sigterm
         from fedid.schema import load_schema
         from fedid.tables import load_agency_table
         from server.deploy import flower_env
 
+        exit_on_sigterm()
         if not insecure and ca is None:
-            raise ConfigError("--ca is required unless --insecure.")
+            raise ConfigError("--ca is required unless --insecure: the coordinator's "
+                              "ca.crt from `fedid certs`.")
+        if not insecure and not trust:
+            raise ConfigError("--trust is required unless --insecure: the public key of the "
+                              "app signer this agency trusts (`fedid keygen --signer`).")
+        for path, flag in ((ca, "--ca"), (key, "--key"), (data, "--data"), (schema, "--schema"),
+                           *((t, "--trust") for t in trust or [])):
+            if path is not None and not path.exists():
+                raise ConfigError(f"{flag} {path} does not exist (relative paths are read "
+                                  f"from {Path.cwd()}).")
+        out = out.expanduser().resolve()
         dept = department or ("education" if kind == "education" else "")
-        settings = NodeSettings(agency_id=agency_id, kind=kind, department=dept, data=data,
-                                schema=schema, out=out, epsilon=budget, delta=delta,
-                                roster=roster)
-        load_agency_table(data, schema=load_schema(schema),
-                          kind="education" if kind == "education" else "department",
-                          department=None if kind == "education" else dept)
+        settings = NodeSettings(agency_id=agency_id, kind=kind, department=dept,
+                                data=data.resolve(), schema=schema.resolve() if schema else None,
+                                out=out, epsilon=budget, delta=delta,
+                                roster=roster.resolve() if roster else None,
+                                identity=identity.resolve() if identity else None)
+        try:
+            load_agency_table(data, schema=load_schema(schema),
+                              kind="education" if kind == "education" else "department",
+                              department=None if kind == "education" else dept)
+        except DataValidationError as exc:
+            raise DataValidationError(_table_error(data, exc), exc.report) from exc
         out.mkdir(parents=True, exist_ok=True)
+        trusted = None
+        if not insecure:
+            trusted = out / "trusted_entities.yaml"
+            text = trusted_entities_text([t.read_text(encoding="utf-8") for t in trust or []])
+            atomic_write_bytes(trusted, text.encode())
         cmd = supernode_command(settings, superlink=superlink, ca=None if insecure else ca,
-                                key=key, port=port)
-        typer.echo(f"{agency_id}: table valid; starting SuperNode -> {superlink}")
+                                key=key, port=port, trusted=trusted, wait=wait)
+        say = typer.echo
+        say(f"{agency_id}: table valid; waiting for the coordinator at {superlink}")
+        wait_for_coordinator(superlink, ca=None if insecure else ca, wait=wait, say=say)
+        say(f"{agency_id}: starting SuperNode -> {superlink}")
         env = flower_env()
         os.environ.update({k: env[k] for k in ("TEMPORARILY_DISABLE_PROTOBUF_VERSION_CHECK",
                                                 "FLWR_TELEMETRY_ENABLED")})
-        raise typer.Exit(subprocess.call(cmd, env=env))  # noqa: S603
+        supervise(cmd, env=env, out=out, say=say)

@@ -12,6 +12,8 @@ Message types handled:
 - ``query.identify``  score every student locally, write the recommendations on this
                       node, reply with noised (charged) aggregate counts only
 - ``query.match``     one step of the matching protocol (see :mod:`clients.matching`)
+- ``query.year``      the coordinator's notice: refused, or the year finished or failed
+                      (see :mod:`clients.lifecycle`); the reply is an empty acknowledgement
 
 Every reply passes the release gate (:func:`clients.gate.release_gate`): fields the release
 policy (:mod:`clients.release`) does not declare are refused, failures leave as a code
@@ -26,7 +28,7 @@ from __future__ import annotations
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
-from clients import node
+from clients import lifecycle, node
 from clients.gate import release_gate
 from clients.transcript import record_mod
 
@@ -75,3 +77,9 @@ def identify(msg: Message, context: Context) -> Message:
 def match(msg: Message, context: Context) -> Message:
     """One matching-protocol step (the step name travels in the message config)."""
     return Message(node.match(msg, context), reply_to=msg)
+
+
+@app.query("year")
+def year(msg: Message, context: Context) -> Message:
+    """The coordinator's notice about this node's year (clients.lifecycle)."""
+    return Message(lifecycle.year_notice(msg, context), reply_to=msg)

@@ -122,6 +122,9 @@ POLICY: Final[dict[str, KindPolicy]] = {p.kind: p for p in (
         _f("metrics", "*", "dp", "Gaussian-noised counts charged to the node's accountant, "
                                  "then cells below min-cell suppressed (-1)"),
     ), per="session"),
+    KindPolicy("query.year", (
+        _f("config", "", "public", "empty acknowledgement of the coordinator's notice"),
+    )),
     KindPolicy("query.match", (
         _f("config", "", "public", "empty config record"),
         _f("payload", "data", "protocol", "blinded points, Paillier ciphertexts and public "

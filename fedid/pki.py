@@ -1,45 +1,45 @@
-"""A trial PKI for a deployment: a CA, the SuperLink's TLS certificate and node keys.
+"""A trial PKI and key pairs, each made on the machine that uses it (see ``fedid certs``).
 
-Writes into ``out``:
-
-- ``ca.key``, ``ca.crt``            a self-signed CA (EC P-384), valid ``days``
-- ``server.key``, ``server.crt``    the SuperLink's TLS certificate, signed by the CA,
-                                    for ``localhost``, ``127.0.0.1``, ``::1`` and every
-                                    host in ``hosts``
-- ``nodes/<name>`` and ``nodes/<name>.pub``  one SuperNode authentication key pair per
-                                    node name (EC P-384, OpenSSH format, as
-                                    ``flower-supernode --auth-supernode-private-key`` and
-                                    ``flwr supernode register`` expect)
-
-Private keys are written with mode 0600. For a trial only: a production province uses
-its own CA and keeps each node's private key on that node. ``fedid certs`` (:mod:`cli.certs`),
-the deployment benchmark and the deployment tests call :func:`make_trial_pki`.
+:func:`make_trial_pki` (coordinator): a CA and the SuperLink's TLS certificate for the
+names nodes use. :func:`make_key_pair` (each node, or the app signer): one OpenSSH key
+pair, the private half 0600 and never overwritten; only the public half is handed out.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 from pathlib import Path
 
-from fedid.atomic import atomic_write_bytes
 from fedid.errors import ConfigError
 
-__all__ = ["make_trial_pki"]
+__all__ = ["make_key_pair", "make_trial_pki"]
 
 
-def make_trial_pki(out: Path, *, nodes: list[str], hosts: list[str], days: int = 30) -> None:
-    """Create the CA, the server certificate and the node key pairs under ``out``."""
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+def _check_name(name: str) -> None:
+    if not name or not name.replace("_", "").replace("-", "").isalnum():
+        raise ConfigError(f"names must be letters, digits, '-' or '_'. Got {name!r}.")
+
+
+def make_trial_pki(out: Path, *, hosts: list[str], days: int = 30) -> None:
+    """Create the CA and the SuperLink certificate (for ``hosts``) under ``out``."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    for name in nodes:
-        if not name or not name.replace("_", "").replace("-", "").isalnum():
-            raise ConfigError(f"node names must be letters, digits, '-' or '_'. Got {name!r}.")
     if days < 1:
         raise ConfigError(f"days must be >= 1. Got {days}.")
+    if (out / "ca.key").exists():
+        raise ConfigError(f"{out / 'ca.key'} exists; choose another --out (keys are never "
+                          "overwritten).")
     out.mkdir(parents=True, exist_ok=True)
     (out / "nodes").mkdir(exist_ok=True)
     now = dt.datetime.now(dt.UTC)
@@ -57,12 +57,12 @@ def make_trial_pki(out: Path, *, nodes: list[str], hosts: list[str], days: int =
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .sign(ca_key, hashes.SHA384())
     )
-    atomic_write_bytes(out / "ca.key", ca_key.private_bytes(pem, pkcs8, nocrypt), mode=0o600)
-    atomic_write_bytes(out / "ca.crt", ca_cert.public_bytes(pem))
+    _write_private(out / "ca.key", ca_key.private_bytes(pem, pkcs8, nocrypt))
+    (out / "ca.crt").write_bytes(ca_cert.public_bytes(pem))
 
     server_key = ec.generate_private_key(ec.SECP384R1())
     sans: list[x509.GeneralName] = [x509.DNSName("localhost")]
-    for host in ["127.0.0.1", "::1", *hosts]:
+    for host in dict.fromkeys(["127.0.0.1", "::1", *hosts]):
         try:
             sans.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
@@ -78,13 +78,31 @@ def make_trial_pki(out: Path, *, nodes: list[str], hosts: list[str], days: int =
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(ca_key, hashes.SHA384())
     )
-    atomic_write_bytes(out / "server.key", server_key.private_bytes(pem, pkcs8, nocrypt),
-                       mode=0o600)
-    atomic_write_bytes(out / "server.crt", server_cert.public_bytes(pem))
+    _write_private(out / "server.key", server_key.private_bytes(pem, pkcs8, nocrypt))
+    (out / "server.crt").write_bytes(server_cert.public_bytes(pem))
 
-    for name in nodes:
-        key = ec.generate_private_key(ec.SECP384R1())
-        atomic_write_bytes(out / "nodes" / name, key.private_bytes(
-            pem, serialization.PrivateFormat.OpenSSH, nocrypt), mode=0o600)
-        atomic_write_bytes(out / "nodes" / f"{name}.pub", key.public_key().public_bytes(
-            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH))
+
+def make_key_pair(out: Path, name: str, *, signer: bool = False) -> tuple[Path, Path]:
+    """A node's SuperNode auth pair (EC P-384) or an app signer's (Ed25519), OpenSSH format.
+
+    Returns (private key path, public key path); the private file is 0600 and never
+    overwritten.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+    _check_name(name)
+    out.mkdir(parents=True, exist_ok=True)
+    private = out / f"{name}.key"
+    public = out / f"{name}.pub"
+    if private.exists():
+        raise ConfigError(f"{private} exists; keys are never overwritten (remove it first "
+                          "if you mean to replace this node's key).")
+    key = ed25519.Ed25519PrivateKey.generate() if signer else ec.generate_private_key(
+        ec.SECP384R1())
+    _write_private(private, key.private_bytes(serialization.Encoding.PEM,
+                                              serialization.PrivateFormat.OpenSSH,
+                                              serialization.NoEncryption()))
+    public.write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH) + b"\n")
+    return private, public

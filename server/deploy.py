@@ -2,9 +2,13 @@
 
 :class:`SuperLinkLauncher` drives Flower's own executables (``flower-superlink``, ``flwr``):
 
-1. writes a Flower home (``<out>/flwr/config.toml``) with one SuperLink connection
-   named ``fedid`` (address, CA certificate);
-2. starts ``flower-superlink`` with TLS (``--ssl-ca-certfile/--ssl-certfile/
+1. writes a Flower home (``<out>/flwr/config.toml``, ``out`` made absolute against the
+   working directory first, so nothing is ever written next to the installed package)
+   with one SuperLink connection named ``fedid`` (address, CA certificate);
+2. checks that ``bind:port`` is free (a busy port is named as such before anything is
+   registered anywhere) and that the advertised name is in the server certificate, then
+   starts ``flower-superlink`` on ``--host bind --port port`` (one HTTPS port serves the
+   Fleet, Control and Runtime APIs) with TLS (``--ssl-ca-certfile/--ssl-certfile/
    --ssl-keyfile``), SuperNode authentication (``--enable-supernode-auth``) and runtime
    dependency installation off, its state in ``<out>/superlink.db``;
 3. registers each agency's SuperNode public key (``flwr supernode register``); a
@@ -20,21 +24,27 @@ installed grpcio-health-checking was generated with a newer protobuf than the ru
 
 from __future__ import annotations
 
+import errno
+import ipaddress
 import json
 import logging
 import os
 import shutil
-import signal
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fedid.app_trust import AppSignature
 from fedid.atomic import atomic_write_bytes
 from fedid.errors import ConfigError, FederationError
+from fedid.proc import stop_group
+from server.app_bundle import attach_signature, check_signed, fab_sha256
 
-__all__ = ["SuperLinkLauncher", "flower_env", "node_agencies_arg", "run_config_arg", "stop_group"]
+__all__ = ["SuperLinkLauncher", "PortBusyError", "flower_env", "node_agencies_arg", "run_config_arg",
+           "stop_group"]
 
 _log = logging.getLogger(__name__)
 CONNECTION = "fedid"
@@ -77,31 +87,113 @@ def run_config_arg(config: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+class PortBusyError(FederationError):
+    """The SuperLink's address is taken (another coordinator or service listens there)."""
+
+    exit_code = 9
+
+
+def _is_wildcard(host: str) -> bool:
+    return host in {"0.0.0.0", "::", ""}  # noqa: S104 - a wildcard is what is being detected
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Whether ``host:port`` can be bound now (as the SuperLink would, SO_REUSEADDR on)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            raise ConfigError(f"cannot bind {host}:{port}: {exc.strerror}. Is --bind an "
+                              "address of this machine?") from exc
+    return True
+
+
+def certificate_names(cert: Path) -> set[str]:
+    """DNS names and IP addresses the certificate ``cert`` is valid for."""
+    from cryptography import x509
+
+    parsed = x509.load_pem_x509_certificate(cert.read_bytes())
+    try:
+        sans = parsed.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    return {str(n) for n in sans.get_values_for_type(x509.DNSName)} | {
+        str(a) for a in sans.get_values_for_type(x509.IPAddress)}
+
+
 @dataclass
 class SuperLinkLauncher:
-    """One SuperLink plus the run of the fedid app on it."""
+    """One SuperLink plus the run of the fedid app on it.
+
+    ``bind`` is the address the SuperLink listens on (``0.0.0.0`` for every interface);
+    ``advertise`` the host name or address nodes use to reach it (default: ``bind``, or
+    ``127.0.0.1`` for a wildcard); both must be in the server certificate.
+    """
 
     out: Path
     certs: Path | None
     port: int = 9093
-    app_dir: Path = field(default_factory=lambda: Path(__file__).resolve().parents[1])
+    bind: str = "127.0.0.1"
+    advertise: str | None = None
+    app_dir: Path = field(default_factory=lambda: SuperLinkLauncher.default_app_dir())
     process: subprocess.Popen[bytes] | None = None
 
+    @staticmethod
+    def default_app_dir() -> Path:
+        """The folder of the installed fedid app (its pyproject.toml), read, never written."""
+        return Path(__file__).resolve().parents[1]
+
     def __post_init__(self) -> None:
+        self.out = self.out.expanduser().resolve()  # against the working directory, once
+        self.app_dir = self.app_dir.expanduser().resolve()
+        if self.certs is not None:
+            self.certs = self.certs.expanduser().resolve()
         if not (self.app_dir / "pyproject.toml").exists():
             raise ConfigError(f"no pyproject.toml with the fedid app in {self.app_dir}.")
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"port must be in 1..65535. Got {self.port}.")
         if self.certs is not None:
             for name in ("ca.crt", "server.crt", "server.key"):
                 if not (self.certs / name).exists():
                     raise ConfigError(f"{self.certs / name} is missing; run `fedid certs`.")
+            names = certificate_names(self.certs / "server.crt")
+            for host in {self.local_host, self.advertised_host}:
+                if _canonical(host) not in names:
+                    raise ConfigError(
+                        f"the SuperLink certificate {self.certs / 'server.crt'} is not valid "
+                        f"for {host!r} (it names {sorted(names)}). Make it with "
+                        f"`fedid certs --host {host}` (repeat --host for every name nodes use).")
 
     @property
     def flwr_home(self) -> Path:
         return self.out / "flwr"
 
     @property
+    def database(self) -> Path:
+        return self.out / "superlink.db"
+
+    @property
+    def local_host(self) -> str:
+        """Where this machine's own ``flwr`` commands reach the SuperLink."""
+        return "127.0.0.1" if _is_wildcard(self.bind) else self.bind
+
+    @property
+    def advertised_host(self) -> str:
+        return self.advertise or self.local_host
+
+    @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        """``host:port`` of the SuperLink for this machine's ``flwr`` commands."""
+        return _join(self.local_host, self.port)
+
+    @property
+    def node_address(self) -> str:
+        """``host:port`` nodes pass as ``fedid node --superlink``."""
+        return _join(self.advertised_host, self.port)
 
     def _write_home(self) -> None:
         self.flwr_home.mkdir(parents=True, exist_ok=True)
@@ -114,11 +206,18 @@ class SuperLinkLauncher:
         (self.flwr_home / "config.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     def start(self, *, wait: float = 90.0) -> None:
-        """Start the SuperLink and wait until its Control API answers."""
+        """Start the SuperLink and wait until its Control API answers.
+
+        PortBusyError (before anything starts or is registered) if ``bind:port`` is taken.
+        """
+        if not port_is_free(self.bind, self.port):
+            raise PortBusyError(
+                f"address already in use: {self.bind}:{self.port} is taken by another "
+                "process (another coordinator?). Stop it, or choose another --port.")
         self.out.mkdir(parents=True, exist_ok=True)
         self._write_home()
-        cmd = [_exe("flower-superlink"), "--port", str(self.port),
-               "--database", str((self.out / "superlink.db").resolve()),
+        cmd = [_exe("flower-superlink"), "--host", self.bind, "--port", str(self.port),
+               "--database", str(self.database),
                "--disable-runtime-dependency-installation"]
         if self.certs is None:
             cmd.append("--insecure")
@@ -134,14 +233,25 @@ class SuperLinkLauncher:
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise FederationError(
-                    f"the SuperLink exited with code {self.process.returncode}; "
-                    f"see {self.out / 'superlink.log'}.")
+                self._exited()
             code, out = self._flwr(["ls", CONNECTION, "--format", "json"], check=False)
             if code == 0 and '"success": true' in out:  # flwr exits 0 on failures too
+                time.sleep(1.0)  # a SuperLink that lost the port race exits right after
+                if self.process.poll() is not None:
+                    self._exited()
                 return
             time.sleep(1.0)
         raise FederationError(f"the SuperLink did not answer within {wait:.0f} s.")
+
+    def _exited(self) -> None:
+        log = self.out / "superlink.log"
+        text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
+        if "address already in use" in text.lower():
+            raise PortBusyError(
+                f"address already in use: the SuperLink could not listen on {self.address}."
+                " Stop the other process, or choose another --port.")
+        code = self.process.returncode if self.process is not None else None
+        raise FederationError(f"the SuperLink exited with code {code}; see {log}.")
 
     def _flwr(self, args: list[str], *, check: bool = True, cwd: Path | None = None,
               timeout: float = 120.0) -> tuple[int, str]:
@@ -183,16 +293,27 @@ class SuperLinkLauncher:
         atomic_write_bytes(known_path, json.dumps(known, indent=1).encode())
         return node_id
 
-    def submit(self, run_config: dict[str, Any]) -> int:
-        """Start the fedid app on the SuperLink; return the run id."""
+    def submit(self, run_config: dict[str, Any], *, signature: AppSignature | None = None
+               ) -> int:
+        """Start the fedid app on the SuperLink; return the run id.
+
+        With ``signature`` (the app signer's, over this app folder's FAB; ConfigError
+        otherwise, before anything is submitted) the FAB carries it to the nodes.
+        """
+        fab_hash = fab_sha256(self.app_dir)
+        if signature is not None:
+            check_signed(signature, fab_hash)
         _, out = self._flwr(["run", str(self.app_dir), CONNECTION, "--run-config",
                              run_config_arg(run_config), "--format", "json"],
-                            cwd=self.app_dir)
+                            cwd=self.out)
         start = out.find("{")
         try:
-            return int(json.loads(out[start:])["run-id"])
+            run_id = int(json.loads(out[start:])["run-id"])
         except (ValueError, KeyError) as exc:
             raise FederationError(f"flwr run gave no run id: {out[-300:]}") from exc
+        if signature is not None:
+            attach_signature(self.database, signature, fab_hash=fab_hash)
+        return run_id
 
     def status(self, run_id: int) -> dict[str, Any]:
         _, out = self._flwr(["ls", CONNECTION, "--run-id", str(run_id), "--format", "json"])
@@ -200,6 +321,16 @@ class SuperLinkLauncher:
         if not runs:
             raise FederationError(f"run {run_id} is unknown to the SuperLink.")
         return dict(runs[0])
+
+    def status_after(self, run_id: int, *, timeout: float = 600.0) -> str:
+        """The run's final status (``finished:...``), whatever it is."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = str(self.status(run_id).get("status", ""))
+            if status.startswith("finished"):
+                return status
+            time.sleep(2.0)
+        raise FederationError(f"run {run_id} did not finish within {timeout:.0f} s.")
 
     def wait(self, run_id: int, *, timeout: float) -> dict[str, Any]:
         """Poll until the run finishes; FederationError unless it completed."""
@@ -220,15 +351,12 @@ class SuperLinkLauncher:
         stop_group(self.process)
 
 
-def stop_group(process: subprocess.Popen[bytes] | None) -> None:
-    """Terminate a process started with ``start_new_session=True`` and its children."""
-    if process is None or process.poll() is not None:
-        return
+def _canonical(host: str) -> str:
     try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-    except ProcessLookupError:
-        return
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host
+
+
+def _join(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -19,7 +19,9 @@ from typing import Any
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
+from fedid.errors import FedIdError
 from fedid.simulation_file import SIMULATION_ENV, load_simulation_file
+from server import lifecycle
 from server.year import Progress, run_year
 from server.year_config import YearConfig
 
@@ -58,4 +60,12 @@ def main(grid: Grid, context: Context) -> None:
     """Run one school year."""
     cfg = year_config(dict(context.run_config))
     target = os.environ.get(PROGRESS_ENV)
-    run_year(grid, cfg, _progress_file(Path(target)) if target else None)
+    notify = cfg.notify_nodes
+    try:
+        run_year(grid, cfg, _progress_file(Path(target)) if target else None)
+    except FedIdError as exc:  # deployment: nodes learn the year is over and why
+        if notify:
+            lifecycle.announce(grid, state="failed", reason=str(exc), session=cfg.session)
+        raise
+    if notify:
+        lifecycle.announce(grid, state="finished", reason="", session=cfg.session)

@@ -39,6 +39,7 @@ from fedid.errors import FederationError
 from fedid.records import ConfigValue, arrays_of, content, metrics_of
 from server import node_metrics
 from server.ledger import Ledger, RoundRecord
+from server.lifecycle import refuse_misclaims
 from server.strategy import AggregationResult, FedAvg, PrivacyDeclaration, TrainReply
 from server.transport import Messenger
 from server.year_config import YearConfig
@@ -68,6 +69,8 @@ def run_year(grid: Grid, cfg: YearConfig, progress: Progress | None = None) -> d
     node_ids = messenger.wait_for_nodes(cfg.min_nodes, cfg.wait_nodes,
                                         expected=cfg.expected_nodes)
     agencies = messenger.discover(node_ids)
+    year["excluded_nodes"] = refuse_misclaims(grid, messenger.refused_claims, cfg.node_agencies,
+                                              session=cfg.session)
     if len(agencies) < cfg.min_nodes:
         refused = "; ".join(
             f"node {n} claimed {claim!r}, its key is {cfg.node_agencies.get(n)!r}"

@@ -57,6 +57,8 @@ class YearConfig:
     #: ``train-<name>`` keys: training settings passed to the nodes (``train-local_epochs``)
     train: dict[str, float] = field(default_factory=dict, metadata=setting(prefix="train-"))
     secure_aggregation: bool = False
+    #: deployment: tell every node when the year finished or failed (``query.year``)
+    notify_nodes: bool = False
 
     def __post_init__(self) -> None:
         if self.rounds < 1:

@@ -82,19 +82,20 @@ def _free_port() -> int:
 def _deployment(base: Path, province: Path, rounds: int) -> dict[str, Any]:
     from clients.config import NodeSettings
     from clients.deploy import supernode_command
-    from fedid.pki import make_trial_pki
+    from fedid.pki import make_key_pair, make_trial_pki
     from server.deploy import SuperLinkLauncher, flower_env, stop_group
 
     names = {"university_a": "education", "university_b": "education",
              "civil_affairs": "department"}
     certs = base / "certs"
-    make_trial_pki(certs, nodes=list(names), hosts=[])
+    make_trial_pki(certs, hosts=[])
+    keys = {name: make_key_pair(base / "node-keys", name) for name in names}  # (key, pub)
     coord = SuperLinkLauncher(out=base / "coordinator", certs=certs, port=_free_port())
     coord.start()
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for name, kind in names.items():
-            coord.register(certs / "nodes" / f"{name}.pub", name)
+            coord.register(keys[name][1], name)
             folder = "education" if kind == "education" else "departments"
             s = NodeSettings(agency_id=name, kind=kind,
                              department="education" if kind == "education" else name,
@@ -102,7 +103,7 @@ def _deployment(base: Path, province: Path, rounds: int) -> dict[str, Any]:
                              schema=province / "schema.toml", out=base / "nodes" / name,
                              epsilon=1.0, delta=1e-5)
             cmd = supernode_command(s, superlink=coord.address, ca=certs / "ca.crt",
-                                    key=certs / "nodes" / name, port=_free_port())
+                                    key=keys[name][0], port=_free_port())
             procs.append(subprocess.Popen(  # noqa: S603
                 cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=flower_env(),
                 start_new_session=True))

@@ -18,7 +18,7 @@ import pytest
 from clients.config import NodeSettings
 from clients.deploy import supernode_command
 from clients.transcript import TRANSCRIPT_ENV
-from fedid.pki import make_trial_pki
+from fedid.pki import make_key_pair, make_trial_pki
 from privacy.identity import AgencyIdentity, Roster
 from server.deploy import SuperLinkLauncher, flower_env, node_agencies_arg, stop_group
 from simulations.leakscan import needles_from_province, scan
@@ -41,7 +41,10 @@ class Federation:
         self.province = province
         self.certs = root / "certs"
         names = [*EDUCATION, DEPARTMENT]
-        make_trial_pki(self.certs, nodes=[*names, "intruder"], hosts=[])
+        make_trial_pki(self.certs, hosts=[])
+        self.keys = root / "node-keys"  # each node's own key pair (one folder per node in life)
+        for name in [*names, "intruder"]:
+            make_key_pair(self.keys, name)
         # each node's matching identity made in its own folder; the roster of public keys
         Roster.of(AgencyIdentity.load_or_create(
             root / "identity" / n, agency=n, kind="education" if n in EDUCATION else "department",
@@ -67,7 +70,7 @@ class Federation:
                    ) -> subprocess.Popen[bytes]:
         cmd = supernode_command(self.settings(name, tag), superlink=self.coord.address,
                                 ca=self.certs / "ca.crt",
-                                key=self.certs / "nodes" / (key or name), port=_free_port())
+                                key=self.keys / f"{key or name}.key", port=_free_port())
         log = (self.root / f"node-{key or name}.log").open("wb")
         env = {**flower_env(), TRANSCRIPT_ENV: str(self.root / "transcript" / tag / name)}
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
@@ -93,7 +96,7 @@ def federation(small_province: Path, tmp_path_factory: pytest.TempPathFactory
     fed = Federation(tmp_path_factory.mktemp("deploy"), small_province)
     fed.coord.start()
     for name in [*EDUCATION, DEPARTMENT]:
-        fed.bound[fed.coord.register(fed.certs / "nodes" / f"{name}.pub", name)] = name
+        fed.bound[fed.coord.register(fed.keys / f"{name}.pub", name)] = name
         fed.start_node(name)
     try:
         yield fed
