@@ -47,7 +47,8 @@ def register(app: typer.Typer) -> None:
             " name the coordinator registered this node's public key under"
             " (`fedid keygen --agency-id NAME`).")],
         budget: Annotated[float, typer.Option(
-            "--budget", help="Total privacy budget (epsilon) this node will spend.")] = 1.0,
+            "--budget", help="Total privacy budget (epsilon) this node will spend: required, "
+            "the agency's own decision.")],
         delta: Annotated[float, typer.Option("--delta", help="Delta of the budget.")] = 1e-5,
         kind: Annotated[str, typer.Option(
             "--kind", help="education (owns students) or department (holds evidence).")

@@ -142,7 +142,7 @@ def test_separate_machines(network: Network, small_province: Path, tmp_path: Pat
             "--agency-id", agency, "--kind", kind, "--out", "out",
             "--superlink", f"{coord_ip}:9093", "--ca", "ca.crt", "--key",
             f"keys/{name}.key", "--trust", "province.pub", "--wait", "600",
-            "--roster", "roster.toml", "--identity", "keys/identity",
+            "--roster", "roster.toml", "--identity", "keys/identity", "--budget", "1",
             *([] if kind == "education" else ["--department", name]),
         ], cwd=folder, env=_env(folder), log=root / f"{name}.log")
 
