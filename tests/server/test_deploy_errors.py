@@ -74,7 +74,8 @@ def _table(province: Path, tmp_path: Path) -> Path:
 
 
 def _node(tmp: Path, data: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return _fedid("node", "--data", str(data), "--agency-id", "university_a", "--budget", "1", "--out", "node",
+    return _fedid("node", "--data", str(data), "--agency-id", "university_a", "--budget", "1",
+                  "--out", "node",
                   "--ca", "certs/ca.crt", "--key", "keys/university_a.key", "--trust",
                   "keys/province.pub", *extra, cwd=tmp)
 
