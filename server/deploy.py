@@ -43,8 +43,14 @@ from fedid.errors import ConfigError, FederationError
 from fedid.proc import stop_group
 from server.app_bundle import attach_signature, check_signed, fab_sha256
 
-__all__ = ["SuperLinkLauncher", "PortBusyError", "flower_env", "node_agencies_arg", "run_config_arg",
-           "stop_group"]
+__all__ = [
+    "PortBusyError",
+    "SuperLinkLauncher",
+    "flower_env",
+    "node_agencies_arg",
+    "run_config_arg",
+    "stop_group",
+]
 
 _log = logging.getLogger(__name__)
 CONNECTION = "fedid"
