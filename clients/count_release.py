@@ -2,7 +2,7 @@
 
 :func:`noised_counts` is the one way a node lets counts computed on its records leave
 (see THREAT_MODEL.md): a budget-guarded Gaussian release charged to the node's accountant
-(:mod:`privacy.dp.release`), then the min-cell rule on the noised values.
+(:mod:`privacy.dp.gaussian_release`), then the min-cell rule on the noised values.
 """
 
 from __future__ import annotations

@@ -194,7 +194,7 @@ def identify(msg: Message, context: Context) -> RecordDict:
 
     Once per session, and for a node that trained in the session only on the aggregate it
     evaluated after its last round. The counts get Gaussian noise charged to the node's
-    accountant (:mod:`privacy.dp.release`); noised cells below the node's min-cell are
+    accountant (:mod:`privacy.dp.gaussian_release`); noised cells below the node's min-cell are
     suppressed (-1). A retry with the same arrays gets the stored counts, charged nothing.
     """
     s = settings_of(context)

@@ -33,8 +33,6 @@ SHARED_NAMES: dict[str, str] = {
     "info": "the info query: Flower handler and the node's step",
     "init": "the init query: Flower handler and the node's step",
     "match": "the matching message: Flower handler and the node's step",
-    "run_matching": "one matching run: in process (fedid.matching.run) and over Flower"
-                    " (server.matching)",
 }
 
 #: module file names used by several modules, with the one concept they share
@@ -43,6 +41,8 @@ SHARED_MODULES: dict[str, str] = {
     "transport": "moving protocol messages: in memory (fedid.matching) and over Flower (server)",
     "deploy": "running for real: the node's SuperNode (clients) and the SuperLink (server)",
     "errors": "the one error tree: its privacy-layer part and the rest (fedid.errors)",
+    "audit": "the empirical privacy audit: its bounds and attacks (privacy), the harness"
+             " (simulations) and its benchmark (simulations/bench)",
 }
 
 

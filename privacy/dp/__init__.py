@@ -1,7 +1,7 @@
 """DP-SGD for the hardship model: accounting, the privacy budget, the Opacus trainer.
 
 See :mod:`privacy.dp.accounting`, :mod:`privacy.dp.budget`, :mod:`privacy.dp.trainer`,
-:mod:`privacy.dp.release` (Gaussian count releases charged to the same accountant).
+:mod:`privacy.dp.gaussian_release` (Gaussian count releases charged to the same accountant).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from privacy.dp.accounting import (
     steps_per_epoch,
 )
 from privacy.dp.budget import PrivacyBudget, check_budget
-from privacy.dp.release import (
+from privacy.dp.gaussian_release import (
     CountRelease,
     count_release_entry,
     release_counts_gaussian,

@@ -18,14 +18,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["compact", "main"]
+__all__ = ["compact_figures", "main"]
 
 
 def _r(v: float) -> float:
     return round(float(v), 4)
 
 
-def compact(figures: dict[str, Any]) -> dict[str, Any]:
+def compact_figures(figures: dict[str, Any]) -> dict[str, Any]:
     """The headline figures of an audit (see the module docstring)."""
     out: dict[str, Any] = {"config": figures["config"], "audit_reach": figures["audit_reach"],
                            "verdicts": figures["verdicts"], "white_box": {}, "membership": {}}
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
         out = args.out or Path(tempfile.mkdtemp(prefix="fedid-audit-"))
         figures = run_audit(AuditConfig(out=out, epsilons=tuple(args.epsilon or [1.0]),
                                         canaries=args.canaries, shadows=args.shadows))
-    line = compact(figures)
+    line = compact_figures(figures)
     line["cpus"] = os.cpu_count()
     print(json.dumps(line, default=float))
 

@@ -14,7 +14,7 @@ import pytest
 
 from simulations.audit import AuditConfig, run_audit
 from simulations.audit_report import section
-from simulations.bench.audit import compact
+from simulations.bench.audit import compact_figures
 from simulations.report import render_html
 
 
@@ -68,7 +68,7 @@ def test_report_section_and_files(audit: dict[str, Any]) -> None:
     # the simulated year's report includes the section when summary.json carries the audit
     assert "What the audit measured" in render_html({"audit": audit})
     assert "What the audit measured" not in render_html({})
-    line = compact(audit)
+    line = compact_figures(audit)
     assert line["verdicts"] == audit["verdicts"]
     assert line["releases"]["exact_counts"] == audit["releases"]["exact_counts"]["uncovered"]
 
