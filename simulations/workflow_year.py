@@ -79,14 +79,15 @@ def evaluate_scores(
     rows = pd.concat(frames, ignore_index=True)
     names = {n: i for i, n in enumerate(schema.levels.names)}
     group_cols = [c for c in ("region", "sex", "stage") if c in truth.columns]
-    t = rows[["student_id"]].merge(truth[["student_id", "true_level", "rural", *group_cols]],
+    rural_col = ["rural"] if "rural" in truth.columns else []  # a user's truth may lack it
+    t = rows[["student_id"]].merge(truth[["student_id", "true_level", *rural_col, *group_cols]],
                                    on="student_id", how="left")
     if t["true_level"].isna().any():
         raise ValueError(f"{int(t['true_level'].isna().sum())} students have no ground truth")
     cohort = Cohort(agency=rows["agency"].to_numpy(dtype=object),
                     recorded=rows["recorded"].to_numpy(dtype=np.int64),
                     truth=t["true_level"].astype(str).map(names).to_numpy(dtype=np.int64),
-                    rural=t["rural"].astype(bool).to_numpy(),
+                    rural=t["rural"].astype(bool).to_numpy() if rural_col else None,
                     groups={c: t[c].astype(str).to_numpy(dtype=object) for c in group_cols})
     queues = {name: orders_from_rankings(r, offsets) for name, r in rankings.items()}
     queues["rules"] = rule_order(cohort, rule_level=np.concatenate(rule_levels),

@@ -41,6 +41,8 @@ SHARED_MODULES: dict[str, str] = {
     "transport": "moving protocol messages: in memory (fedid.matching) and over Flower (server)",
     "deploy": "running for real: the node's SuperNode (clients) and the SuperLink (server)",
     "errors": "the one error tree: its privacy-layer part and the rest (fedid.errors)",
+    "lifecycle": "the year's notices (query.year): the coordinator sends them (server), the"
+                 " node records and acts on them (clients)",
     "audit": "the empirical privacy audit: its bounds and attacks (privacy), the harness"
              " (simulations) and its benchmark (simulations/bench)",
 }

@@ -122,6 +122,8 @@ def test_every_kind_declared_and_undeclared_fields_refused(
                                       arrays=agg)
     replies["query.secagg"] = _send(ctx, "query.secagg",
                                     config={"session": "s", "round": 2})
+    replies["query.year"] = _send(ctx, "query.year", config={
+        "state": "finished", "reason": "", "session": "s"})
     replies["query.match"] = _send(ctx, "query.match", config={
         "step": "home_start", "departments": "", "run": "ab" * 16})
     for kind, reply in replies.items():

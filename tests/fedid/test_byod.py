@@ -146,6 +146,7 @@ def test_user_truth_equal_to_labels_and_final_model_directory(tmp_path: Path) ->
              *[v.detach().numpy() for v in model.build_net().state_dict().values()])
     sim: dict[str, Any] = {"agencies": [{"agency-id": "school", "kind": "education",
                                          "data": str(table), "out": str(node),
+                                         "schema": str(schema_path),
                                          "epsilon": 1.0, "delta": 1e-5}]}
     (tmp_path / "run" / "simulation.json").write_text(json.dumps(sim))
     saved = save_final_model(tmp_path / "run", schema_path)
