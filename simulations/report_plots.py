@@ -167,12 +167,17 @@ def _epsilon_curve(curve: dict[str, Any]) -> list[tuple[str, str]]:
     axes[0].set_ylabel("macro-F1 vs ground truth")
     axes[0].set_title("Utility against the privacy budget")
     axes[0].legend(fontsize=7)
-    for key, label in (("queue_missed_rate", "missed"), ("queue_wrong_aid_rate", "wrong aid")):
-        axes[1].plot(xs, [100 * p[key] for p in private], marker="o", label=f"{label}, DP")
+    for key, label, colour in (("queue_missed_rate", "missed", "tab:blue"),
+                               ("queue_wrong_aid_rate", "wrong aid", "tab:orange")):
+        axes[1].plot(xs, [100 * p[key] for p in private], marker="o", color=colour,
+                     label=f"{label}, DP")
         for p in public:
-            axes[1].axhline(100 * p[key], linestyle="--", linewidth=1,
+            axes[1].axhline(100 * p[key], linestyle="--", linewidth=1, color=colour,
                             label=f"{label}, non-private")
     axes[1].set_xscale("log")
+    for ax in axes:
+        ax.minorticks_off()
+        ax.set_xticks(xs, [f"{x:g}" for x in xs])
     axes[1].set_xlabel("epsilon per agency")
     axes[1].set_ylabel(f"rate after reviewing {100 * curve.get('capacity', 0.1):g} % (%)")
     axes[1].set_title("Review-queue outcome against the privacy budget")
