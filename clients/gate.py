@@ -19,11 +19,14 @@ Refusals and errors are recorded too. ``fedid ledger --out DIR`` prints the ledg
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -117,13 +120,27 @@ def _earlier(out: Path | None, kind: str, scope: str) -> set[str]:
 
 
 def release_gate(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
-    """Flower mod: run the handler, then let out only what the policy declares (module doc)."""
+    """Flower mod: run the handler, then let out only what the policy declares (module doc).
+
+    Whatever fails, in the handler or in the gate itself (its node settings, its ledger
+    file), leaves the node as a code only: Flower would otherwise send the exception text.
+    """
+    try:
+        return _gate(msg, context, call_next)
+    except Exception as exc:
+        _log.error("%s: the release gate failed on this node (%s)", msg.metadata.message_type,
+                   type(exc).__name__)
+        return error_reply(msg, _code(exc))
+
+
+def _gate(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
     kind = msg.metadata.message_type
     out = _out(context)
     eps_before, _ = _epsilon(context, out)
     base: dict[str, Any] = {"time": round(time.time(), 3), "kind": kind}
     try:
-        reply = call_next(msg, context)
+        with _node_lock(out):
+            reply = call_next(msg, context)
     except Exception as exc:
         code = _code(exc)
         _log.warning("%s failed on this node (%s): %s", kind, type(exc).__name__, exc)
@@ -151,6 +168,22 @@ def release_gate(msg: Message, context: Context, call_next: ClientAppCallable) -
                   "charged_epsilon": eps_after - eps_before, "epsilon_total": eps_after,
                   "delta": delta})
     return reply
+
+
+@contextlib.contextmanager
+def _node_lock(out: Path | None) -> Iterator[None]:
+    """One handler at a time per node folder (an exclusive lock on ``<out>/.node.lock``):
+    the ledger's load, budget check, charge and save are never interleaved across runs."""
+    if out is None:
+        yield
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".node.lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _refuse(msg: Message, context: Context, out: Path | None, base: dict[str, Any],

@@ -82,18 +82,24 @@ class NodePrivacyLedger:
 
     @classmethod
     def load(cls, context: Context, out: Path) -> NodePrivacyLedger:
-        """From the node's context if present, else from its disk mirror, else empty."""
+        """From the node's disk if it has a ledger there, else from its context, else empty.
+
+        The disk is the one source of truth: Flower keeps one context per run, so a
+        coordinator that opens several runs would otherwise give each its own copy of the
+        accountant, and each copy could spend the whole budget (the handlers also run one
+        at a time per node, under :func:`clients.gate.release_gate`'s lock).
+        """
         ledger = cls(out=out)
+        if (out / "privacy_ledger.json").exists():
+            if (out / "local_state.bin").exists():
+                ledger.state = (out / "local_state.bin").read_bytes()
+            ledger._fill(json.loads((out / "privacy_ledger.json").read_text(encoding="utf-8")))
+            return ledger
         record = context.state.config_records.get(_STATE_KEY)
         if record is not None:
             state = record.get("state")
             ledger.state = state if isinstance(state, bytes) and state else None
             ledger._fill(json.loads(str(record["ledger"])))
-            return ledger
-        if (out / "local_state.bin").exists():
-            ledger.state = (out / "local_state.bin").read_bytes()
-        if (out / "privacy_ledger.json").exists():
-            ledger._fill(json.loads((out / "privacy_ledger.json").read_text(encoding="utf-8")))
         return ledger
 
     def save(self, context: Context) -> None:

@@ -105,3 +105,48 @@ def test_node_settings_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert node_settings({"partition-id": 0}).department == "tax"
     with pytest.raises(ConfigError, match="partition-id"):
         node_settings({"partition-id": 3})
+
+
+def _ctx() -> Context:
+    return Context(run_id=1, node_id=7, node_config={}, state=RecordDict(), run_config={})
+
+
+def test_each_run_sees_every_charge_of_the_node(tmp_path: Path) -> None:
+    """A coordinator that opens several runs gets one context per run from Flower; the
+    node's disk ledger, not a run's stale copy, is what the budget guard reads."""
+    run_a, run_b = _ctx(), _ctx()
+    first = NodePrivacyLedger.load(run_a, tmp_path)
+    first.charge(state=b"after-a", epsilon_total=0.5, delta=1e-5)
+    first.save(run_a)
+    second = NodePrivacyLedger.load(run_b, tmp_path)  # a second run, fresh context
+    assert second.epsilon_total == 0.5
+    second.charge(state=b"after-b", epsilon_total=0.9, delta=1e-5)
+    second.save(run_b)
+    back = NodePrivacyLedger.load(run_a, tmp_path)  # run A again: its context is stale
+    assert back.epsilon_total == 0.9
+    assert back.state == b"after-b"
+
+
+def test_interleaved_runs_cannot_pass_the_budget(small_province: Path, tmp_path: Path) -> None:
+    from clients.count_release import noised_counts
+    from fedid.errors import BudgetExceededError
+
+    table = sorted((small_province / "agencies" / "education").glob("*.parquet"))[0]
+    s = NodeSettings(agency_id=table.stem, kind="education", department="education",
+                     data=table, schema=None, out=tmp_path, epsilon=1.0, delta=1e-5,
+                     release_noise=6.0)
+    counts = {"students": 500.0, "level_a": 40.0}
+    run_a, run_b = _ctx(), _ctx()
+    released = 0
+    for ctx in (run_a, run_b, run_a, run_b):  # A, B, A, B: each run's context alone is fresh
+        ledger = NodePrivacyLedger.load(ctx, tmp_path)
+        try:
+            noised_counts(s, ledger, counts)
+        except BudgetExceededError:
+            continue
+        ledger.save(ctx)
+        released += 1
+    final = NodePrivacyLedger.load(_ctx(), tmp_path)
+    assert final.epsilon_total <= 1.0
+    state = LocalState.from_bytes(final.state or b"")
+    assert state.accountant.steps == released >= 1  # every release is in the accountant
