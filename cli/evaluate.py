@@ -40,7 +40,10 @@ def register(app: typer.Typer) -> None:
         inputs = load_inputs(data, evidence, hardship.schema)
         recs = hardship.recommend(inputs)
         if recommendations is not None:
-            recs.to_csv(recommendations, index=False)
+            from privacy.atomic import atomic_file
+
+            with atomic_file(recommendations) as tmp:
+                recs.to_csv(tmp, index=False)
         if truth is not None:
             metrics = evaluate_recommendations(recs, read_frame(truth), hardship.schema)
         else:

@@ -90,11 +90,11 @@ def register(app: typer.Typer) -> None:
         from clients.config import NodeSettings
         from clients.deploy import supernode_command, supervise, wait_for_coordinator
         from fedid.app_trust import trusted_entities_text
-        from fedid.atomic import atomic_write_bytes
         from fedid.errors import ConfigError, DataValidationError
         from fedid.proc import exit_on_sigterm
         from fedid.schema import load_schema
         from fedid.tables import load_agency_table
+        from privacy.atomic import atomic_write_bytes
         from server.deploy import flower_env
 
         exit_on_sigterm()

@@ -51,7 +51,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train the hardship model on one agency's table with DP-SGD; write model and card."""
         from cli._model_io import load_inputs
-        from fedid.atomic import atomic_write_bytes
         from fedid.errors import ConfigError, DataValidationError
         from fedid.model import (
             DP_CAVEATS,
@@ -66,6 +65,7 @@ def register(app: typer.Typer) -> None:
         )
         from fedid.model.train import LocalState
         from fedid.schema import load_schema
+        from privacy.atomic import atomic_write_bytes
         from privacy.dp import PrivacyBudget
 
         sch = load_schema(schema)

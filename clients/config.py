@@ -22,7 +22,12 @@ from a message).
 distributed out of band; ``identity`` (default ``<out>/identity``) is the folder of this
 node's own identity key (made on the node). Matching needs both (:mod:`clients.matching`).
 
-In Flower's simulation engine every virtual node gets only ``partition-id``; the
+Every key is parsed by :func:`fedid.settings.parse_settings` (one rule per type); an
+unknown key is refused, except the two Flower's simulation engine adds itself
+(:data:`FLOWER_KEYS`).
+
+In Flower's simulation engine every virtual node gets only ``partition-id`` (and
+``num-partitions``); the
 simulation writes one JSON file describing every agency and points the nodes at it
 with the ``FEDID_SIMULATION_CONFIG`` environment variable (inherited by the
 simulation's worker processes). The coordinator never chooses a node's data or
@@ -39,11 +44,14 @@ from typing import Any
 
 from fedid.errors import ConfigError
 from fedid.review import Capacity
+from fedid.settings import parse_float, parse_settings, setting
 from fedid.simulation_file import SIMULATION_ENV, load_simulation_file
 
-__all__ = ["TUNABLE", "NodeSettings", "TrainingSettings", "node_settings"]
+__all__ = ["FLOWER_KEYS", "TUNABLE", "NodeSettings", "TrainingSettings", "node_settings"]
 
 _KINDS = ("education", "department")
+#: keys Flower's simulation engine adds to every node's config (not the agency's own)
+FLOWER_KEYS = frozenset({"partition-id", "num-partitions"})
 #: name -> (default value, default range the coordinator may propose in), per federated round
 #: (defaults: fedid.model.train.TrainConfig's, chosen on synthetic provinces)
 TUNABLE: dict[str, tuple[float, tuple[float, float]]] = {
@@ -55,6 +63,19 @@ TUNABLE: dict[str, tuple[float, tuple[float, float]]] = {
 _INTEGER = ("rounds", "local_epochs", "batch_size")
 #: the settings the recipe's rule chooses when the node sets none of them
 RULE_SET = frozenset({"local_epochs", "batch_size", "learning_rate"})
+
+
+def _parse_range(key: str, value: Any) -> tuple[float, float]:
+    """``"lo,hi"`` (or a pair) with ``0 < lo <= hi``."""
+    text = ",".join(str(v) for v in value) if isinstance(value, tuple | list) else str(value)
+    parts = text.split(",")
+    try:
+        low, high = float(parts[0]), float(parts[1])
+    except (IndexError, ValueError) as exc:
+        raise ConfigError(f"{key} must be 'lo,hi'. Got {text!r}.") from exc
+    if len(parts) != 2 or not (0 < low <= high):
+        raise ConfigError(f"{key} must be 'lo,hi' with 0 < lo <= hi. Got {text!r}.")
+    return low, high
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,21 +98,15 @@ class TrainingSettings:
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> TrainingSettings:
-        values: dict[str, float] = {}
-        ranges: dict[str, tuple[float, float]] = {}
-        for name, (default, (lo, hi)) in TUNABLE.items():
-            values[name] = float(raw.get(f"train-{name}", default))
-            text = str(raw.get(f"train-{name}-range", f"{lo},{hi}"))
-            parts = text.split(",")
-            try:
-                low, high = float(parts[0]), float(parts[1])
-            except (IndexError, ValueError) as exc:
-                raise ConfigError(
-                    f"train-{name}-range must be 'lo,hi'. Got {text!r}.") from exc
-            if len(parts) != 2 or not (0 < low <= high):
-                raise ConfigError(
-                    f"train-{name}-range must be 'lo,hi' with 0 < lo <= hi. Got {text!r}.")
-            ranges[name] = (low, high)
+        """Parse the node's ``train-<name>`` and ``train-<name>-range`` keys (and no others)."""
+        unknown = sorted(set(raw) - {f"train-{n}{end}" for n in TUNABLE for end in ("", "-range")})
+        if unknown:
+            raise ConfigError(f"node config: unknown key(s) {unknown}"
+                              f" (training settings: {sorted(TUNABLE)}).")
+        values = {name: parse_float(f"train-{name}", raw.get(f"train-{name}", default))
+                  for name, (default, _range) in TUNABLE.items()}
+        ranges = {name: _parse_range(f"train-{name}-range", raw.get(f"train-{name}-range", bounds))
+                  for name, (_default, bounds) in TUNABLE.items()}
         explicit = frozenset(n for n in TUNABLE if f"train-{n}" in raw)
         return cls(values=values, ranges=ranges, explicit=explicit)
 
@@ -134,7 +149,9 @@ class NodeSettings:
     epsilon: float
     delta: float
     training: TrainingSettings = field(
-        default_factory=lambda: TrainingSettings.from_mapping({}))
+        default_factory=lambda: TrainingSettings.from_mapping({}),
+        metadata=setting(prefix="train-", parse=lambda _p, found: TrainingSettings.from_mapping(
+            found)))
     release_noise: float = 20.0
     min_cell: int = 10
     test_seed: int | None = None
@@ -163,38 +180,22 @@ class NodeSettings:
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> NodeSettings:
-        """Build settings from node-config style keys (``agency-id``, ``data`` ...)."""
-        missing = [k for k in ("agency-id", "kind", "data", "out", "epsilon", "delta")
-                   if k not in raw]
-        if missing:
-            raise ConfigError(f"node config is missing keys {missing} (a node states its own"
-                              " budget: epsilon and delta).")
-        kind = str(raw["kind"])
-        schema = raw.get("schema")
-        return cls(
-            agency_id=str(raw["agency-id"]),
-            kind=kind,
-            department=str(raw.get("department", "education" if kind == "education" else "")),
-            data=Path(str(raw["data"])),
-            schema=Path(str(schema)) if schema else None,
-            out=Path(str(raw["out"])),
-            epsilon=float(raw["epsilon"]),
-            delta=float(raw["delta"]),
-            training=TrainingSettings.from_mapping(raw),
-            release_noise=float(raw.get("release-noise", 20.0)),
-            min_cell=int(raw.get("min-cell", 10)),
-            test_seed=int(raw["test-seed"]) if "test-seed" in raw else None,
-            roster=Path(str(raw["roster"])) if raw.get("roster") else None,
-            identity=Path(str(raw["identity"])) if raw.get("identity") else None,
-            review_capacity=str(raw.get("review-capacity", "10%")),
-            holdout=float(raw.get("holdout", 0.2)),
-        )
+        """Build settings from node-config style keys (``agency-id``, ``data`` ...).
+
+        One parser (:func:`fedid.settings.parse_settings`): ``agency-id``, ``kind``, ``data``,
+        ``out``, ``epsilon`` and ``delta`` are required (a node states its own budget),
+        unknown keys are refused, and every error names the key and the value.
+        """
+        defaults = {"department": "education" if raw.get("kind") == "education" else "",
+                    "schema": None}
+        return parse_settings(cls, {**defaults, **raw}, what="node config")
 
 
 def node_settings(node_config: Mapping[str, Any]) -> NodeSettings:
     """Settings for this node: explicit node config first, else the simulation file."""
     if "agency-id" in node_config:
-        return NodeSettings.from_mapping(node_config)
+        return NodeSettings.from_mapping(
+            {k: v for k, v in node_config.items() if k not in FLOWER_KEYS})
     sim_path = os.environ.get(SIMULATION_ENV)
     if sim_path is None or "partition-id" not in node_config:
         raise ConfigError(

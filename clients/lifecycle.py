@@ -17,9 +17,9 @@ from typing import Any
 
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 
-from fedid.atomic import atomic_write_bytes
 from fedid.errors import ProtocolError
 from fedid.records import config_str
+from privacy.atomic import atomic_write_bytes
 
 __all__ = ["STATES", "STATUS_FILE", "read_status", "year_notice"]
 

@@ -50,7 +50,6 @@ from clients import training
 from clients.config import NodeSettings
 from clients.count_release import noised_counts
 from clients.privacy_state import NodePrivacyLedger
-from fedid.atomic import atomic_write_bytes
 from fedid.errors import ConfigError, ProtocolError
 from fedid.matching.aggregates import compute_counts
 from fedid.matching.auth import Signer, Verifier, key_fingerprint, party_identity
@@ -75,6 +74,7 @@ from fedid.matching.protocol import (
 )
 from fedid.matching.resolve import resolve_home
 from fedid.records import config_str, content
+from privacy.atomic import atomic_write_bytes
 from privacy.errors import CryptoError
 from privacy.identity import AgencyIdentity, Roster, open_sealed, seal
 

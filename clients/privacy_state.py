@@ -33,8 +33,8 @@ import numpy as np
 from flwr.app import ConfigRecord, Context
 from numpy.typing import NDArray
 
-from fedid.atomic import atomic_file, atomic_write_bytes
 from fedid.errors import ConfigError
+from privacy.atomic import atomic_file, atomic_write_bytes
 
 __all__ = ["NodePrivacyLedger", "arrays_digest"]
 

@@ -41,7 +41,6 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from clients.config import NodeSettings
-from fedid.atomic import atomic_file, atomic_write_bytes
 from fedid.errors import BudgetExceededError, DataValidationError, TrainingError
 from fedid.model.evaluate import macro_f1
 from fedid.model.features import build_inputs, level_targets
@@ -50,6 +49,7 @@ from fedid.model.recipe import calibrate
 from fedid.model.train import LocalState, TrainConfig, new_local_state, train_local
 from fedid.review import Capacity, node_queue
 from fedid.schema import Schema, load_schema
+from privacy.atomic import atomic_file, atomic_write_bytes
 from privacy.dp import (
     count_release_entry,
     opacus_sample_rate,

@@ -9,18 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 from pathlib import Path
 
 from fedid.errors import ConfigError
+from privacy.atomic import atomic_write_bytes
 
 __all__ = ["make_key_pair", "make_trial_pki"]
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
 
 
 def _check_name(name: str) -> None:
@@ -57,8 +51,8 @@ def make_trial_pki(out: Path, *, hosts: list[str], days: int = 30) -> None:
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .sign(ca_key, hashes.SHA384())
     )
-    _write_private(out / "ca.key", ca_key.private_bytes(pem, pkcs8, nocrypt))
-    (out / "ca.crt").write_bytes(ca_cert.public_bytes(pem))
+    atomic_write_bytes(out / "ca.key", ca_key.private_bytes(pem, pkcs8, nocrypt), mode=0o600)
+    atomic_write_bytes(out / "ca.crt", ca_cert.public_bytes(pem))
 
     server_key = ec.generate_private_key(ec.SECP384R1())
     sans: list[x509.GeneralName] = [x509.DNSName("localhost")]
@@ -78,8 +72,9 @@ def make_trial_pki(out: Path, *, hosts: list[str], days: int = 30) -> None:
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(ca_key, hashes.SHA384())
     )
-    _write_private(out / "server.key", server_key.private_bytes(pem, pkcs8, nocrypt))
-    (out / "server.crt").write_bytes(server_cert.public_bytes(pem))
+    atomic_write_bytes(out / "server.key", server_key.private_bytes(pem, pkcs8, nocrypt),
+                       mode=0o600)
+    atomic_write_bytes(out / "server.crt", server_cert.public_bytes(pem))
 
 
 def make_key_pair(out: Path, name: str, *, signer: bool = False) -> tuple[Path, Path]:
@@ -100,9 +95,9 @@ def make_key_pair(out: Path, name: str, *, signer: bool = False) -> tuple[Path, 
                           "if you mean to replace this node's key).")
     key = ed25519.Ed25519PrivateKey.generate() if signer else ec.generate_private_key(
         ec.SECP384R1())
-    _write_private(private, key.private_bytes(serialization.Encoding.PEM,
-                                              serialization.PrivateFormat.OpenSSH,
-                                              serialization.NoEncryption()))
-    public.write_bytes(key.public_key().public_bytes(
+    atomic_write_bytes(private, key.private_bytes(serialization.Encoding.PEM,
+                                                  serialization.PrivateFormat.OpenSSH,
+                                                  serialization.NoEncryption()), mode=0o600)
+    atomic_write_bytes(public, key.public_key().public_bytes(
         serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH) + b"\n")
     return private, public

@@ -8,14 +8,17 @@ turns one into a settings dataclass in one place, with one rule per type:
 - ``bool``: ``true``/``false`` (a boolean, or the strings in any case); nothing else;
 - ``int``: an integer, or a float or string holding an integer (never a boolean);
 - ``float``: a finite number, or a string holding one (never a boolean);
-- ``str``; ``Path`` (an empty string is ``None`` for ``Path | None``).
+- ``str``; ``Path`` (a string or path; an empty string is ``None`` for ``Path | None``).
+  ``X | None`` takes ``None`` or an empty string as ``None``, anything else by ``X``'s rule.
 
 A field reads key ``name`` with ``_`` as ``-`` unless its metadata says otherwise
 (``field(metadata=setting(...))``): ``key=`` another key, ``parse=`` a function
 ``(key, value) -> value``, ``prefix=`` collects every ``prefix*`` key into a
-``dict[str, float]``. A field without a
-default is required. Unknown keys are errors (a typo is not silently ignored). Range and
-choice rules stay in the dataclass's ``__post_init__``. Every error is a
+``dict[str, float]`` (or, with ``parse=``, hands ``parse(prefix, {key: value})`` every
+``prefix*`` key, even none, to build a nested settings group). A field without a
+default is required; every missing one is named in one error. Unknown keys are errors (a
+typo is not silently ignored). Range and choice rules stay in the dataclass's
+``__post_init__``. Every error is a
 :class:`fedid.errors.ConfigError` naming the key, the rule and the observed value.
 """
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -31,7 +35,7 @@ from typing import Any, TypeVar
 
 from fedid.errors import ConfigError
 
-__all__ = ["parse_bool", "parse_settings", "setting"]
+__all__ = ["parse_bool", "parse_float", "parse_settings", "setting"]
 
 T = TypeVar("T")
 _MISSING = dataclasses.MISSING
@@ -67,7 +71,8 @@ def _parse_int(key: str, value: Any) -> int:
     raise ConfigError(f"{key} must be an integer. Got {value!r}.")
 
 
-def _parse_float(key: str, value: Any) -> float:
+def parse_float(key: str, value: Any) -> float:
+    """A finite number, or a string holding one (never a boolean)."""
     if not isinstance(value, bool):
         try:
             number = float(value)
@@ -86,11 +91,11 @@ def _parse_str(key: str, value: Any) -> str:
 
 
 def _parse_path(key: str, value: Any) -> Path:
-    return Path(_parse_str(key, value))
+    return Path(value if isinstance(value, os.PathLike) else _parse_str(key, value))
 
 
 _PARSERS: dict[Any, Callable[[str, Any], Any]] = {
-    bool: parse_bool, int: _parse_int, float: _parse_float, str: _parse_str, Path: _parse_path,
+    bool: parse_bool, int: _parse_int, float: parse_float, str: _parse_str, Path: _parse_path,
 }
 
 
@@ -109,21 +114,27 @@ def parse_settings(cls: type[T], raw: Mapping[str, Any], *, what: str) -> T:
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     used: set[str] = set()
+    missing: list[str] = []
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         prefix = f.metadata.get("prefix")
         if prefix:
             found = {k: v for k, v in raw.items() if k.startswith(prefix)}
             used |= set(found)
-            kwargs[f.name] = {k[len(prefix):]: _parse_float(k, v) for k, v in found.items()}
+            group = f.metadata.get("parse")
+            kwargs[f.name] = group(prefix, found) if group else {
+                k[len(prefix):]: parse_float(k, v) for k, v in found.items()}
             continue
         key = f.metadata.get("key") or f.name.replace("_", "-")
         if key not in raw:
             if f.default is _MISSING and f.default_factory is _MISSING:
-                raise ConfigError(f"{what}: {key} is required. Got no value.")
+                missing.append(key)
             continue
         used.add(key)
         parse = f.metadata.get("parse") or _parser(key, hints[f.name])
         kwargs[f.name] = parse(key, raw[key])
+    if missing:
+        raise ConfigError(f"{what}: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'}"
+                          " required. Got no value.")
     unknown = sorted(set(raw) - used)
     if unknown:
         raise ConfigError(f"{what}: unknown key(s) {unknown}.")

@@ -31,7 +31,6 @@ recipient's X25519 key opens it; a relay (the coordinator) can drop it, never re
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 import stat
 import struct
@@ -51,6 +50,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from privacy.atomic import atomic_write_bytes
 from privacy.errors import CryptoError
 
 __all__ = [
@@ -254,9 +254,9 @@ class AgencyIdentity:
     def save(self, folder: Path) -> Path:
         """Write ``identity.key`` (0600) and ``identity.pub.toml`` (0644); return the latter."""
         folder.mkdir(parents=True, exist_ok=True)
-        _write(folder / PRIVATE_FILE, self._private_toml(), mode=0o600)
+        atomic_write_bytes(folder / PRIVATE_FILE, self._private_toml(), mode=0o600)
         public_path = folder / PUBLIC_FILE
-        _write(public_path, self.public.to_toml(), mode=0o644)
+        atomic_write_bytes(public_path, self.public.to_toml(), mode=0o644)
         return public_path
 
     @classmethod
@@ -364,7 +364,7 @@ class Roster:
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write(path, self.to_toml(), mode=0o644)
+        atomic_write_bytes(path, self.to_toml(), mode=0o644)
 
     @classmethod
     def load(cls, path: Path) -> Roster:
@@ -453,19 +453,3 @@ def _read_toml(data: bytes, expected: str, what: str) -> dict[str, object]:
     if raw.get("format") != expected:
         raise CryptoError(f"{what} format must be {expected!r}. Got {raw.get('format')!r}.")
     return raw
-
-
-def _write(path: Path, data: bytes, *, mode: int) -> None:
-    """Create-then-rename with ``mode`` set from the start and fsync before the rename."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

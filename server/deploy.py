@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from fedid.app_trust import AppSignature
-from fedid.atomic import atomic_write_bytes
 from fedid.errors import ConfigError, FederationError
 from fedid.proc import stop_group
+from privacy.atomic import atomic_write_bytes
 from server.app_bundle import attach_signature, check_signed, fab_sha256
 
 __all__ = [
@@ -209,7 +209,7 @@ class SuperLinkLauncher:
             lines.append("insecure = true")
         else:
             lines.append(f'root-certificates = "{(self.certs / "ca.crt").resolve()}"')
-        (self.flwr_home / "config.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        atomic_write_bytes(self.flwr_home / "config.toml", ("\n".join(lines) + "\n").encode())
 
     def start(self, *, wait: float = 90.0) -> None:
         """Start the SuperLink and wait until its Control API answers.

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from fedid.atomic import atomic_file, atomic_write_bytes
 from fedid.errors import FederationError
+from privacy.atomic import atomic_file, atomic_write_bytes
 
 __all__ = ["Ledger", "RoundRecord"]
 

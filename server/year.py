@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 from flwr.serverapp import Grid
 
-from fedid.atomic import atomic_file, atomic_write_bytes
 from fedid.errors import FederationError
 from fedid.records import ConfigValue, arrays_of, content, metrics_of
+from privacy.atomic import atomic_file, atomic_write_bytes
 from server import node_metrics
 from server.ledger import Ledger, RoundRecord
 from server.lifecycle import refuse_misclaims

@@ -37,6 +37,7 @@ import pandas as pd
 from fedid.errors import ConfigError
 from fedid.model.train import TrainConfig
 from fedid.schema import Schema, load_schema
+from privacy.atomic import atomic_write_bytes
 from privacy.audit import audit_scores
 from simulations.audit_broken import BROKEN_MODES
 from simulations.audit_fed import CanaryRun, canary_federation
@@ -216,8 +217,8 @@ def run_audit(cfg: AuditConfig, progress: Progress | None = None) -> dict[str, A
                 seed=cfg.audit_seed + 3, confidence=cfg.confidence, say=say)
     out["wall_seconds"] = time.perf_counter() - t0
     out["load_average"] = list(os.getloadavg())
-    (cfg.out / "audit.json").write_text(json.dumps(out, indent=1, default=float),
-                                        encoding="utf-8")
+    atomic_write_bytes(cfg.out / "audit.json",
+                       json.dumps(out, indent=1, default=float).encode("utf-8"))
     write_page(cfg.out / "audit.html", out)
     say("done")
     return out

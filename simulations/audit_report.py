@@ -11,6 +11,8 @@ import html
 from pathlib import Path
 from typing import Any
 
+from privacy.atomic import atomic_write_bytes
+
 __all__ = ["section", "write_page"]
 
 
@@ -116,4 +118,4 @@ def write_page(path: Path, audit: dict[str, Any]) -> None:
             "</title><style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
             "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;"
             "padding:2px 6px}</style></head><body>" + section(audit) + "</body></html>")
-    path.write_text(page, encoding="utf-8")
+    atomic_write_bytes(path, page.encode("utf-8"))

@@ -22,6 +22,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from privacy.atomic import atomic_write_bytes
 from simulations.simulate import SimulationConfig, run
 
 __all__ = ["curve_point", "main", "run_curve"]
@@ -87,7 +88,7 @@ def run_curve(*, out: Path, students: int | None, seed: int, rounds: int,
              "seed": seed,
              "points": [points[e] for e in sorted(points)]
              + [curve_point(base, epsilon=None, capacity=capacity)]}
-    (out / "epsilon_curve.json").write_text(json.dumps(curve, indent=1), encoding="utf-8")
+    atomic_write_bytes(out / "epsilon_curve.json", json.dumps(curve, indent=1).encode("utf-8"))
     report.write(out, {**base, "epsilon_curve": curve})
     return curve
 

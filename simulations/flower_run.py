@@ -37,8 +37,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from fedid.atomic import atomic_write_bytes
 from fedid.errors import FederationError
+from privacy.atomic import atomic_write_bytes
 from server.deploy import flower_env, run_config_arg, stop_group
 from server.server_app import PROGRESS_ENV
 

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fedid.atomic import atomic_write_bytes
+from privacy.atomic import atomic_write_bytes
 from simulations.audit_report import section as audit_section
 from simulations.report_plots import plots
 

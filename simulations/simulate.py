@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from fedid.errors import ConfigError, FederationError
+from privacy.atomic import atomic_write_bytes
 from privacy.identity import AgencyIdentity, Roster
 
 __all__ = ["SimulationConfig", "agencies_of", "run"]
@@ -147,8 +148,8 @@ def _write_simulation_file(cfg: SimulationConfig, province: Path, schema: Path) 
         **{f"train-{k}": v for k, v in cfg.train},
     }
     path = cfg.out / "simulation.json"
-    path.write_text(json.dumps({"agencies": agencies, "coordinator": coordinator}, indent=1),
-                    encoding="utf-8")
+    atomic_write_bytes(path, json.dumps({"agencies": agencies, "coordinator": coordinator},
+                                        indent=1).encode("utf-8"))
     return path
 
 

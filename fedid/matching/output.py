@@ -9,8 +9,8 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from fedid.atomic import atomic_directory
 from fedid.matching.run import MatchingResult
+from privacy.atomic import atomic_directory
 
 __all__ = ["province_totals", "write_outputs"]
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from fedid.atomic import atomic_directory
 from fedid.errors import TrainingError
 from fedid.model.model import HardshipModel
 from fedid.schema import Schema, load_schema
+from privacy.atomic import atomic_directory
 from privacy.dp import PrivacySpend
 
 __all__ = ["DP_CAVEATS", "ModelCard", "load_model", "model_from_arrays", "save_model"]

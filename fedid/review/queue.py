@@ -39,12 +39,12 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from fedid.atomic import atomic_write_bytes
 from fedid.errors import ConfigError
 from fedid.model.features import level_targets
 from fedid.model.model import HardshipModel
 from fedid.model.rules import apply_rules
 from fedid.review.posterior import agency_rates, recalibrate, true_level_posterior
+from privacy.atomic import atomic_write_bytes
 
 __all__ = ["KINDS", "QUEUE_FILE", "Capacity", "build_queue", "node_queue", "queue_counts",
            "rank_students", "write_queue"]

@@ -27,8 +27,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fedid.atomic import atomic_directory
 from fedid.errors import ConfigError
+from privacy.atomic import atomic_directory
 from simulations.province.generate import GENERATOR_VERSION, Province
 
 __all__ = ["Format", "write_province"]

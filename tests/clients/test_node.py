@@ -92,7 +92,7 @@ def test_node_settings_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         raw = {"agency-id": "a", "kind": "education", "data": "x", "out": "o",
                "epsilon": 1.0, "delta": 1e-5}
         del raw[missing]
-        with pytest.raises(ConfigError, match=f"missing keys \\['{missing}'\\]"):
+        with pytest.raises(ConfigError, match=f"node config: {missing} is required"):
             NodeSettings.from_mapping(raw)
     monkeypatch.delenv("FEDID_SIMULATION_CONFIG", raising=False)
     with pytest.raises(ConfigError, match="node-config"):

@@ -32,3 +32,20 @@ def test_optional_paths_renamed_keys_and_custom_parsers() -> None:
     assert node == _Node("tax", 1.0, None, Path("/k"), ("a", "b"))
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['keys'\]"):
         parse_settings(_Node, {"agency-id": "tax", "epsilon": 1, "keys": "/k"}, what="node")
+
+
+@dataclass(frozen=True, slots=True)
+class _Grouped:
+    data: Path
+    budget: float
+    group: tuple[str, ...] = field(default=(), metadata=setting(
+        prefix="train-", parse=lambda prefix, found: tuple(sorted(found))))
+
+
+def test_every_missing_key_named_groups_and_path_objects() -> None:
+    with pytest.raises(ConfigError, match=r"node: data, budget are required"):
+        parse_settings(_Grouped, {}, what="node")
+    got = parse_settings(_Grouped, {"data": Path("/d"), "budget": "2", "train-a": 1},
+                         what="node")
+    assert got == _Grouped(Path("/d"), 2.0, ("train-a",))
+    assert parse_settings(_Grouped, {"data": "/d", "budget": 1}, what="node").group == ()

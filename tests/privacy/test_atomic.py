@@ -7,7 +7,7 @@ import stat
 import numpy as np
 import pytest
 
-from fedid.atomic import atomic_directory, atomic_file, atomic_write_bytes
+from privacy.atomic import atomic_directory, atomic_file, atomic_write_bytes
 
 
 def test_write_bytes_replaces_and_keeps_mode(tmp_path):
@@ -60,3 +60,39 @@ def test_directory_swap_and_failure(tmp_path):
         fail_midway()
     assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+#: the one other durable write: the gate's release ledger is append-only (one fsynced line
+#: per release), not a file replaced whole
+_APPEND_ONLY = {"clients/gate.py"}
+
+
+def test_one_writer_replaces_files() -> None:
+    """No module but privacy/atomic.py renames a temporary into place or fsyncs."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    found = []
+    for package in ("privacy", "fedid", "clients", "server", "simulations", "cli"):
+        for path in sorted((root / package).rglob("*.py")):
+            rel = path.relative_to(root).as_posix()
+            if rel == "privacy/atomic.py" or rel in _APPEND_ONLY:
+                continue
+            if re.search(r"os\.(replace|rename|fsync)\(|mkstemp\(", path.read_text()):
+                found.append(rel)
+    assert found == []
+
+
+def test_identity_keys_go_through_the_writer(tmp_path, monkeypatch) -> None:
+    import privacy.identity as identity
+
+    written = []
+    real = identity.atomic_write_bytes
+    monkeypatch.setattr(identity, "atomic_write_bytes",
+                        lambda path, data, *, mode: (written.append((path.name, mode)),
+                                                     real(path, data, mode=mode)))
+    key = identity.AgencyIdentity.generate(agency="a", kind="education")
+    key.save(tmp_path)
+    assert written == [(identity.PRIVATE_FILE, 0o600), (identity.PUBLIC_FILE, 0o644)]
+    assert stat.S_IMODE((tmp_path / identity.PRIVATE_FILE).stat().st_mode) == 0o600
