@@ -15,13 +15,16 @@ The rule (:func:`by_rule`), for DP-SGD with Poisson sampling and clipping bound 
   epochs each, so the noise calibrated for the whole plan does not grow with the rounds;
 - **clipping and learning rate**: clipping bound ``C = CLIP`` (1: most per-record gradients
   are clipped, so each record moves the model by the same amount and the noise ``sigma C``
-  is commensurate with the signal) and learning rate ``LR_TIMES_CLIP / C`` with momentum
-  0.9;
+  is commensurate with the signal) and learning rate ``LR_TIMES_CLIP / C`` = 0.1 with
+  momentum 0.9 (an effective step of 1). The Opacus tutorial's 0.5 overshot on the
+  development data: on ``fair`` seed 1 at epsilon 8 the federated model drifted to calling
+  60 % of people positive (true share 32 %), AUC 0.675; at 0.1 none of them were and the
+  AUC was 0.699 (0.705 with momentum 0 at 0.5);
 - **noise**: :func:`calibrate` for the whole plan at the agency's epsilon and delta.
 
-The constants follow the Opacus tutorial's defaults (clipping 1, learning rate 0.5 with
-momentum, batches of about an eighth of the data, a handful of epochs) and were checked on
-development data only (the statsmodels ``fair`` dataset with seeds 0-1, and
+The constants start from the Opacus tutorial's defaults (clipping 1, momentum, batches of
+about an eighth of the data, a handful of epochs; learning rate lowered as above) and were
+checked on development data only (the statsmodels ``fair`` dataset with seeds 0-1, and
 ``examples/byod``); BENCHMARKS.md reports other seeds and datasets.
 
 :func:`calibrate` is fast at any epsilon: it brackets the multiplier with the RDP accountant
@@ -55,7 +58,7 @@ __all__ = [
 STEPS_PER_EPOCH = 8
 MIN_BATCH = 64
 TOTAL_EPOCHS = 5
-LR_TIMES_CLIP = 0.5
+LR_TIMES_CLIP = 0.1
 CLIP = 1.0
 MIN_NOISE = 0.5
 _PRV_EVALS = 10
