@@ -84,10 +84,14 @@ class TrainingSettings:
 
     values: dict[str, float]
     ranges: dict[str, tuple[float, float]]
-    #: names the node's own config sets (``train-<name>``); without any of
-    #: :data:`RULE_SET`, batch, epochs and learning rate come from the recipe's rule
-    #: (:func:`fedid.model.recipe.by_rule`, public quantities only)
+    #: names the node's own config sets (``train-<name>``)
     explicit: frozenset[str] = frozenset()
+    #: ``train-recipe``: ``"fixed"`` (default: the values above, tuned on synthetic
+    #: provinces) or ``"rule"``: batch, epochs, clipping and learning rate from the recipe's
+    #: rule (:func:`fedid.model.recipe.by_rule`, public quantities only) unless the node's
+    #: config sets one of :data:`RULE_SET`. On the default province the rule trained worse
+    #: in the federation (BENCHMARKS.md, "node boundary"), so it is the agency's opt-in.
+    recipe_name: str = "fixed"
 
     def __post_init__(self) -> None:
         for name, value in self.values.items():
@@ -99,7 +103,8 @@ class TrainingSettings:
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> TrainingSettings:
         """Parse the node's ``train-<name>`` and ``train-<name>-range`` keys (and no others)."""
-        unknown = sorted(set(raw) - {f"train-{n}{end}" for n in TUNABLE for end in ("", "-range")})
+        known = {f"train-{n}{end}" for n in TUNABLE for end in ("", "-range")} | {"train-recipe"}
+        unknown = sorted(set(raw) - known)
         if unknown:
             raise ConfigError(f"node config: unknown key(s) {unknown}"
                               f" (training settings: {sorted(TUNABLE)}).")
@@ -108,12 +113,17 @@ class TrainingSettings:
         ranges = {name: _parse_range(f"train-{name}-range", raw.get(f"train-{name}-range", bounds))
                   for name, (_default, bounds) in TUNABLE.items()}
         explicit = frozenset(n for n in TUNABLE if f"train-{n}" in raw)
-        return cls(values=values, ranges=ranges, explicit=explicit)
+        recipe = str(raw.get("train-recipe", "fixed"))
+        if recipe not in ("fixed", "rule"):
+            raise ConfigError(f"train-recipe must be 'fixed' or 'rule'. Got {recipe!r}.")
+        return cls(values=values, ranges=ranges, explicit=explicit, recipe_name=recipe)
 
     def recipe(self, proposed: Mapping[str, float]) -> str:
-        """``"fixed"`` when the node's config or an accepted proposal sets a value the rule
-        would choose, else ``"rule"``."""
-        return "fixed" if RULE_SET & (self.explicit | set(proposed)) else "rule"
+        """``"rule"`` when the node opted in (``train-recipe = "rule"``) and neither its config
+        nor an accepted proposal sets a value the rule would choose, else ``"fixed"``."""
+        if self.recipe_name == "fixed" or RULE_SET & (self.explicit | set(proposed)):
+            return "fixed"
+        return "rule"
 
     def resolve(self, proposed: Mapping[str, float]) -> dict[str, float]:
         """The node's values, with the coordinator's proposals where the node allows them.

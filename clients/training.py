@@ -218,7 +218,7 @@ def train_round(
     arrays: list[NDArray[np.float32]],
     state: LocalState,
     values: dict[str, float],
-    recipe: str = "rule",
+    recipe: str = "fixed",
     seed: int | None,
 ) -> RoundOutcome:
     """One local DP round from the global ``arrays``; BudgetExceededError if over budget.

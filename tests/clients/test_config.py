@@ -66,3 +66,16 @@ def test_flower_keys_and_the_deployment_config_round_trip(tmp_path: Path) -> Non
         roster=str(tmp_path / "roster.toml"), schema=str(tmp_path / "schema.toml")))
     (parsed,) = [parse_config_args([node_config_arg(s)])]
     assert node_settings({k: str(v) for k, v in parsed.items()}) == s
+
+
+def test_the_recipe_rule_is_the_agencys_opt_in() -> None:
+    from clients.config import TrainingSettings
+
+    assert TrainingSettings.from_mapping({}).recipe({}) == "fixed"
+    rule = TrainingSettings.from_mapping({"train-recipe": "rule"})
+    assert rule.recipe({}) == "rule"
+    assert rule.recipe({"learning_rate": 0.1}) == "fixed"  # an accepted proposal is used as is
+    assert TrainingSettings.from_mapping(
+        {"train-recipe": "rule", "train-batch_size": 512}).recipe({}) == "fixed"
+    with pytest.raises(ConfigError, match="train-recipe"):
+        TrainingSettings.from_mapping({"train-recipe": "auto"})
