@@ -155,8 +155,8 @@ def _privacy_metrics(s: NodeSettings, epsilon: float) -> dict[str, float]:
 def evaluate(msg: Message, context: Context) -> RecordDict:
     """Metrics of the round's aggregate on the held-out rows, kept on this node.
 
-    Answered only in a session this node trained in (from its first round on), for one
-    aggregate per round (the one the next round must start from). The metrics go to
+    Answered only for a round this node trained in, for one aggregate per round (the one
+    the next round must start from). The metrics go to
     ``<out>/evaluation.jsonl``; the reply says only that they were kept.
     """
     s = settings_of(context)
@@ -167,9 +167,9 @@ def evaluate(msg: Message, context: Context) -> RecordDict:
     ledger = NodePrivacyLedger.load(context, s.out)
     key = ledger.round_key(session, rnd)
     digest = arrays_digest(arrays)
-    if not [r for r in _trained_rounds(ledger, session) if r <= rnd]:
-        raise ProtocolError(f"evaluate answers only in a session this node trains in, from"
-                            f" its first round on (asked for round {rnd}).")
+    if rnd not in _trained_rounds(ledger, session):
+        raise ProtocolError(f"evaluate answers only for a round this node trained in"
+                            f" (asked for round {rnd}).")
     if ledger.evaluated.get(key, digest) != digest:
         raise ProtocolError(f"round {rnd}'s aggregate was already evaluated; other arrays"
                             " are refused.")
