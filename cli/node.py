@@ -81,6 +81,10 @@ def register(app: typer.Typer) -> None:
         identity: Annotated[Path | None, typer.Option(
             "--identity", help="This agency's identity key folder (`fedid keygen`); "
             "default OUT/identity.")] = None,
+        matching_grouping: Annotated[str, typer.Option(
+            "--matching-grouping", help="province (share one run keyring with the roster's "
+            "other education agencies) or per_agency (never share this agency's keyring).")
+            ] = "province",
         insecure: Annotated[bool, typer.Option(
             "--insecure", help="No TLS, no app signature check (local experiments only).")
             ] = False,
@@ -115,7 +119,8 @@ def register(app: typer.Typer) -> None:
                                 data=data.resolve(), schema=schema.resolve() if schema else None,
                                 out=out, epsilon=budget, delta=delta,
                                 roster=roster.resolve() if roster else None,
-                                identity=identity.resolve() if identity else None)
+                                identity=identity.resolve() if identity else None,
+                                matching_grouping=matching_grouping)
         try:
             load_agency_table(data, schema=load_schema(schema),
                               kind="education" if kind == "education" else "department",

@@ -170,8 +170,15 @@ class NodeSettings:
     review_capacity: str = "10%"  # the agency's reviewers: "10%" of its students or "250"
     #: share of the labelled rows held out of training for federated evaluation
     holdout: float = 0.2
+    #: the matching grouping this agency agreed to: ``province`` (one run keyring shared
+    #: with the roster's other education agencies) or ``per_agency`` (its keyring is never
+    #: sealed to another agency, and it opens no other agency's keyring)
+    matching_grouping: str = "province"
 
     def __post_init__(self) -> None:
+        if self.matching_grouping not in ("province", "per_agency"):
+            raise ConfigError("matching-grouping must be 'province' or 'per_agency'."
+                              f" Got {self.matching_grouping!r}.")
         if not 0.0 <= self.holdout < 1.0:
             raise ConfigError(f"holdout must be in [0, 1). Got {self.holdout}.")
         if not self.agency_id or "/" in self.agency_id or ".." in self.agency_id:

@@ -205,11 +205,17 @@ def _home_start(s: NodeSettings, msg: Message, context: Context) -> RecordDict:
     run_id = _run_id(msg)
     _first_use(s, run_id.hex())  # before any check: a refused run is not retried either
     lead = config_str(msg, "lead", s.agency_id)
+    if s.matching_grouping == "per_agency" and lead != s.agency_id:
+        raise ProtocolError("this node matches per agency (node config matching-grouping):"
+                            " it opens no other agency's keyring.")
     if lead == s.agency_id:
         departments = sorted(d for d in config_str(msg, "departments").split(",") if d)
         homes = sorted(h for h in config_str(msg, "homes", s.agency_id).split(",") if h)
         if s.agency_id not in homes:
             raise ProtocolError("this node is not a home agency of that run.")
+        if s.matching_grouping == "per_agency" and homes != [s.agency_id]:
+            raise ProtocolError("this node matches per agency (node config matching-grouping):"
+                                " its keyring is never sealed to another agency.")
         for party in [*(home_party(h) for h in homes), *(evidence_party(d) for d in departments)]:
             party_identity(roster, party)  # every party of the run is in the roster
         keyring = HomeKeyring.generate(backend=config_str(msg, "blinding", DEFAULT_BLINDING))

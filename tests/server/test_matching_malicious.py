@@ -339,3 +339,22 @@ def test_old_body_under_a_new_header_is_refused(small_province: Path, tmp_path: 
 
     nodes = _run_attack(small_province, tmp_path, "education", "home_reblind", rehead)
     _refused_and_closed(nodes, _homes(nodes)[0], tmp_path, "bad signature")
+
+
+@pytest.mark.usefixtures("in_a_run")
+def test_a_per_agency_home_never_shares_its_keyring(small_province: Path,
+                                                    tmp_path: Path) -> None:
+    """An agency that agreed to per-agency matching (node config matching-grouping): a
+    coordinator that runs it in a province run (so that its keyring would be sealed to, or
+    opened from, another home) is refused by that home, and no home writes output."""
+    nodes = _Liar(small_province, tmp_path)
+    lead, other = _homes(nodes)[:2]
+    for agency in (lead, other):
+        nodes.settings[agency] = dataclasses.replace(nodes.settings[agency],
+                                                     matching_grouping="per_agency")
+    with pytest.raises(FederationError):
+        _match(nodes)
+    assert "matches per agency" in nodes.refused[lead]
+    for home in _homes(nodes):
+        for name in OUTPUTS:
+            assert not (tmp_path / home / name).exists()
