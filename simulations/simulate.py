@@ -74,6 +74,8 @@ class SimulationConfig:
     # Tests only: every node's own ``test-seed`` (reproducible DP noise); None: OS CSPRNG.
     node_test_seed: int | None = None
     holdout: float = 0.2  # share of each node's labelled rows held out of training
+    #: every node's ``train-recipe``: "fixed" (the tuned defaults) or "rule" (fedid.model.recipe)
+    recipe: str = "fixed"
     # A simulated year starts from nothing: earlier node folders (with their spent
     # budgets), coordinator state and reports in ``out`` are removed (the province stays).
     fresh: bool = True
@@ -93,6 +95,8 @@ class SimulationConfig:
             raise ConfigError(f"workers must be >= 1. Got {self.workers}.")
         if not 0.0 <= self.holdout < 1.0:
             raise ConfigError(f"holdout must be in [0, 1). Got {self.holdout}.")
+        if self.recipe not in ("fixed", "rule"):
+            raise ConfigError(f"recipe must be 'fixed' or 'rule'. Got {self.recipe!r}.")
 
 
 def _synth(cfg: SimulationConfig, target: Path) -> None:
@@ -137,6 +141,7 @@ def _write_simulation_file(cfg: SimulationConfig, province: Path, schema: Path) 
             "epsilon": cfg.epsilon, "delta": cfg.delta,  # each node states its own budget
             **({"test-seed": cfg.node_test_seed} if cfg.node_test_seed is not None else {}),
             "roster": str((cfg.out / "roster.toml").resolve()), "holdout": cfg.holdout,
+            "train-recipe": cfg.recipe,
         })
     coordinator: dict[str, Any] = {
         "out": str(cfg.out.resolve()), "rounds": cfg.rounds, "min-nodes": cfg.min_nodes,
