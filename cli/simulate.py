@@ -86,11 +86,12 @@ def register(app: typer.Typer) -> None:
         audit: Annotated[bool, typer.Option(
             "--audit", help="Then audit the same province at the same budget (fedid audit, "
             "into OUT/audit); its figures go into summary.json and the report.")] = False,
-        recipe: Annotated[str, typer.Option(
+        recipe: Annotated[str | None, typer.Option(
             "--recipe", help="Every node's training recipe: fixed (batch 2,048, 8 local "
-            "epochs, learning rate 0.2, clipping 5; tuned on synthetic provinces) or rule "
-            "(batch, epochs, clipping and learning rate from each agency's row count and "
-            "the rounds, fedid/model/recipe.py).")] = "fixed",
+            "epochs, learning rate 0.2, clipping 5; tuned on synthetic provinces of the "
+            "default schema) or rule (batch, epochs, clipping and learning rate from each "
+            "agency's row count and the rounds, fedid/model/recipe.py). Default: fixed for "
+            "the synthetic province, rule with --data.")] = None,
         holdout: Annotated[float, typer.Option(
             "--holdout", help="Share of each agency's labelled rows held out of training "
             "for federated evaluation (0: train on all).")] = 0.2,
@@ -111,7 +112,7 @@ def register(app: typer.Typer) -> None:
             epsilon=epsilon, delta=delta, min_nodes=min_nodes, matching=not no_matching,
             grouping=grouping,
             transcript=transcript, workers=workers, secure_aggregation=secure_aggregation,
-            holdout=holdout, recipe=recipe,
+            holdout=holdout, recipe=recipe or ("rule" if data is not None else "fixed"),
         )
         start = time.perf_counter()
         # "{task.fields[count]}", not "{task.completed}/{task.total}": the phase line has no

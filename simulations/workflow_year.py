@@ -62,7 +62,9 @@ def evaluate_scores(
     rankings: dict[str, dict[str, pd.DataFrame]] = {name: {} for name in scorers}
     start = 0
     for agency, frame in inputs.items():
-        recorded = level_targets(frame, schema)
+        # an agency with no recorded recognition (only scored): every student unrecognised
+        recorded = (level_targets(frame, schema) if "label_level" in frame
+                    else np.zeros(len(frame), dtype=np.int64))
         applied = frame["applied"].fillna(False).astype(bool).to_numpy() \
             if "applied" in frame else None
         hits = apply_rules(frame, schema)
