@@ -38,12 +38,12 @@ from torch import nn
 from fedid.errors import ConfigError
 from fedid.model.features import encode, feature_layout, flag_targets, level_targets
 from fedid.model.net import HardshipNet, per_sample_loss
+from fedid.model.recipe import calibrate
 from fedid.model.train import LocalState, TrainConfig, new_local_state, train_local
 from fedid.schema import Schema
 from privacy.dp import (
     Accountant,
     PrivacyBudget,
-    calibrate_noise_multiplier,
     dp_train,
     expected_batch_size,
     opacus_sample_rate,
@@ -246,7 +246,7 @@ def canary_federation(
     sigma: dict[str, float] = {}
     for a in agencies:
         n = int(tensors[a][0].shape[0])
-        sigma[a] = calibrate_noise_multiplier(
+        sigma[a] = calibrate(  # the nodes' own calibration (fedid.model.recipe)
             target_epsilon=epsilon, delta=delta,
             sample_rate=opacus_sample_rate(n, config.batch_size),
             steps=config.rounds * planned_steps(n, config.dp(1.0)), accountant=config.accountant)
