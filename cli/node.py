@@ -50,6 +50,10 @@ def register(app: typer.Typer) -> None:
             "--budget", help="Total privacy budget (epsilon) this node will spend: required, "
             "the agency's own decision.")],
         delta: Annotated[float, typer.Option("--delta", help="Delta of the budget.")] = 1e-5,
+        public_size: Annotated[int | None, typer.Option(
+            "--public-size", help="Labelled students this agency declares public (e.g. its "
+            "published enrolment): training is shaped by it, not by the real count. "
+            "Default: the count's size class.")] = None,
         kind: Annotated[str, typer.Option(
             "--kind", help="education (owns students) or department (holds evidence).")
             ] = "education",
@@ -120,7 +124,8 @@ def register(app: typer.Typer) -> None:
                                 out=out, epsilon=budget, delta=delta,
                                 roster=roster.resolve() if roster else None,
                                 identity=identity.resolve() if identity else None,
-                                matching_grouping=matching_grouping)
+                                matching_grouping=matching_grouping,
+                                public_size=public_size)
         try:
             load_agency_table(data, schema=load_schema(schema),
                               kind="education" if kind == "education" else "department",

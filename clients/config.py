@@ -13,7 +13,9 @@ table, schema, output folder and privacy budget, e.g.::
 derived from its exact row count). The node's training settings are fixed here too
 (:class:`TrainingSettings`): ``train-<name>`` sets a value, ``train-<name>-range = "lo,hi"``
 the interval inside which the coordinator may propose another value per round; a proposal
-outside it is refused. ``release-noise`` is the noise multiplier of the node's Gaussian
+outside it is refused. ``public-size`` is the number of labelled students the agency
+declares public (training's sample rate, steps and divisor come from it; unset: a size
+class). ``release-noise`` is the noise multiplier of the node's Gaussian
 count releases (identification counts), ``min-cell`` the suppression threshold of released
 counts. ``test-seed`` makes the node's DP noise reproducible: tests only (it never comes
 from a message).
@@ -174,11 +176,19 @@ class NodeSettings:
     #: with the roster's other education agencies) or ``per_agency`` (its keyring is never
     #: sealed to another agency, and it opens no other agency's keyring)
     matching_grouping: str = "province"
+    #: the number of labelled students the agency declares public (e.g. its published
+    #: enrolment). Training's sample rate, steps and DP divisor come from it (its training
+    #: share: ``(1 - holdout) x public-size``), so the update does not reveal the real count.
+    #: Unset: the R10 size class of the training rows (privacy.dp.size_class), a declared
+    #: release of about one decimal digit of log10 of the size
+    public_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.matching_grouping not in ("province", "per_agency"):
             raise ConfigError("matching-grouping must be 'province' or 'per_agency'."
                               f" Got {self.matching_grouping!r}.")
+        if self.public_size is not None and self.public_size < 1:
+            raise ConfigError(f"public-size must be >= 1. Got {self.public_size}.")
         if not 0.0 <= self.holdout < 1.0:
             raise ConfigError(f"holdout must be in [0, 1). Got {self.holdout}.")
         if not self.agency_id or "/" in self.agency_id or ".." in self.agency_id:

@@ -28,9 +28,10 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 
-from clients.config import NodeSettings
+from clients.config import NodeSettings, TrainingSettings
 from clients.lifecycle import STATUS_FILE, read_status
 from fedid.errors import ConfigError, FederationError
 from fedid.proc import stop_group
@@ -74,22 +75,47 @@ class SuperNodeExitError(FederationError):
 
 
 def node_config_arg(s: NodeSettings) -> str:
-    """The ``--node-config`` string for ``s`` (paths made absolute)."""
-    pairs = {
-        "agency-id": s.agency_id, "kind": s.kind, "department": s.department,
-        "data": str(s.data.resolve()), "out": str(s.out.resolve()),
-    }
-    if s.schema is not None:
-        pairs["schema"] = str(s.schema.resolve())
-    if s.roster is not None:
-        pairs["roster"] = str(s.roster.resolve())
-    if s.identity is not None:
-        pairs["identity"] = str(s.identity.resolve())
-    for value in pairs.values():
-        if '"' in value:
-            raise ConfigError("node config values must not contain double quotes.")
-    text = " ".join(f'{k}="{v}"' for k, v in pairs.items())
-    return f"{text} epsilon={s.epsilon!r} delta={s.delta!r}"
+    """The ``--node-config`` string for ``s``: every setting the node's config can carry that
+    differs from its default (paths made absolute), so nothing set on ``fedid node`` is lost
+    on the way to the SuperNode (``tests/clients/test_config.py`` round-trips it)."""
+    default = NodeSettings.from_mapping({
+        "agency-id": s.agency_id, "kind": s.kind, "data": str(s.data), "out": str(s.out),
+        "epsilon": s.epsilon, "delta": s.delta})
+    pairs: dict[str, str] = {}
+    for f in fields(NodeSettings):
+        value = getattr(s, f.name)
+        key = f.metadata.get("key") or f.name.replace("_", "-")
+        if f.name == "training":
+            pairs.update(_training_pairs(value))
+        elif f.name in _ALWAYS or value != getattr(default, f.name):
+            pairs[key] = _config_value(value)
+    return " ".join(f"{k}={v}" for k, v in pairs.items())
+
+
+_ALWAYS = frozenset({"agency_id", "kind", "department", "data", "out", "epsilon", "delta"})
+
+
+def _config_value(value: object) -> str:
+    """One node-config value: numbers bare, paths absolute, text in double quotes."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    text = str(value.resolve()) if isinstance(value, Path) else str(value)
+    if '"' in text:
+        raise ConfigError(f"node config values must not contain double quotes. Got {text!r}.")
+    return f'"{text}"'
+
+
+def _training_pairs(t: TrainingSettings) -> dict[str, str]:
+    """``train-<name>`` for the values the node set, ``-range`` where not the default."""
+    default = TrainingSettings.from_mapping({})
+    out = {f"train-{n}": repr(t.values[n]) for n in sorted(t.explicit)}
+    out.update({f"train-{n}-range": f'"{lo!r},{hi!r}"' for n, (lo, hi) in t.ranges.items()
+                if (lo, hi) != default.ranges[n]})
+    if t.recipe_name != default.recipe_name:
+        out["train-recipe"] = _config_value(t.recipe_name)
+    return out
 
 
 def supernode_command(

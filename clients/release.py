@@ -9,9 +9,9 @@ carrying a record or key this policy does not declare for the message kind. Prot
 - ``public``      a public constant or a value fixed by public configuration (the node's
                   name and kind, the schema-derived initial model, the FedAvg weight 1.0,
                   the node's stated budget); no record of the node's table is involved
-- ``accounting``  the node's privacy declaration: spend, delta and budget. Data-free when the
-                  node trains full-batch (the sample rate is 1); otherwise it reveals
-                  ``ceil(n / batch size)`` through the sample rate (see THREAT_MODEL.md)
+- ``accounting``  the node's privacy declaration: spend, delta and budget. A function of
+                  its configuration and its public size (``public-size``, else the R10
+                  size class of its training rows), never of the exact row count
 - ``protocol``    protocol messages whose contents are blinded points, ciphertexts, public
                   keys or signatures, and the set sizes the protocol reveals by design
 - ``suppressed``  counts released under the min-cell rule only (cells below it become -1)
@@ -102,6 +102,7 @@ POLICY: Final[dict[str, KindPolicy]] = {p.kind: p for p in (
         _f("config", "refused", "public", "a refusal code (budget), no figure"),
         _f("config", "secure-aggregation", "public", "echo of the coordinator's mode"),
         _f("arrays", "*", "dp", "DP-SGD update (Opacus), charged to the node's accountant;"
+                                " sample rate, steps and divisor from the public size;"
                                 " with secure aggregation, one masked vector of it"),
         _f("metrics", "weight", "public", "FedAvg weight: the constant 1.0 (size not sent)"),
         *_ACCOUNTING,

@@ -54,6 +54,7 @@ from privacy.dp import (
     count_release_entry,
     opacus_sample_rate,
     planned_steps,
+    size_class,
 )
 from privacy.errors import AccountingError
 
@@ -66,6 +67,7 @@ __all__ = [
     "holdout_split",
     "identify",
     "initial_arrays",
+    "public_rows",
     "train_round",
     "weight_names",
     "write_private_parquet",
@@ -174,17 +176,31 @@ def write_private_parquet(frame: pd.DataFrame, path: Path) -> None:
         frame.to_parquet(tmp, index=False)
 
 
-def _config(values: dict[str, float], *, recipe: str, n: int) -> TrainConfig:
-    """The node's resolved settings (clients.config.TrainingSettings.resolve) as a config:
-    with ``recipe="rule"`` batch, epochs, clipping and learning rate come from the recipe's
-    rule for ``n`` rows (fedid.model.recipe), else the values as set."""
+def public_rows(s: NodeSettings, n_train: int) -> int:
+    """The training size the node's update is shaped by (never the secret row count).
+
+    The declared ``public-size`` times the training share, else the R10 size class of the
+    ``n_train`` training rows (:func:`privacy.dp.size_class`, rounded down).
+    """
+    if s.public_size is not None:
+        return max(1, round(s.public_size * (1.0 - s.holdout)))
+    return size_class(n_train)
+
+
+def _config(values: dict[str, float], *, recipe: str, rows: int) -> TrainConfig:
+    """The node's resolved settings (clients.config.TrainingSettings.resolve) as a config
+    shaped by the public training size ``rows``: with ``recipe="rule"`` batch, epochs,
+    clipping and learning rate come from the recipe's rule for ``rows`` (fedid.model.recipe),
+    else the values as set."""
     if recipe == "rule":
-        return TrainConfig(rounds=int(values["rounds"]), recipe="rule").for_agency(n)
+        return TrainConfig(rounds=int(values["rounds"]), recipe="rule",
+                           public_rows=rows).for_agency(rows)
     return TrainConfig(
         rounds=int(values["rounds"]),
         local_epochs=int(values["local_epochs"]),
         batch_size=int(values["batch_size"]),
         learning_rate=float(values["learning_rate"]),
+        public_rows=rows,
     )
 
 
@@ -231,10 +247,11 @@ def train_round(
     torch.set_num_threads(1)
     schema = schema_of(s)
     train_rows, _ = _labelled(s)
-    config = _config(values, recipe=recipe, n=len(train_rows))
+    rows = public_rows(s, max(1, len(train_rows)))
+    config = _config(values, recipe=recipe, rows=rows)
     start = replace(state, weights=_to_dict(schema, arrays))
     if start.noise_multiplier is None and len(train_rows):
-        start = replace(start, noise_multiplier=_calibrate(s, state, config, len(train_rows)))
+        start = replace(start, noise_multiplier=_calibrate(s, state, config, rows))
     result = train_local(inputs=train_rows, schema=schema, state=start, config=config,
                          seed=seed)
     weights = result.state.weights
@@ -248,8 +265,9 @@ def train_round(
 
 
 def _calibrate(s: NodeSettings, state: LocalState, config: TrainConfig, n: int) -> float:
-    """The noise multiplier for the whole planned training, composed with what the node
-    already spent (its accountant history) and its one planned identification release."""
+    """The noise multiplier for the whole planned training (shaped by the public size ``n``),
+    composed with what the node already spent (its accountant history) and its one planned
+    identification release."""
     try:
         return calibrate(
             target_epsilon=state.budget.epsilon, delta=state.budget.delta,
@@ -296,9 +314,11 @@ def identify(s: NodeSettings, arrays: list[NDArray[np.float32]]) -> dict[str, fl
     if missing:
         rec["evidence_missing"] = ",".join(missing)
     write_private_parquet(rec, s.out / "recommendations.parquet")
-    queue_counts = node_queue(out=s.out, model=model, inputs=inputs, recommendations=rec,
-                              capacity=Capacity.parse(s.review_capacity),
-                              evidence_missing=missing)
+    # The queue and its counts stay on the node: its ranking is calibrated on the agency's
+    # own counts (fedid.review.posterior), so one student can reorder many entries and the
+    # counts have no bounded sensitivity to noise them with (THREAT_MODEL.md).
+    node_queue(out=s.out, model=model, inputs=inputs, recommendations=rec,
+               capacity=Capacity.parse(s.review_capacity), evidence_missing=missing)
     aided = rec["level_index"].to_numpy() > 0
     applied = inputs["applied"].astype(bool).to_numpy() if "applied" in inputs else None
     counts: dict[str, float] = {"students": float(len(rec))}
@@ -313,7 +333,6 @@ def identify(s: NodeSettings, arrays: list[NDArray[np.float32]]) -> dict[str, fl
     if "temporary_relief" in inputs:
         relief = pd.to_numeric(inputs["temporary_relief"], errors="coerce").fillna(0).to_numpy()
         counts["duplicate_aid"] = float(np.sum(aided & (relief > 0)))
-    counts.update(queue_counts)
     for flag in schema.dimension_flags:
         counts[f"flag_{flag}"] = float(np.sum(rec[f"flag_{flag}"].astype(bool)))
     return counts

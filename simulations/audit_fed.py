@@ -48,6 +48,7 @@ from privacy.dp import (
     expected_batch_size,
     opacus_sample_rate,
     planned_steps,
+    size_class,
 )
 from server.strategy import FedAvg, PrivacyDeclaration, TrainReply
 from simulations.audit_broken import inject
@@ -135,7 +136,8 @@ def federate(
                                       start.budget))
                 continue
             with _broken(broken, seed=None):
-                result = train_local(inputs=frame, schema=schema, state=start, config=config,
+                shaped = replace(config, public_rows=size_class(len(frame)))  # as a node
+                result = train_local(inputs=frame, schema=schema, state=start, config=shaped,
                                      seed=seed * 1000 + r * 50 + i)
             states[agency] = result.state
             w = result.state.weights or {}
@@ -245,7 +247,7 @@ def canary_federation(
     accountants = {a: Accountant(kind=config.accountant) for a in agencies}
     sigma: dict[str, float] = {}
     for a in agencies:
-        n = int(tensors[a][0].shape[0])
+        n = size_class(int(tensors[a][0].shape[0]))  # shaped like a node (clients.training)
         sigma[a] = calibrate(  # the nodes' own calibration (fedid.model.recipe)
             target_epsilon=epsilon, delta=delta,
             sample_rate=opacus_sample_rate(n, config.batch_size),
@@ -257,7 +259,7 @@ def canary_federation(
     for r in range(config.rounds):
         replies = []
         for i, a in enumerate(agencies):
-            n = int(tensors[a][0].shape[0])
+            n = size_class(int(tensors[a][0].shape[0]))
             coordinator_seed = seed * 1000 + r * 50 + i  # what a round message would carry
             with _broken(broken, seed=coordinator_seed if "known_seed" in broken else None):
                 result = dp_train(
@@ -265,7 +267,8 @@ def canary_federation(
                     state_dict={k: torch.from_numpy(v) for k, v in zip(names, arrays,
                                                                         strict=True)},
                     tensors=tensors[a], per_sample_loss=loss, config=config.dp(sigma[a]),
-                    budget=budget, accountant=accountants[a], seed=coordinator_seed + 7)
+                    budget=budget, accountant=accountants[a], public_n=n,
+                    seed=coordinator_seed + 7)
             accountants[a] = result.accountant
             new = [result.state_dict[k].numpy().astype(np.float32) for k in names]
             node[a][r] = (new[canary_index] - arrays[canary_index]).reshape(-1)

@@ -107,11 +107,12 @@ def train_local(
         raise TrainingError("training needs at least one student. Got 0.")
     n_levels = len(schema.levels.names)
     config = config.for_agency(n)
+    shape_n = config.shape_rows(n)
     try:
         sigma = state.noise_multiplier
         if sigma is None:
-            q = opacus_sample_rate(n, config.batch_size)
-            total = config.rounds * planned_steps(n, config.dp(1.0))
+            q = opacus_sample_rate(shape_n, config.batch_size)
+            total = config.rounds * planned_steps(shape_n, config.dp(1.0))
             sigma = calibrate(
                 target_epsilon=state.budget.epsilon,
                 delta=state.budget.delta,
@@ -147,6 +148,7 @@ def train_local(
             config=config.dp(sigma),
             budget=state.budget,
             accountant=state.accountant,
+            public_n=config.public_rows,
             seed=seed,
         )
     except (AccountingError, CryptoError) as exc:

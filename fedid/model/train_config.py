@@ -66,6 +66,10 @@ class TrainConfig:
     plain_batch_size: int = 128
     plain_learning_rate: float = 0.003
     recipe: str = "fixed"
+    #: the agency's public training size: the rule's batch, the sample rate, the steps and
+    #: the DP divisor come from it instead of the private row count (None: the row count,
+    #: for a model that never leaves the agency, e.g. ``fedid train``)
+    public_rows: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "local_epochs", "rounds", "plain_epochs", "plain_batch_size"):
@@ -78,6 +82,8 @@ class TrainConfig:
             )
         if self.recipe not in ("rule", "fixed"):
             raise TrainingError(f"recipe must be 'rule' or 'fixed'. Got {self.recipe!r}.")
+        if self.public_rows is not None and self.public_rows < 1:
+            raise TrainingError(f"public_rows must be >= 1. Got {self.public_rows}.")
         if any(h < 1 for h in self.hidden):
             raise TrainingError(f"hidden widths must be >= 1. Got {list(self.hidden)}.")
         if min(self.learning_rate, self.plain_learning_rate, self.max_grad_norm) <= 0 or (
@@ -124,10 +130,17 @@ class TrainConfig:
             "plain_batch_size": self.plain_batch_size,
             "plain_learning_rate": self.plain_learning_rate,
             "recipe": self.recipe,
+            "public_rows": self.public_rows,
         }
 
+    def shape_rows(self, n: int) -> int:
+        """The size the training's shape comes from: ``public_rows``, else the row count."""
+        return n if self.public_rows is None else self.public_rows
+
     def for_agency(self, n: int) -> TrainConfig:
-        """The settings an agency with ``n`` training rows uses (the rule, or as given)."""
+        """The settings an agency with ``n`` training rows uses (the rule, or as given);
+        the rule sees ``public_rows`` when set, never a secret row count."""
+        n = self.shape_rows(n)
         if self.recipe != "rule":
             return self
         rule = by_rule(n=n, rounds=self.rounds)

@@ -12,6 +12,14 @@ wraps it for per-sample gradients (``grad_sample_mode``: ``"ghost"`` clipping by
    deviation ``noise_multiplier x max_grad_norm`` added, divided by the expected batch size.
 3. The Opacus accountant, loaded with the persisted history, counts the step.
 
+Public size: the sample rate, the number of steps and the divisor are functions of the row
+count, so a party whose size is secret passes ``public_n`` (a size it declares public) and
+every one of them comes from that instead; the Poisson masks still run over the real rows.
+The guarantee needs nothing from ``public_n`` (each record joins a batch with probability
+``q`` whatever the row count); what the update then reveals about the row count is what the
+noised sum of clipped gradients reveals, which the DP guarantee covers. A ``public_n`` far
+from the row count costs utility only (batches larger or smaller than the divisor).
+
 Before anything runs, :func:`privacy.dp.budget.check_budget` composes the planned steps onto the
 history and refuses the call if the budget would be exceeded. The result carries the new
 weights, the new accountant (history) and a :class:`~privacy.dp.accounting.PrivacySpend`.
@@ -173,6 +181,7 @@ def dp_train(
     config: DPSGDConfig,
     budget: PrivacyBudget,
     accountant: Accountant,
+    public_n: int | None = None,
     seed: int | None = None,
 ) -> DPTrainResult:
     """Run one call of DP-SGD; refuses (BudgetExceededError) before any step if over budget.
@@ -185,16 +194,23 @@ def dp_train(
         config: DP-SGD hyperparameters; ``config.accountant`` must match ``accountant.kind``.
         budget: the party's own total budget.
         accountant: the persisted accountant (history of all previous calls).
+        public_n: the party's public size (see "Public size" in the module docstring): the
+            sample rate, the number of steps and the divisor come from it, not from the
+            private row count. None: the row count (only where the size is not secret,
+            e.g. a model that never leaves the party).
         seed: reproducible sampling and noise (tests only; None: OS CSPRNG, see the module).
     """
     n = _check_tensors(tensors)
+    shape_n = n if public_n is None else public_n
+    if shape_n < 1:
+        raise AccountingError(f"public size must be >= 1. Got {shape_n}.")
     if config.accountant != accountant.kind:
         raise AccountingError(
             f"config accountant must match the persisted accountant {accountant.kind!r}."
             f" Got {config.accountant!r}."
         )
-    sample_rate = opacus_sample_rate(n, config.batch_size)
-    steps = planned_steps(n, config)
+    sample_rate = opacus_sample_rate(shape_n, config.batch_size)
+    steps = planned_steps(shape_n, config)
     projected = check_budget(
         budget,
         accountant,
@@ -225,7 +241,7 @@ def dp_train(
         _base_optimizer(list(wrapped.parameters()), config),
         noise_multiplier=config.noise_multiplier,
         max_grad_norm=config.max_grad_norm,
-        expected_batch_size=expected_batch_size(n, config.batch_size),
+        expected_batch_size=expected_batch_size(shape_n, config.batch_size),
         loss_reduction="mean",
         generator=generator,
         secure_mode=seed is None,

@@ -66,6 +66,16 @@ def test_flower_keys_and_the_deployment_config_round_trip(tmp_path: Path) -> Non
         roster=str(tmp_path / "roster.toml"), schema=str(tmp_path / "schema.toml")))
     (parsed,) = [parse_config_args([node_config_arg(s)])]
     assert node_settings({k: str(v) for k, v in parsed.items()}) == s
+    # Every setting `fedid node` can set reaches the SuperNode (a dropped one is silently
+    # the default there: --matching-grouping per_agency was once lost this way).
+    every = NodeSettings.from_mapping(_raw(
+        data=str(tmp_path / "t.parquet"), out=str(tmp_path / "out"),
+        **{"matching-grouping": "per_agency", "public-size": 25000, "holdout": 0.25,
+           "review-capacity": "250", "min-cell": 5, "release-noise": 12.5, "test-seed": 3,
+           "identity": str(tmp_path / "id"), "train-recipe": "rule",
+           "train-rounds": 3, "train-learning_rate-range": "0.05,0.5"}))
+    (parsed,) = [parse_config_args([node_config_arg(every)])]
+    assert node_settings({k: str(v) for k, v in parsed.items()}) == every
 
 
 def test_the_recipe_rule_is_the_agencys_opt_in() -> None:

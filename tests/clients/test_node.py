@@ -150,3 +150,33 @@ def test_interleaved_runs_cannot_pass_the_budget(small_province: Path, tmp_path:
     assert final.epsilon_total <= 1.0
     state = LocalState.from_bytes(final.state or b"")
     assert state.accountant.steps == released >= 1  # every release is in the accountant
+
+
+def test_the_update_is_shaped_by_the_public_size(small_province: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The divisor, sample rate and steps come from public-size (or the size class), never
+    from the table's row count: the DP trainer is handed the public size."""
+    import fedid.model.train as train_module
+    from clients.training import _labelled, public_rows
+    from privacy.dp import size_class
+
+    seen: list[int | None] = []
+    real = train_module.dp_train
+
+    def spy(**kwargs: object) -> object:
+        seen.append(kwargs["public_n"])  # type: ignore[arg-type]
+        return real(**kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(train_module, "dp_train", spy)
+    for extra, out in (({}, "class"), ({"public-size": 5000}, "declared")):
+        ctx = _context({**_settings(small_province, tmp_path / out), **extra})
+        init = arrays_of(Message(node.init(Message(content(config={"seed": 3}), dst_node_id=7,
+                                                   message_type="query.init"), ctx),
+                                 dst_node_id=0, message_type="query"))
+        assert init is not None
+        node.train(_train_msg(init, 1, 1), ctx)
+    s = node_settings(_settings(small_province, tmp_path / "class"))
+    n_train = len(_labelled(s)[0])
+    assert seen == [size_class(n_train), 4000]  # 5,000 x (1 - holdout 0.2)
+    assert public_rows(s, n_train) == size_class(n_train) <= n_train
+    assert size_class(n_train) != n_train  # the fixture's count is not itself a class

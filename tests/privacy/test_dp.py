@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 
 import dp_accounting
 import numpy as np
@@ -350,3 +351,49 @@ def test_count_release_is_one_gaussian_step_and_calibration_reserves_it() -> Non
     a, b = poisson_mask(20_000, 0.3, generator=None), poisson_mask(20_000, 0.3, generator=None)
     assert abs(float(a.float().mean()) - 0.3) < 0.02
     assert not bool((a == b).all())
+
+
+def _wide() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(3, 4000))
+
+
+def _silent(module: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Tensor:
+    # every per-record gradient is zero (the coordinator's "dead units"): the update is noise only
+    out: torch.Tensor = module(batch[0])
+    return (out * 0.0).sum(dim=1)
+
+
+def _noise_scale(n: int, public_n: int | None) -> tuple[float, PrivacySpend]:
+    x, y = _data(n)
+    cfg = DPSGDConfig(noise_multiplier=2.0, max_grad_norm=1.0, batch_size=4096, epochs=3,
+                      learning_rate=1.0, optimizer="sgd", momentum=0.0, accountant="rdp")
+    result = dp_train(build_module=_wide, state_dict=None, tensors=[x, y],
+                      per_sample_loss=_silent, config=cfg,
+                      budget=PrivacyBudget(epsilon=1e6, delta=DELTA),
+                      accountant=Accountant(kind="rdp"), public_n=public_n)
+    before = _wide().state_dict()["0.weight"]
+    return float((result.state_dict["0.weight"] - before).std()), result.spend
+
+
+def test_update_scale_reveals_the_public_size_not_the_row_count() -> None:
+    # Full-batch agencies of 1,000 and 1,500 rows. Shaped by their row counts, the noise-only
+    # update divides by n and its scale gives n away (ratio 1.5); shaped by one public size,
+    # the two updates have one distribution and the same declared spend.
+    private = [_noise_scale(n, None)[0] for n in (1000, 1500)]
+    assert private[0] / private[1] == pytest.approx(1.5, rel=0.05)
+    (small, spend_small), (large, spend_large) = (_noise_scale(n, 1000) for n in (1000, 1500))
+    assert small / large == pytest.approx(1.0, rel=0.05)
+    assert small == pytest.approx(2.0 * math.sqrt(3) / 1000, rel=0.05)  # sigma C sqrt(T) / D
+    assert (spend_small.sample_rate, spend_small.steps, spend_small.epsilon) == (
+        spend_large.sample_rate, spend_large.steps, spend_large.epsilon)
+
+
+def test_size_class_rounds_down_to_r10_and_refuses_zero() -> None:
+    from privacy.dp import size_class
+
+    assert [size_class(n) for n in (7, 99, 1599, 1600, 1999, 2001, 39_999, 40_000)] == [
+        7, 80, 1250, 1600, 1600, 2000, 31_500, 40_000]
+    assert all(size_class(n) <= n < 1.3 * size_class(n) for n in range(10, 5000, 7))
+    with pytest.raises(AccountingError):
+        size_class(0)

@@ -117,14 +117,14 @@ def test_results_stay_on_each_agency_node(year: tuple[Path, dict[str, Any]]) -> 
     noised = [k for k in totals if k != "evidence_missing_departments"]
     std = 20.0 * len(noised) ** 0.5 * len(education) ** 0.5
     assert abs(totals["students"] - summary["identification"]["students_scored"]) < 5 * std
-    # the review queue stays on its node, owner-only; the coordinator has its counts only
+    # the review queue and its counts stay on its node, owner-only (no bounded sensitivity)
     queued = 0
     for agency in education:
         path = out / "nodes" / agency / "review_queue.parquet"
         assert path.stat().st_mode & 0o077 == 0
         queued += len(pd.read_parquet(path))
     assert queued > 0
-    assert abs(totals["review_queue"] - queued) < 5 * std
+    assert not [k for k in totals if k.startswith("review_queue")]
     assert not list((out / "coordinator").rglob("review_queue*"))
 
 
