@@ -47,10 +47,11 @@ import pandas as pd
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 
 from clients import training
+from clients.agency_keys import load_agency_keys
 from clients.config import NodeSettings
 from clients.count_release import noised_counts
 from clients.privacy_state import NodePrivacyLedger
-from fedid.errors import ConfigError, ProtocolError
+from fedid.errors import ProtocolError
 from fedid.matching.aggregates import compute_counts
 from fedid.matching.auth import Signer, Verifier, key_fingerprint, party_identity
 from fedid.matching.evidence import EvidenceAgency
@@ -124,18 +125,7 @@ def _layouts(s: NodeSettings, departments: list[str]) -> dict[str, Any]:
 
 
 def _trust(s: NodeSettings) -> tuple[AgencyIdentity, Roster, Verifier]:
-    if s.roster is None:
-        raise ConfigError("matching needs the roster of agency keys (node config 'roster').")
-    folder = s.identity if s.identity is not None else s.out / "identity"
-    try:
-        identity = AgencyIdentity.load(folder)
-        roster = Roster.load(s.roster)
-    except CryptoError as exc:
-        raise ConfigError(f"matching identity or roster: {exc}") from exc
-    mine = roster.agencies.get(s.agency_id)
-    if mine is None or mine != identity.public:
-        raise ConfigError(f"the roster does not list this node's identity key for "
-                          f"{s.agency_id!r}.")
+    identity, roster = load_agency_keys(s, purpose="matching")
     return identity, roster, Verifier(roster)
 
 

@@ -59,12 +59,13 @@ class FakeNodes:
     def _answer(self, agency: str, msg: Message) -> RecordDict:
         ctx = self.contexts[agency]
         if msg.metadata.message_type == "query.secagg":
-            return node_side.keys_reply(msg, ctx, agency_id=agency)
+            return node_side.keys_reply(msg, ctx, agency_id=agency, keys=None)
+        keys = node_side.checked_keys(msg, ctx, agency_id=agency, roster=None)
         g = arrays_of(msg) or []
         refused = agency in self.refusing
         local = None if refused else [a + np.float32(self.updates[agency]) for a in g]
         metrics = {**PRIV, "weight": 0 if refused else self.examples[agency]}
-        return node_side.masked_reply(msg, ctx, agency_id=agency, global_arrays=g,
+        return node_side.masked_reply(msg, ctx, agency_id=agency, keys=keys, global_arrays=g,
                                       local_arrays=local, metrics=metrics,
                                       refused="over budget" if refused else "")
 
