@@ -36,6 +36,12 @@ def _table_error(data: Path, exc: Exception) -> str:
     return "\n".join(lines)
 
 
+def _peers(text: str | None) -> tuple[str, ...] | None:
+    from clients.config import parse_matching_peers
+
+    return parse_matching_peers("--matching-peers", text or "")
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``node`` command."""
 
@@ -85,6 +91,11 @@ def register(app: typer.Typer) -> None:
             "--matching-grouping", help="province (share one run keyring with the roster's "
             "other education agencies) or per_agency (never share this agency's keyring).")
             ] = "province",
+        matching_peers: Annotated[str | None, typer.Option(
+            "--matching-peers", help="With --matching-grouping province: the only other "
+            "education agencies (comma-separated ids) this agency shares a run keyring with; "
+            "a run naming any other is refused. Default: any agency of the roster.")
+            ] = None,
         insecure: Annotated[bool, typer.Option(
             "--insecure", help="No TLS, no app signature check (local experiments only).")
             ] = False,
@@ -120,7 +131,8 @@ def register(app: typer.Typer) -> None:
                                 out=out, epsilon=budget, delta=delta,
                                 roster=roster.resolve() if roster else None,
                                 identity=identity.resolve() if identity else None,
-                                matching_grouping=matching_grouping)
+                                matching_grouping=matching_grouping,
+                                matching_peers=_peers(matching_peers))
         try:
             load_agency_table(data, schema=load_schema(schema),
                               kind="education" if kind == "education" else "department",

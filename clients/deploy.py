@@ -85,6 +85,10 @@ def node_config_arg(s: NodeSettings) -> str:
         pairs["roster"] = str(s.roster.resolve())
     if s.identity is not None:
         pairs["identity"] = str(s.identity.resolve())
+    if s.matching_grouping != "province":
+        pairs["matching-grouping"] = s.matching_grouping
+    if s.matching_peers is not None:
+        pairs["matching-peers"] = ",".join(s.matching_peers)
     for value in pairs.values():
         if '"' in value:
             raise ConfigError("node config values must not contain double quotes.")
