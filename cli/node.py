@@ -77,6 +77,10 @@ def register(app: typer.Typer) -> None:
             "--trust", help="Public key (ssh-ed25519 line) of an app signer this node "
             "trusts (repeatable); app bundles not signed by one of them are refused.")
             ] = None,
+        app_max_age: Annotated[float | None, typer.Option(
+            "--app-max-age", help="Refuse app bundles signed more than this many days ago "
+            "(default: no limit; bundles below the highest serial this node ran are always "
+            "refused).")] = None,
         wait: Annotated[float, typer.Option(
             "--wait", help="Seconds to wait for the coordinator (at start and after a lost "
             "connection), retrying with backoff; 0: for ever.")] = 600.0,
@@ -146,7 +150,9 @@ def register(app: typer.Typer) -> None:
             text = trusted_entities_text([t.read_text(encoding="utf-8") for t in trust or []])
             atomic_write_bytes(trusted, text.encode())
         cmd = supernode_command(settings, superlink=superlink, ca=None if insecure else ca,
-                                key=key, port=port, trusted=trusted, wait=wait)
+                                key=key, port=port, trusted=trusted, wait=wait,
+                                bundle_max_age=None if app_max_age is None
+                                else app_max_age * 86400.0)
         say = typer.echo
         say(f"{agency_id}: table valid; waiting for the coordinator at {superlink}")
         wait_for_coordinator(superlink, ca=None if insecure else ca, wait=wait, say=say)
