@@ -13,7 +13,8 @@
 SuperNode authentication key pair: ``NAME.key`` (EC P-384, OpenSSH, mode 0600; it never
 leaves the node) and ``NAME.pub`` (sent to the coordinator, which registers it).
 ``fedid keygen --out DIR --signer NAME`` makes an app signer's Ed25519 pair the same way,
-and ``fedid sign-app`` signs the app bundle with it (see :mod:`fedid.app_trust`).
+and ``fedid sign-app --serial N`` signs the app bundle with it as release N (nodes refuse
+any bundle below the highest serial they ran; see :mod:`fedid.app_trust`).
 
 Private keys are created with mode 0600 and never overwritten. For a trial: a production
 province uses its own CA.
@@ -119,17 +120,22 @@ def register(app: typer.Typer) -> None:
     def sign_app(
         key: Annotated[Path, typer.Option("--key", help="App signer's private key.")],
         out: Annotated[Path, typer.Option("--out", help="Signature file to write.")],
+        serial: Annotated[int, typer.Option(
+            "--serial", help="This release's serial: a positive integer raised with every "
+            "release you sign (e.g. 2026001). A node that ran serial N refuses any bundle "
+            "below N, so an old signed bundle cannot be replayed.")],
         app_dir: Annotated[Path | None, typer.Option(
             "--app", help="The reviewed app folder (default: the installed fedid app).")
             ] = None,
     ) -> None:
-        """Sign the app bundle (FAB) built from an app folder."""
+        """Sign the app bundle (FAB) built from an app folder, with its serial and issue
+        time."""
         from fedid.app_trust import sign_fab
         from server.app_bundle import build_fab
         from server.deploy import SuperLinkLauncher
 
         folder = (app_dir or SuperLinkLauncher.default_app_dir()).resolve()
-        signature = sign_fab(build_fab(folder), key.read_bytes())
+        signature = sign_fab(build_fab(folder), key.read_bytes(), serial=serial)
         out.write_text(signature.to_json(), encoding="utf-8")
         typer.echo(f"signed the app in {folder} (FAB sha256 {signature.fab_sha256[:16]}...) "
-                   f"as {signature.public_key_id}; wrote {out}")
+                   f"as {signature.public_key_id}, serial {serial}; wrote {out}")

@@ -36,6 +36,12 @@ def _table_error(data: Path, exc: Exception) -> str:
     return "\n".join(lines)
 
 
+def _peers(text: str | None) -> tuple[str, ...] | None:
+    from clients.config import parse_matching_peers
+
+    return parse_matching_peers("--matching-peers", text or "")
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``node`` command."""
 
@@ -75,6 +81,10 @@ def register(app: typer.Typer) -> None:
             "--trust", help="Public key (ssh-ed25519 line) of an app signer this node "
             "trusts (repeatable); app bundles not signed by one of them are refused.")
             ] = None,
+        app_max_age: Annotated[float | None, typer.Option(
+            "--app-max-age", help="Refuse app bundles signed more than this many days ago "
+            "(default: no limit; bundles below the highest serial this node ran are always "
+            "refused).")] = None,
         wait: Annotated[float, typer.Option(
             "--wait", help="Seconds to wait for the coordinator (at start and after a lost "
             "connection), retrying with backoff; 0: for ever.")] = 600.0,
@@ -89,6 +99,11 @@ def register(app: typer.Typer) -> None:
             "--matching-grouping", help="province (share one run keyring with the roster's "
             "other education agencies) or per_agency (never share this agency's keyring).")
             ] = "province",
+        matching_peers: Annotated[str | None, typer.Option(
+            "--matching-peers", help="With --matching-grouping province: the only other "
+            "education agencies (comma-separated ids) this agency shares a run keyring with; "
+            "a run naming any other is refused. Default: any agency of the roster.")
+            ] = None,
         insecure: Annotated[bool, typer.Option(
             "--insecure", help="No TLS, no app signature check (local experiments only).")
             ] = False,
@@ -125,7 +140,8 @@ def register(app: typer.Typer) -> None:
                                 roster=roster.resolve() if roster else None,
                                 identity=identity.resolve() if identity else None,
                                 matching_grouping=matching_grouping,
-                                public_size=public_size)
+                                public_size=public_size,
+                                matching_peers=_peers(matching_peers))
         try:
             load_agency_table(data, schema=load_schema(schema),
                               kind="education" if kind == "education" else "department",
@@ -139,7 +155,9 @@ def register(app: typer.Typer) -> None:
             text = trusted_entities_text([t.read_text(encoding="utf-8") for t in trust or []])
             atomic_write_bytes(trusted, text.encode())
         cmd = supernode_command(settings, superlink=superlink, ca=None if insecure else ca,
-                                key=key, port=port, trusted=trusted, wait=wait)
+                                key=key, port=port, trusted=trusted, wait=wait,
+                                bundle_max_age=None if app_max_age is None
+                                else app_max_age * 86400.0)
         say = typer.echo
         say(f"{agency_id}: table valid; waiting for the coordinator at {superlink}")
         wait_for_coordinator(superlink, ca=None if insecure else ca, wait=wait, say=say)

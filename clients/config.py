@@ -22,7 +22,11 @@ from a message).
 
 ``roster`` is the list of every agency's public identity keys (:class:`privacy.identity.Roster`),
 distributed out of band; ``identity`` (default ``<out>/identity``) is the folder of this
-node's own identity key (made on the node). Matching needs both (:mod:`clients.matching`).
+node's own identity key (made on the node). Matching needs both (:mod:`clients.matching`);
+with a roster, secure aggregation signs and checks masking keys with them too.
+``matching-grouping`` (``province`` or ``per_agency``) and ``matching-peers`` (under
+``province``: the only other homes this home shares a run keyring with, comma-separated)
+bound which agencies a home's matching keyring may reach, whatever the coordinator names.
 
 Every key is parsed by :func:`fedid.settings.parse_settings` (one rule per type); an
 unknown key is refused, except the two Flower's simulation engine adds itself
@@ -49,7 +53,8 @@ from fedid.review import Capacity
 from fedid.settings import parse_float, parse_settings, setting
 from fedid.simulation_file import SIMULATION_ENV, load_simulation_file
 
-__all__ = ["FLOWER_KEYS", "TUNABLE", "NodeSettings", "TrainingSettings", "node_settings"]
+__all__ = ["FLOWER_KEYS", "TUNABLE", "NodeSettings", "TrainingSettings", "node_settings",
+           "parse_matching_peers"]
 
 _KINDS = ("education", "department")
 #: keys Flower's simulation engine adds to every node's config (not the agency's own)
@@ -65,6 +70,23 @@ TUNABLE: dict[str, tuple[float, tuple[float, float]]] = {
 _INTEGER = ("rounds", "local_epochs", "batch_size")
 #: the settings the recipe's rule chooses when the node sets none of them
 RULE_SET = frozenset({"local_epochs", "batch_size", "learning_rate"})
+
+
+def parse_matching_peers(key: str, value: Any) -> tuple[str, ...] | None:
+    """Home agency ids, as ``"a,b"`` or a list; empty (``""``) is unset (None)."""
+    if isinstance(value, str):
+        names = [n.strip() for n in value.split(",")]
+        if not any(names):
+            return None
+    elif isinstance(value, list | tuple) and all(isinstance(n, str) for n in value):
+        names = [str(n).strip() for n in value]
+    else:
+        raise ConfigError(f"{key} must be home agency ids, 'a,b' or a list. Got {value!r}.")
+    bad = [n for n in names if not n or any(c in n for c in " \t'\"[]/") or ".." in n]
+    if bad or not names:
+        raise ConfigError(f"{key} must list plain agency ids separated by commas. "
+                          f"Got {value!r}.")
+    return tuple(sorted(set(names)))
 
 
 def _parse_range(key: str, value: Any) -> tuple[float, float]:
@@ -182,6 +204,12 @@ class NodeSettings:
     #: Unset: the R10 size class of the training rows (privacy.dp.size_class), a declared
     #: release of about one decimal digit of log10 of the size
     public_size: int | None = None
+    #: under ``province`` grouping, the only other homes this home shares a run keyring
+    #: with (``matching-peers = "edu_a,edu_b"``; a run naming any other home is refused
+    #: before a key is made or a keyring sealed or opened). None (unset): any home of the
+    #: roster the coordinator names, as before
+    matching_peers: tuple[str, ...] | None = field(
+        default=None, metadata=setting(parse=parse_matching_peers))
 
     def __post_init__(self) -> None:
         if self.matching_grouping not in ("province", "per_agency"):
@@ -189,6 +217,11 @@ class NodeSettings:
                               f" Got {self.matching_grouping!r}.")
         if self.public_size is not None and self.public_size < 1:
             raise ConfigError(f"public-size must be >= 1. Got {self.public_size}.")
+        if self.matching_peers is not None and (
+                self.kind != "education" or self.matching_grouping != "province"):
+            raise ConfigError("matching-peers applies to an education node under "
+                              "matching-grouping 'province'. Got kind "
+                              f"{self.kind!r}, grouping {self.matching_grouping!r}.")
         if not 0.0 <= self.holdout < 1.0:
             raise ConfigError(f"holdout must be in [0, 1). Got {self.holdout}.")
         if not self.agency_id or "/" in self.agency_id or ".." in self.agency_id:

@@ -6,7 +6,8 @@ folder and privacy budget. TLS: the CA certificate the SuperLink's certificate c
 (``--root-certificates``); authentication: the node's private key
 (``--auth-supernode-private-key``), made on this machine, whose public half the
 coordinator registered; app bundles: only those signed by a trusted signer
-(``--trusted-entities``, see :mod:`fedid.app_trust`). Runtime dependency installation
+(``--trusted-entities``), never older than the newest this node ran (see
+:mod:`fedid.app_trust`, :mod:`clients.supernode`). Runtime dependency installation
 stays off (the node runs the fedid it installed).
 
 Lifecycle (:func:`wait_for_coordinator`, :func:`supervise`):
@@ -25,6 +26,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +35,8 @@ from pathlib import Path
 
 from clients.config import NodeSettings, TrainingSettings
 from clients.lifecycle import STATUS_FILE, read_status
+from clients.supernode import REFUSED
+from fedid.app_trust import STATE_FILE
 from fedid.errors import ConfigError, FederationError
 from fedid.proc import stop_group
 
@@ -101,6 +105,8 @@ def _config_value(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
+    if isinstance(value, tuple | list):
+        value = ",".join(str(v) for v in value)
     text = str(value.resolve()) if isinstance(value, Path) else str(value)
     if '"' in text:
         raise ConfigError(f"node config values must not contain double quotes. Got {text!r}.")
@@ -127,17 +133,27 @@ def supernode_command(
     port: int,
     trusted: Path | None = None,
     wait: float = 0.0,
+    bundle_max_age: float | None = None,
 ) -> list[str]:
-    """``flower-supernode`` arguments; ``ca``/``key`` None means insecure (tests only).
+    """The SuperNode's arguments (Flower's SuperNode run by :mod:`clients.supernode`);
+    ``ca``/``key`` None means insecure (tests only).
 
     ``trusted``: the trusted-entities file (only app bundles signed by one of its keys
-    run); ``wait`` > 0: give up a lost connection after that many seconds.
+    run, with a serial not below the highest this node ran, recorded in
+    ``<out>/app_bundle.json``; signed at most ``bundle_max_age`` seconds ago when given);
+    ``wait`` > 0: give up a lost connection after that many seconds.
     """
-    exe = shutil.which("flower-supernode")
-    if exe is None:
+    if shutil.which("flower-supernode") is None:
         raise FederationError("flower-supernode is not on PATH; install flwr.")
-    cmd = [exe, "--superlink", superlink, "--port", str(port),
-           "--node-config", node_config_arg(s)]
+    cmd = [sys.executable, "-m", "clients.supernode"]
+    if trusted is not None:
+        cmd += ["--bundle-state", str(s.out.resolve() / STATE_FILE)]
+        if bundle_max_age is not None:
+            if not bundle_max_age > 0:
+                raise ConfigError(f"the app bundles' maximum age must be > 0. "
+                                  f"Got {bundle_max_age}.")
+            cmd += ["--bundle-max-age", repr(float(bundle_max_age))]
+    cmd += ["--superlink", superlink, "--port", str(port), "--node-config", node_config_arg(s)]
     if wait > 0:
         cmd += ["--max-wait-time", str(wait)]
     if trusted is not None:
@@ -272,9 +288,14 @@ def _run_once(cmd: list[str], *, env: dict[str, str], out: Path, say: Say, grace
                 seen["not-registered"] = line
             if _GAVE_UP in line:
                 seen["gave-up"] = line
-            if any(p in line for p in _BUNDLE_REFUSED):
-                say("refused to run the coordinator's app bundle: it is not signed by a "
-                    "signer this node trusts (--trust). The coordinator must submit the "
+            if REFUSED in line:
+                seen["bundle-refused"] = line.split(REFUSED, 1)[1].strip()
+            elif any(p in line for p in _BUNDLE_REFUSED):
+                why = seen.pop("bundle-refused", "")
+                say(f"refused to run the coordinator's app bundle: {why} The coordinator must "
+                    "submit the current signed app; this node keeps waiting for it." if why
+                    else "refused to run the coordinator's app bundle: it is not signed by "
+                    "a signer this node trusts (--trust). The coordinator must submit the "
                     "signed app; this node keeps waiting for it.")
 
     reader = threading.Thread(target=pump, daemon=True)

@@ -10,7 +10,11 @@ file). Two groupings (:mod:`fedid.matching.protocol`): ``per_agency``, one run p
 agency, which makes its own keys; ``province``, one run for all education agencies: the
 lead makes the run keyring and sends it to each other home sealed to that home's
 agreement key and signed (:func:`privacy.identity.seal`); the coordinator relays the box
-and cannot open it.
+and cannot open it. The coordinator names the run's homes; a home bounds them by its own
+node config: ``matching-grouping = "per_agency"`` (its keyring reaches no other home) or,
+under ``province``, ``matching-peers`` (the only other homes it shares a keyring with; a
+run naming any other is refused before a key is made, or before a sealed keyring is
+opened).
 
 The node needs its identity (node config ``identity``, default ``<out>/identity``, made by
 ``fedid node``) and the roster of every agency's public keys (node config ``roster``),
@@ -47,10 +51,11 @@ import pandas as pd
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 
 from clients import training
+from clients.agency_keys import load_agency_keys
 from clients.config import NodeSettings
 from clients.count_release import noised_counts
 from clients.privacy_state import NodePrivacyLedger
-from fedid.errors import ConfigError, ProtocolError
+from fedid.errors import ProtocolError
 from fedid.matching.aggregates import compute_counts
 from fedid.matching.auth import Signer, Verifier, key_fingerprint, party_identity
 from fedid.matching.evidence import EvidenceAgency
@@ -124,18 +129,7 @@ def _layouts(s: NodeSettings, departments: list[str]) -> dict[str, Any]:
 
 
 def _trust(s: NodeSettings) -> tuple[AgencyIdentity, Roster, Verifier]:
-    if s.roster is None:
-        raise ConfigError("matching needs the roster of agency keys (node config 'roster').")
-    folder = s.identity if s.identity is not None else s.out / "identity"
-    try:
-        identity = AgencyIdentity.load(folder)
-        roster = Roster.load(s.roster)
-    except CryptoError as exc:
-        raise ConfigError(f"matching identity or roster: {exc}") from exc
-    mine = roster.agencies.get(s.agency_id)
-    if mine is None or mine != identity.public:
-        raise ConfigError(f"the roster does not list this node's identity key for "
-                          f"{s.agency_id!r}.")
+    identity, roster = load_agency_keys(s, purpose="matching")
     return identity, roster, Verifier(roster)
 
 
@@ -208,6 +202,7 @@ def _home_start(s: NodeSettings, msg: Message, context: Context) -> RecordDict:
     if s.matching_grouping == "per_agency" and lead != s.agency_id:
         raise ProtocolError("this node matches per agency (node config matching-grouping):"
                             " it opens no other agency's keyring.")
+    _allowed_homes(s, [lead])
     if lead == s.agency_id:
         departments = sorted(d for d in config_str(msg, "departments").split(",") if d)
         homes = sorted(h for h in config_str(msg, "homes", s.agency_id).split(",") if h)
@@ -216,6 +211,7 @@ def _home_start(s: NodeSettings, msg: Message, context: Context) -> RecordDict:
         if s.matching_grouping == "per_agency" and homes != [s.agency_id]:
             raise ProtocolError("this node matches per agency (node config matching-grouping):"
                                 " its keyring is never sealed to another agency.")
+        _allowed_homes(s, homes)  # before the keyring exists
         for party in [*(home_party(h) for h in homes), *(evidence_party(d) for d in departments)]:
             party_identity(roster, party)  # every party of the run is in the roster
         keyring = HomeKeyring.generate(backend=config_str(msg, "blinding", DEFAULT_BLINDING))
@@ -240,6 +236,17 @@ def _home_start(s: NodeSettings, msg: Message, context: Context) -> RecordDict:
     return _reply(out, {"key_count": float(role.key_count)}, sealed)
 
 
+def _allowed_homes(s: NodeSettings, homes: list[str]) -> None:
+    """Refuse a run that would share this home's keyring with a home outside its
+    ``matching-peers`` (node config; unset: every roster home is allowed)."""
+    if s.matching_peers is None:
+        return
+    outside = sorted(set(homes) - {s.agency_id} - set(s.matching_peers))
+    if outside:
+        raise ProtocolError(f"the run names home(s) {outside} outside this node's "
+                            "matching-peers: it shares its keyring with none of them.")
+
+
 def _seal_context(run_id: bytes, fp: bytes) -> dict[str, str | int | bytes]:
     return {"purpose": KEYRING_PURPOSE, "run": run_id, "home-key": fp}
 
@@ -259,6 +266,7 @@ def _open_keyring(s: NodeSettings, msg: Message, identity: AgencyIdentity, roste
         raise ProtocolError("the lead's public key is for another run, lead or home.")
     if s.agency_id not in pk_msg.homes:
         raise ProtocolError("the run's manifest does not list this home agency.")
+    _allowed_homes(s, list(pk_msg.homes))  # before the keyring is opened
     fp = key_fingerprint(pk_msg.public_key)
     try:
         blob = open_sealed(boxes[0], recipient=identity, sender=party_identity(

@@ -24,12 +24,15 @@ from flwr.app import ConfigRecord, Context, Message, RecordDict
 from numpy.typing import NDArray
 
 from clients import masked_update, training
+from clients.agency_keys import load_agency_keys
 from clients.config import NodeSettings, node_settings
 from clients.count_release import noised_counts
 from clients.privacy_state import NodePrivacyLedger, arrays_digest
 from fedid.errors import BudgetExceededError, FederationError, ProtocolError
 from fedid.model.train import LocalState
 from fedid.records import arrays_of, config_float, config_int, config_str, content
+from privacy.identity import Roster
+from privacy.secure_sum import PublicKeyList
 
 __all__ = ["FEDAVG_WEIGHT", "evaluate", "identify", "info", "init", "match", "secagg_keys",
            "settings_of", "train"]
@@ -86,6 +89,9 @@ def train(msg: Message, context: Context) -> RecordDict:
     if "rounds" in cfg:
         proposed["rounds"] = float(config_int(msg, "rounds"))
     values = s.training.resolve(proposed)  # ConfigError: outside the node's ranges
+    # secure aggregation: the peers' masking keys are checked before anything is trained
+    keys = masked_update.checked_keys(msg, context, agency_id=s.agency_id, roster=_roster(s)) \
+        if masked_update.enabled(msg) else None
     ledger = NodePrivacyLedger.load(context, s.out)
     key = ledger.round_key(session, rnd)
     global_arrays = arrays_of(msg)
@@ -99,7 +105,7 @@ def train(msg: Message, context: Context) -> RecordDict:
         _log.info("%s: round %s already trained; replaying the stored reply", s.agency_id, rnd)
         arrays, metrics = stored
         ledger.save(context)
-        return _train_reply(msg, context, s, arrays, metrics)
+        return _train_reply(msg, context, s, arrays, metrics, keys=keys)
     previous = ledger.evaluated.get(ledger.round_key(session, rnd - 1))
     if previous is not None and previous != digest:
         raise ProtocolError(
@@ -114,7 +120,7 @@ def train(msg: Message, context: Context) -> RecordDict:
     except BudgetExceededError as exc:
         _log.warning("%s refused round %s: %s", s.agency_id, rnd, exc)
         return _train_reply(msg, context, s, None, _privacy_metrics(s, ledger.epsilon_total),
-                            refused="budget")
+                            keys=keys, refused="budget")
     metrics = _privacy_metrics(s, result.epsilon) | {"weight": FEDAVG_WEIGHT}
     new_state = result.state.to_bytes()
     ledger.record_round(key=key, arrays=result.arrays, metrics=metrics, state=new_state,
@@ -122,29 +128,38 @@ def train(msg: Message, context: Context) -> RecordDict:
     ledger.charge(state=new_state, epsilon_total=result.epsilon, delta=s.delta)
     ledger.given[key] = digest
     ledger.save(context)
-    return _train_reply(msg, context, s, result.arrays, metrics)
+    return _train_reply(msg, context, s, result.arrays, metrics, keys=keys)
 
 
 def _train_reply(
     msg: Message, context: Context, s: NodeSettings, arrays: list[NDArray[np.float32]] | None,
-    metrics: dict[str, float], *, refused: str = "",
+    metrics: dict[str, float], *, keys: PublicKeyList | None, refused: str = "",
 ) -> RecordDict:
-    """The plain reply, or with secure aggregation on, a masked vector (clients.masked_update)."""
-    if masked_update.enabled(msg):
+    """The plain reply, or with secure aggregation on (``keys``: the checked key list), a
+    masked vector (clients.masked_update)."""
+    if keys is not None:
         global_arrays = arrays_of(msg)
         if global_arrays is None:
             raise FederationError("train message carries no arrays.")
-        return masked_update.masked_reply(msg, context, agency_id=s.agency_id,
-                                       global_arrays=global_arrays, local_arrays=arrays,
-                                       metrics=metrics, refused=refused)
+        return masked_update.masked_reply(msg, context, agency_id=s.agency_id, keys=keys,
+                                          global_arrays=global_arrays, local_arrays=arrays,
+                                          metrics=metrics, refused=refused)
     if arrays is None:
         return content(config={"refused": refused}, metrics=metrics)
     return content(arrays=arrays, metrics=metrics)
 
 
+def _roster(s: NodeSettings) -> Roster | None:
+    """The roster masking keys are verified against; None: the node has none."""
+    return None if s.roster is None else load_agency_keys(s, purpose="secure aggregation")[1]
+
+
 def secagg_keys(msg: Message, context: Context) -> RecordDict:
-    """Secure aggregation step 1: a fresh public key for this round (clients.masked_update)."""
-    return masked_update.keys_reply(msg, context, agency_id=settings_of(context).agency_id)
+    """Secure aggregation step 1: a fresh public key for this round, signed when the node
+    has a roster (clients.masked_update)."""
+    s = settings_of(context)
+    keys = None if s.roster is None else load_agency_keys(s, purpose="secure aggregation")
+    return masked_update.keys_reply(msg, context, agency_id=s.agency_id, keys=keys)
 
 
 def _privacy_metrics(s: NodeSettings, epsilon: float) -> dict[str, float]:

@@ -115,6 +115,11 @@ POLICY: Final[dict[str, KindPolicy]] = {p.kind: p for p in (
     KindPolicy("query.secagg", (
         _f("config", "", "public", "empty config record"),
         _f("payload", "data", "protocol", "a fresh X25519 public key for this round"),
+        _f("signature", "data", "protocol", "the node's Ed25519 identity signature over that "
+                                            "key and the instance (run, session, round, "
+                                            "attempt, participants, issue time)"),
+        _f("signature", "issued", "public", "the signature's issue time (unix seconds): the "
+                                            "reply's timing, which the coordinator sees"),
     )),
     KindPolicy("query.identify", (
         _f("config", "", "public", "empty config record"),

@@ -10,6 +10,11 @@ Records in a message's RecordDict:
 - ``metrics``  MetricRecord: numbers (example counts, privacy spend, aggregates)
 - ``payload``  ConfigRecord ``{"data": bytes}``: one protocol message's ``to_bytes()``
 - ``info``     ConfigRecord: a node's self-description
+- ``signature``          ConfigRecord ``{"issued": int, "data": bytes}``: a node's signature
+                         over its secure-aggregation key (:mod:`privacy.secure_sum_keys`)
+- ``secagg-signatures``  ConfigRecord ``{"parties": [str], "issued": [int], "data":
+                         [bytes]}``: those signatures, relayed by the coordinator with the key
+                         list (:data:`SIGNATURES_RECORD`)
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from numpy.typing import NDArray
 
-__all__ = ["ConfigValue", "arrays_of", "config_float", "config_int", "config_str", "content",
-           "metrics_of", "payload_of"]
+__all__ = ["SIGNATURES_RECORD", "ConfigValue", "arrays_of", "config_float", "config_int",
+           "config_str", "content", "metrics_of", "payload_of"]
 
 ConfigValue = int | float | str | bytes | bool
+#: the record of the peers' masking-key signatures in a secure-aggregation train message
+SIGNATURES_RECORD = "secagg-signatures"
 
 
 def content(

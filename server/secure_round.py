@@ -7,10 +7,16 @@ dropout recovery) because Flower's SecAgg+ needs the legacy NumPyClient path.
 One round, per attempt ``a = 0, 1, ...`` (at most :data:`MAX_ATTEMPTS`):
 
 1. ``query.secagg`` to every remaining trainer (config: session, round,
-   ``secagg-attempt``); each replies a fresh 32-byte X25519 public key. A node that does
-   not answer, fails or sends a bad key is left out BEFORE any mask is made.
-2. ``train`` to the nodes with a key, carrying the global arrays and the sorted key list
-   (``payload``) with ``secure-aggregation = true``; each node trains under its budget
+   ``secagg-attempt`` and ``parties``, the attempt's sorted participants); each replies a
+   fresh 32-byte X25519 public key and, when the node has a roster, its identity
+   signature over the key and the instance (:mod:`privacy.secure_sum_keys`). A node that
+   does not answer, fails or sends a bad key leaves the participants its peers signed
+   for: the attempt stops there, BEFORE any mask is made, and the next one starts with
+   the nodes that did answer.
+2. ``train`` to the nodes with a key, carrying the global arrays, the sorted key list
+   (``payload``) and the nodes' key signatures (record ``secagg-signatures``) with
+   ``secure-aggregation = true``; a node with a roster checks every peer's signature
+   before it trains and refuses the round otherwise; each node trains under its budget
    guard as usual and replies ONE masked uint64 vector ``[w * delta..., w]`` plus its
    privacy declaration in clear (a refusing node sends a masked zero vector, ``w = 0``).
 3. If every keyed node sent a usable reply, the masked vectors are summed and decoded:
@@ -37,10 +43,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from flwr.app import ConfigRecord, RecordDict
 from numpy.typing import NDArray
 
 from fedid.errors import CryptoError, FederationError
-from fedid.records import ConfigValue, arrays_of, content, metrics_of, payload_of
+from fedid.records import (
+    SIGNATURES_RECORD,
+    ConfigValue,
+    arrays_of,
+    content,
+    metrics_of,
+    payload_of,
+)
 from privacy.secure_sum import PublicKeyList, check_public_key, unmask_sum
 from server.strategy import AggregationResult, FedAvg, PrivacyDeclaration, TrainReply
 from server.transport import Messenger
@@ -65,10 +79,12 @@ class SecureRound:
 def _keys(
     messenger: Messenger, nodes: Sequence[str], conf: dict[str, ConfigValue],
     dropped: dict[str, str],
-) -> dict[str, bytes]:
+) -> tuple[dict[str, bytes], dict[str, tuple[int, bytes]]]:
+    """Every node's public key, and its signature (issue time, bytes) where it sent one."""
     replies = messenger.exchange("query.secagg", {a: content(config=conf) for a in nodes},
                                  group=str(conf["round"]))
     keys: dict[str, bytes] = {}
+    signatures: dict[str, tuple[int, bytes]] = {}
     for agency in nodes:
         msg = replies.get(agency)
         if msg is None or msg.has_error():
@@ -82,7 +98,18 @@ def _keys(
             dropped[agency] = f"bad public key: {exc}"
             continue
         keys[agency] = key
-    return keys
+        record = msg.content.config_records.get("signature")
+        issued, data = (None, None) if record is None else (record.get("issued"),
+                                                            record.get("data"))
+        if isinstance(issued, int) and not isinstance(issued, bool) and isinstance(data, bytes):
+            signatures[agency] = (issued, data)
+    return keys, signatures
+
+
+def _signature_record(signatures: dict[str, tuple[int, bytes]]) -> ConfigRecord:
+    parties = sorted(signatures)
+    return ConfigRecord({"parties": parties, "issued": [signatures[p][0] for p in parties],
+                         "data": [signatures[p][1] for p in parties]})
 
 
 def _declaration(metrics: dict[str, float]) -> PrivacyDeclaration | None:
@@ -115,16 +142,25 @@ def secure_round(
     for attempt in range(MAX_ATTEMPTS):
         if len(nodes) < need:
             break
-        step = {"session": conf["session"], "round": conf["round"], "secagg-attempt": attempt}
-        keys = _keys(messenger, nodes, step, dropped)
-        if len(keys) < need:
-            break
+        step: dict[str, ConfigValue] = {
+            "session": conf["session"], "round": conf["round"], "secagg-attempt": attempt,
+            "parties": ",".join(sorted(nodes))}
+        keys, signatures = _keys(messenger, nodes, step, dropped)
+        if len(keys) < len(nodes):  # the others signed for a participant set that lost some
+            _log.warning("secure round %s attempt %d: %d of %d nodes sent no usable key; "
+                         "rerunning the key exchange without them", conf["round"], attempt,
+                         len(nodes) - len(keys), len(nodes))
+            nodes = sorted(keys)
+            continue
         key_list = PublicKeyList.of(keys)
         train_conf = {**conf, **step, "secure-aggregation": True,
                       "secagg-weighting": strategy.weighting}
-        replies = messenger.exchange(
-            "train", {a: content(config=train_conf, arrays=arrays, payload=key_list.to_bytes())
-                      for a in key_list.parties}, group=str(conf["round"]))
+        requests: dict[str, RecordDict] = {}
+        for agency in key_list.parties:
+            request = content(config=train_conf, arrays=arrays, payload=key_list.to_bytes())
+            request[SIGNATURES_RECORD] = _signature_record(signatures)
+            requests[agency] = request
+        replies = messenger.exchange("train", requests, group=str(conf["round"]))
         masked: dict[str, NDArray[np.uint64]] = {}
         declared: dict[str, PrivacyDeclaration] = {}
         refused: dict[str, str] = {}

@@ -89,3 +89,26 @@ def test_the_recipe_rule_is_the_agencys_opt_in() -> None:
         {"train-recipe": "rule", "train-batch_size": 512}).recipe({}) == "fixed"
     with pytest.raises(ConfigError, match="train-recipe"):
         TrainingSettings.from_mapping({"train-recipe": "auto"})
+
+
+def test_matching_peers_and_grouping_reach_the_node(tmp_path: Path) -> None:
+    assert NodeSettings.from_mapping(_raw()).matching_peers is None  # unset: as before
+    s = NodeSettings.from_mapping(_raw(**{"matching-peers": "edu_b, edu_a,edu_b"}))
+    assert s.matching_peers == ("edu_a", "edu_b")
+    assert NodeSettings.from_mapping(_raw(**{"matching-peers": ["edu_b"]})).matching_peers \
+        == ("edu_b",)
+    assert NodeSettings.from_mapping(_raw(**{"matching-peers": ""})).matching_peers is None
+    for bad in ("edu_a,,edu_b", "['edu_a']", "../x", ["a b"]):
+        with pytest.raises(ConfigError, match="matching-peers must"):
+            NodeSettings.from_mapping(_raw(**{"matching-peers": bad}))
+    with pytest.raises(ConfigError, match="applies to an education node under"):
+        NodeSettings.from_mapping(_raw(kind="department", **{"matching-peers": "edu_a"}))
+    with pytest.raises(ConfigError, match="grouping 'per_agency'"):
+        NodeSettings.from_mapping(_raw(**{"matching-peers": "edu_a",
+                                          "matching-grouping": "per_agency"}))
+    # what `fedid node` sets travels to the ClientApp in --node-config
+    for extra in ({"matching-peers": "edu_a,edu_b"}, {"matching-grouping": "per_agency"}):
+        s = NodeSettings.from_mapping(_raw(data=str(tmp_path / "t.parquet"),
+                                           out=str(tmp_path / "out"), **extra))
+        (parsed,) = [parse_config_args([node_config_arg(s)])]
+        assert node_settings({k: str(v) for k, v in parsed.items()}) == s

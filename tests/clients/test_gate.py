@@ -120,8 +120,14 @@ def test_every_kind_declared_and_undeclared_fields_refused(
                                 arrays=agg)
     replies["query.identify"] = _send(ctx, "query.identify", config={"session": "s"},
                                       arrays=agg)
-    replies["query.secagg"] = _send(ctx, "query.secagg",
-                                    config={"session": "s", "round": 2})
+    # with a roster the node signs its masking key for the named participants
+    me = AgencyIdentity.load(tmp_path / "n" / "identity")
+    peer = AgencyIdentity.generate(agency="zz_peer", kind="education")
+    Roster.of([me.public, peer.public]).save(tmp_path / "n" / "roster.toml")
+    replies["query.secagg"] = _send(ctx, "query.secagg", config={
+        "session": "s", "round": 2, "parties": f"{me.agency},zz_peer"})
+    assert set(replies["query.secagg"].content.config_records["signature"]) == {
+        "issued", "data"}
     replies["query.year"] = _send(ctx, "query.year", config={
         "state": "finished", "reason": "", "session": "s"})
     replies["query.match"] = _send(ctx, "query.match", config={

@@ -205,14 +205,14 @@ def test_signed_bundle_passes_flowers_own_check(
 
     fab = build_fab(APP)
     assert build_fab(APP) == fab  # reproducible: the signer and the coordinator agree
-    signature = sign_fab(fab, (pki / "keys" / "province.key").read_bytes())
+    signature = sign_fab(fab, (pki / "keys" / "province.key").read_bytes(), serial=1)
     entities = json.loads(trusted_entities_text([(pki / "keys" / "province.pub").read_text()]))
     digest = hashlib.sha256(fab).hexdigest()
     assert _verify_fab(Fab(digest, fab, signature.verification()), entities)
     changed = fab[:-1] + bytes([fab[-1] ^ 1])
     assert not _verify_fab(Fab(digest, changed, signature.verification()), entities)
     make_key_pair(pki / "keys", "impostor", signer=True)
-    forged = sign_fab(fab, (pki / "keys" / "impostor.key").read_bytes())
+    forged = sign_fab(fab, (pki / "keys" / "impostor.key").read_bytes(), serial=1)
     assert not _verify_fab(Fab(digest, fab, forged.verification()), entities)
     assert AppSignature.load(_write(pki / "sig.json", signature.to_json())) == signature
 

@@ -120,7 +120,7 @@ def test_separate_machines(network: Network, small_province: Path, tmp_path: Pat
     signer = root / "signer"
     for args in (["keygen", "--out", str(signer), "--signer", "province"],
                  ["sign-app", "--key", str(signer / "province.key"), "--out",
-                  str(signer / "app.sig")]):
+                  str(signer / "app.sig"), "--serial", "1"]):
         done = subprocess.run([*FEDID, *args], cwd=root, env=_env(root / "signer-home"),
                               capture_output=True, text=True, check=False)
         assert done.returncode == 0, done.stderr

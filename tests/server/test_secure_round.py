@@ -59,12 +59,13 @@ class FakeNodes:
     def _answer(self, agency: str, msg: Message) -> RecordDict:
         ctx = self.contexts[agency]
         if msg.metadata.message_type == "query.secagg":
-            return node_side.keys_reply(msg, ctx, agency_id=agency)
+            return node_side.keys_reply(msg, ctx, agency_id=agency, keys=None)
+        keys = node_side.checked_keys(msg, ctx, agency_id=agency, roster=None)
         g = arrays_of(msg) or []
         refused = agency in self.refusing
         local = None if refused else [a + np.float32(self.updates[agency]) for a in g]
         metrics = {**PRIV, "weight": 0 if refused else self.examples[agency]}
-        return node_side.masked_reply(msg, ctx, agency_id=agency, global_arrays=g,
+        return node_side.masked_reply(msg, ctx, agency_id=agency, keys=keys, global_arrays=g,
                                       local_arrays=local, metrics=metrics,
                                       refused="over budget" if refused else "")
 
@@ -118,3 +119,16 @@ def test_too_few_nodes_stop_with_a_clear_error() -> None:
     nodes.silent["train"] = {"b"}
     with pytest.raises(FederationError, match="at least 2 nodes"):
         _round(nodes)
+
+
+def test_a_node_lost_during_the_key_exchange_restarts_it_without_that_node() -> None:
+    # the others were asked to sign for all three: a key list without the lost one would
+    # not be the participant set they signed for, so the exchange starts again
+    nodes = FakeNodes({"a": 1.0, "b": 3.0, "c": 100.0}, {"a": 10, "b": 10, "c": 10})
+    nodes.silent["query.secagg"] = {"c"}
+    res = _round(nodes)
+    assert res.attempts == 2
+    assert np.allclose(res.result.arrays[0], 2.0, atol=1e-6)
+    assert res.dropped == {"c": "no public key"}
+    assert ("train", "c") not in nodes.seen
+    assert nodes.seen.count(("train", "a")) == 1

@@ -78,3 +78,23 @@ def test_coordinator_never_receives_an_unmasked_update(runs: tuple[Path, Path]) 
     assert not any(c in r for c in secure_chunks for r in secure_replies)
     # No node sends its example count, masked or not (the FedAvg weight is a constant).
     assert not any(b"num_examples" in r for r in plain_replies + secure_replies)
+
+
+def test_simulated_nodes_sign_their_masking_keys(runs: tuple[Path, Path]) -> None:
+    # simulate gives every node an identity key and the roster (as for matching), so the
+    # default path is authenticated: every key step released a signature, every node
+    # checked its peers' before training (a refusal would exclude it from the round)
+    _plain, secure = runs
+    for node in sorted((secure / "nodes").iterdir()):
+        if not (node / "releases.jsonl").exists():
+            continue
+        entries = [json.loads(line) for line in
+                   (node / "releases.jsonl").read_text().splitlines()]
+        keys = [e for e in entries if e["kind"] == "query.secagg"]
+        if not keys:  # a department: no training
+            continue
+        assert len(keys) == ROUNDS
+        for entry in keys:
+            assert entry["status"] == "released"
+            assert entry["fields"]["signature.data"] == "protocol"
+            assert entry["fields"]["signature.issued"] == "public"
