@@ -39,7 +39,7 @@ def _table_error(data: Path, exc: Exception) -> str:
 def _peers(text: str | None) -> tuple[str, ...] | None:
     from clients.config import parse_matching_peers
 
-    return parse_matching_peers("--matching-peers", text or "")
+    return None if text is None else parse_matching_peers("--matching-peers", text)
 
 
 def register(app: typer.Typer) -> None:
@@ -59,7 +59,10 @@ def register(app: typer.Typer) -> None:
         public_size: Annotated[int | None, typer.Option(
             "--public-size", help="Labelled students this agency declares public (e.g. its "
             "published enrolment): training is shaped by it, not by the real count. "
-            "Default: the count's size class.")] = None,
+            "Default: the count plus noise, drawn once and charged to the budget.")] = None,
+        require_secure_aggregation: Annotated[bool, typer.Option(
+            "--require-secure-aggregation", help="Train only under secure aggregation: a "
+            "plain train request is refused (set it when every node has a roster).")] = False,
         kind: Annotated[str, typer.Option(
             "--kind", help="education (owns students) or department (holds evidence).")
             ] = "education",
@@ -141,6 +144,7 @@ def register(app: typer.Typer) -> None:
                                 identity=identity.resolve() if identity else None,
                                 matching_grouping=matching_grouping,
                                 public_size=public_size,
+                                require_secure_aggregation=require_secure_aggregation,
                                 matching_peers=_peers(matching_peers))
         try:
             load_agency_table(data, schema=load_schema(schema),

@@ -14,11 +14,11 @@ derived from its exact row count). The node's training settings are fixed here t
 (:class:`TrainingSettings`): ``train-<name>`` sets a value, ``train-<name>-range = "lo,hi"``
 the interval inside which the coordinator may propose another value per round; a proposal
 outside it is refused. ``public-size`` is the number of labelled students the agency
-declares public (training's sample rate, steps and divisor come from it; unset: a size
-class). ``release-noise`` is the noise multiplier of the node's Gaussian
-count releases (identification counts), ``min-cell`` the suppression threshold of released
-counts. ``test-seed`` makes the node's DP noise reproducible: tests only (it never comes
-from a message).
+declares public (training's sample rate, steps and divisor come from it; unset: its
+row count noised once, charged to its budget). ``release-noise`` is the noise
+multiplier of the node's Gaussian count releases (identification counts), ``min-cell``
+the suppression threshold of released counts. ``test-seed`` makes the node's DP noise
+reproducible: tests only (it never comes from a message).
 
 ``roster`` is the list of every agency's public identity keys (:class:`privacy.identity.Roster`),
 distributed out of band; ``identity`` (default ``<out>/identity``) is the folder of this
@@ -73,18 +73,19 @@ RULE_SET = frozenset({"local_epochs", "batch_size", "learning_rate"})
 
 
 def parse_matching_peers(key: str, value: Any) -> tuple[str, ...] | None:
-    """Home agency ids, as ``"a,b"`` or a list; empty (``""``) is unset (None)."""
+    """Home agency ids, as ``"a,b"`` or a list naming at least one (a list naming none is
+    refused: it would read as unset, i.e. any home; sharing with none is
+    ``matching-grouping = "per_agency"``)."""
     if isinstance(value, str):
         names = [n.strip() for n in value.split(",")]
-        if not any(names):
-            return None
     elif isinstance(value, list | tuple) and all(isinstance(n, str) for n in value):
         names = [str(n).strip() for n in value]
     else:
         raise ConfigError(f"{key} must be home agency ids, 'a,b' or a list. Got {value!r}.")
-    bad = [n for n in names if not n or any(c in n for c in " \t'\"[]/") or ".." in n]
+    bad = [n for n in names if not n or any(c in n for c in " \t'\"[]/\\") or ".." in n]
     if bad or not names:
-        raise ConfigError(f"{key} must list plain agency ids separated by commas. "
+        raise ConfigError(f"{key} must list plain agency ids separated by commas (at least "
+                          "one; for none, matching-grouping per_agency). "
                           f"Got {value!r}.")
     return tuple(sorted(set(names)))
 
@@ -201,9 +202,12 @@ class NodeSettings:
     #: the number of labelled students the agency declares public (e.g. its published
     #: enrolment). Training's sample rate, steps and DP divisor come from it (its training
     #: share: ``(1 - holdout) x public-size``), so the update does not reveal the real count.
-    #: Unset: the R10 size class of the training rows (privacy.dp.size_class), a declared
-    #: release of about one decimal digit of log10 of the size
+    #: Unset: the training-row count plus Gaussian noise, released once and charged to the
+    #: node's budget (clients.training.public_rows)
     public_size: int | None = None
+    #: refuse every train request without secure aggregation (a deployment whose nodes all
+    #: have a roster should set it: the coordinator then cannot ask for a bare update)
+    require_secure_aggregation: bool = False
     #: under ``province`` grouping, the only other homes this home shares a run keyring
     #: with (``matching-peers = "edu_a,edu_b"``; a run naming any other home is refused
     #: before a key is made or a keyring sealed or opened). None (unset): any home of the

@@ -108,8 +108,9 @@ def _config_value(value: object) -> str:
     if isinstance(value, tuple | list):
         value = ",".join(str(v) for v in value)
     text = str(value.resolve()) if isinstance(value, Path) else str(value)
-    if '"' in text:
-        raise ConfigError(f"node config values must not contain double quotes. Got {text!r}.")
+    if '"' in text or "\\" in text or any(ord(c) < 32 for c in text):
+        raise ConfigError("node config values must not contain double quotes, backslashes or "
+                          f"control characters (the SuperNode reads them as TOML). Got {text!r}.")
     return f'"{text}"'
 
 

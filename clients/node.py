@@ -89,11 +89,15 @@ def train(msg: Message, context: Context) -> RecordDict:
     if "rounds" in cfg:
         proposed["rounds"] = float(config_int(msg, "rounds"))
     values = s.training.resolve(proposed)  # ConfigError: outside the node's ranges
+    if s.require_secure_aggregation and not masked_update.enabled(msg):
+        raise ProtocolError("this node trains only under secure aggregation (node config "
+                            "require-secure-aggregation); a plain train request is refused.")
     # secure aggregation: the peers' masking keys are checked before anything is trained
     keys = masked_update.checked_keys(msg, context, agency_id=s.agency_id, roster=_roster(s)) \
         if masked_update.enabled(msg) else None
     ledger = NodePrivacyLedger.load(context, s.out)
     key = ledger.round_key(session, rnd)
+    mode = "masked" if keys is not None else "plain"
     global_arrays = arrays_of(msg)
     if global_arrays is None:
         raise FederationError("train message carries no arrays.")
@@ -102,6 +106,9 @@ def train(msg: Message, context: Context) -> RecordDict:
     if stored is not None:
         if ledger.given.get(key, digest) != digest:
             raise ProtocolError(f"round {rnd} was trained from other arrays; refused.")
+        if ledger.released_as.get(key) == "masked" and mode == "plain":
+            raise ProtocolError(f"round {rnd} left this node masked; a plain copy of its"
+                                " update is refused.")
         _log.info("%s: round %s already trained; replaying the stored reply", s.agency_id, rnd)
         arrays, metrics = stored
         ledger.save(context)
@@ -127,6 +134,7 @@ def train(msg: Message, context: Context) -> RecordDict:
                         epsilon=result.epsilon)
     ledger.charge(state=new_state, epsilon_total=result.epsilon, delta=s.delta)
     ledger.given[key] = digest
+    ledger.released_as[key] = mode
     ledger.save(context)
     return _train_reply(msg, context, s, result.arrays, metrics, keys=keys)
 

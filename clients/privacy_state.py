@@ -40,7 +40,6 @@ __all__ = ["NodePrivacyLedger", "arrays_digest"]
 
 _STATE_KEY = "fedid_privacy"
 _SAFE = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
-_MAPS = ("given", "evaluated")
 
 
 def arrays_digest(arrays: Sequence[NDArray[np.floating]]) -> str:
@@ -64,6 +63,9 @@ class NodePrivacyLedger:
     delta: float = 0.0
     given: dict[str, str] = field(default_factory=dict)
     evaluated: dict[str, str] = field(default_factory=dict)
+    #: how each trained round first left: "masked" (secure aggregation) or "plain"; a masked
+    #: round is never replayed in plain (that would hand the coordinator the bare update)
+    released_as: dict[str, str] = field(default_factory=dict)
     identified: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def _fill(self, raw: dict[str, Any]) -> None:
@@ -72,13 +74,14 @@ class NodePrivacyLedger:
         self.delta = float(raw.get("delta", 0.0))
         self.given = dict(raw.get("given", {}))
         self.evaluated = dict(raw.get("evaluated", {}))
+        self.released_as = dict(raw.get("released_as", {}))
         self.identified = dict(raw.get("identified", {}))
 
     def _json(self) -> str:
         return json.dumps({"epsilon_after": self.epsilon_after,
                            "epsilon_total": self.epsilon_total, "delta": self.delta,
                            "given": self.given, "evaluated": self.evaluated,
-                           "identified": self.identified})
+                           "released_as": self.released_as, "identified": self.identified})
 
     @classmethod
     def load(cls, context: Context, out: Path) -> NodePrivacyLedger:

@@ -10,8 +10,8 @@ carrying a record or key this policy does not declare for the message kind. Prot
                   name and kind, the schema-derived initial model, the FedAvg weight 1.0,
                   the node's stated budget); no record of the node's table is involved
 - ``accounting``  the node's privacy declaration: spend, delta and budget. A function of
-                  its configuration and its public size (``public-size``, else the R10
-                  size class of its training rows), never of the exact row count
+                  its configuration and its public size (``public-size``, else its row
+                  count noised once and charged, clients.training.public_rows)
 - ``protocol``    protocol messages whose contents are blinded points, ciphertexts, public
                   keys or signatures, and the set sizes the protocol reveals by design
 - ``suppressed``  counts released under the min-cell rule only (cells below it become -1)

@@ -48,7 +48,6 @@ from privacy.dp import (
     expected_batch_size,
     opacus_sample_rate,
     planned_steps,
-    size_class,
 )
 from server.strategy import FedAvg, PrivacyDeclaration, TrainReply
 from simulations.audit_broken import inject
@@ -136,7 +135,7 @@ def federate(
                                       start.budget))
                 continue
             with _broken(broken, seed=None):
-                shaped = replace(config, public_rows=size_class(len(frame)))  # as a node
+                shaped = replace(config, public_rows=len(frame))  # declared public, as a node may
                 result = train_local(inputs=frame, schema=schema, state=start, config=shaped,
                                      seed=seed * 1000 + r * 50 + i)
             states[agency] = result.state
@@ -247,7 +246,7 @@ def canary_federation(
     accountants = {a: Accountant(kind=config.accountant) for a in agencies}
     sigma: dict[str, float] = {}
     for a in agencies:
-        n = size_class(int(tensors[a][0].shape[0]))  # shaped like a node (clients.training)
+        n = int(tensors[a][0].shape[0])  # the harness declares each size public (public-size)
         sigma[a] = calibrate(  # the nodes' own calibration (fedid.model.recipe)
             target_epsilon=epsilon, delta=delta,
             sample_rate=opacus_sample_rate(n, config.batch_size),
@@ -259,7 +258,7 @@ def canary_federation(
     for r in range(config.rounds):
         replies = []
         for i, a in enumerate(agencies):
-            n = size_class(int(tensors[a][0].shape[0]))
+            n = int(tensors[a][0].shape[0])
             coordinator_seed = seed * 1000 + r * 50 + i  # what a round message would carry
             with _broken(broken, seed=coordinator_seed if "known_seed" in broken else None):
                 result = dp_train(

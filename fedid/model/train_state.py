@@ -28,6 +28,9 @@ class LocalState:
     spends: tuple[PrivacySpend, ...] = ()
     weights: Weights | None = field(default=None, compare=False)  # arrays: no == on them
     noise_multiplier: float | None = None
+    #: the training size the node's update is shaped by, once drawn (clients.training
+    #: ``public_rows``); None: not drawn yet, or the node declares its public size
+    public_rows: int | None = None
 
     @property
     def epsilon_spent(self) -> float:
@@ -41,6 +44,7 @@ class LocalState:
             "accountant": self.accountant.to_dict(),
             "spends": [s.to_dict() for s in self.spends],
             "noise_multiplier": self.noise_multiplier,
+            "public_rows": self.public_rows,
             "weight_names": list(self.weights) if self.weights is not None else None,
         }
         arrays: dict[str, npt.NDArray[Any]] = {
@@ -69,6 +73,7 @@ class LocalState:
                 spends=tuple(PrivacySpend.from_dict(s) for s in header["spends"]),
                 weights=weights,
                 noise_multiplier=header["noise_multiplier"],
+                public_rows=header.get("public_rows"),
             )
         except (OSError, ValueError, KeyError, TypeError, AccountingError) as exc:
             raise TrainingError(f"local training state is malformed: {exc!s}") from exc

@@ -15,7 +15,6 @@ from privacy.dp.accounting import (
     calibrate_noise_multiplier,
     expected_batch_size,
     opacus_sample_rate,
-    size_class,
     steps_per_epoch,
 )
 from privacy.dp.budget import PrivacyBudget, check_budget
@@ -57,6 +56,5 @@ __all__ = [
     "poisson_mask",
     "release_counts_gaussian",
     "secure_rng",
-    "size_class",
     "steps_per_epoch",
 ]

@@ -37,7 +37,6 @@ __all__ = [
     "calibrate_noise_multiplier",
     "expected_batch_size",
     "opacus_sample_rate",
-    "size_class",
     "steps_per_epoch",
 ]
 
@@ -60,33 +59,6 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
 def opacus_sample_rate(n: int, batch_size: int) -> float:
     """The Poisson sample rate Opacus counts: ``1 / len(loader) = 1 / ceil(n / B)``."""
     return 1.0 / steps_per_epoch(n, batch_size)
-
-
-#: the R10 preferred numbers (ISO 3): ten classes per decade, each at most 25 % above the last
-_R10: Final = (1.0, 1.25, 1.6, 2.0, 2.5, 3.15, 4.0, 5.0, 6.3, 8.0)
-
-
-def size_class(n: int) -> int:
-    """The largest R10 preferred number (1, 1.25, 1.6, 2, 2.5, 3.15, 4, 5, 6.3, 8 x 10^k,
-    as an integer) at most ``n``: a public stand-in for a secret size.
-
-    Rounds down, so a party's real batches are never smaller than the divisor computed from
-    its class (the noise is calibrated for the class; larger batches only add signal). The
-    class reveals about one decimal digit of ``log10 n``. Sizes below 10 are their own class.
-    """
-    if n < 1:
-        raise AccountingError(f"number of records must be >= 1. Got {n}.")
-    if n < 10:
-        return n
-    best = 1
-    scale = 1
-    while scale <= n:
-        for r in _R10:
-            value = round(r * scale) if scale >= 100 else int(r * scale)
-            if value <= n:
-                best = max(best, value)
-        scale *= 10
-    return best
 
 
 def expected_batch_size(n: int, batch_size: int) -> int:

@@ -76,6 +76,9 @@ def test_flower_keys_and_the_deployment_config_round_trip(tmp_path: Path) -> Non
            "train-rounds": 3, "train-learning_rate-range": "0.05,0.5"}))
     (parsed,) = [parse_config_args([node_config_arg(every)])]
     assert node_settings({k: str(v) for k, v in parsed.items()}) == every
+    # TOML would read a backslash as an escape: such a path is refused, not mangled
+    with pytest.raises(ConfigError, match="backslashes"):
+        node_config_arg(NodeSettings.from_mapping(_raw(out=str(tmp_path / "node\\new"))))
 
 
 def test_the_recipe_rule_is_the_agencys_opt_in() -> None:
@@ -97,8 +100,8 @@ def test_matching_peers_and_grouping_reach_the_node(tmp_path: Path) -> None:
     assert s.matching_peers == ("edu_a", "edu_b")
     assert NodeSettings.from_mapping(_raw(**{"matching-peers": ["edu_b"]})).matching_peers \
         == ("edu_b",)
-    assert NodeSettings.from_mapping(_raw(**{"matching-peers": ""})).matching_peers is None
-    for bad in ("edu_a,,edu_b", "['edu_a']", "../x", ["a b"]):
+    # a list naming nobody is refused (it once read as unset: any home; attacker review)
+    for bad in ("edu_a,,edu_b", "['edu_a']", "../x", ["a b"], "", ",", " , ", [], "a\\b"):
         with pytest.raises(ConfigError, match="matching-peers must"):
             NodeSettings.from_mapping(_raw(**{"matching-peers": bad}))
     with pytest.raises(ConfigError, match="applies to an education node under"):

@@ -154,11 +154,11 @@ def test_interleaved_runs_cannot_pass_the_budget(small_province: Path, tmp_path:
 
 def test_the_update_is_shaped_by_the_public_size(small_province: Path, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """The divisor, sample rate and steps come from public-size (or the size class), never
-    from the table's row count: the DP trainer is handed the public size."""
+    """The divisor, sample rate and steps come from public-size, or from the row count noised
+    once and charged; never from the exact row count: the DP trainer is handed that size."""
     import fedid.model.train as train_module
-    from clients.training import _labelled, public_rows
-    from privacy.dp import size_class
+    from clients.training import SIZE_NOISE, _labelled
+    from privacy.dp import count_release_entry
 
     seen: list[int | None] = []
     real = train_module.dp_train
@@ -168,15 +168,39 @@ def test_the_update_is_shaped_by_the_public_size(small_province: Path, tmp_path:
         return real(**kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(train_module, "dp_train", spy)
-    for extra, out in (({}, "class"), ({"public-size": 5000}, "declared")):
+    replies = {}
+    for extra, out in (({}, "noised"), ({"public-size": 5000}, "declared")):
         ctx = _context({**_settings(small_province, tmp_path / out), **extra})
         init = arrays_of(Message(node.init(Message(content(config={"seed": 3}), dst_node_id=7,
                                                    message_type="query.init"), ctx),
                                  dst_node_id=0, message_type="query"))
         assert init is not None
+        replies[out] = metrics_of(Message(node.train(_train_msg(init, 1, 1), ctx),
+                                          dst_node_id=0, message_type="query"))
+    n_train = len(_labelled(node_settings(_settings(small_province, tmp_path / "noised")))[0])
+    noised, declared = seen
+    assert declared == 4000  # 5,000 x (1 - holdout 0.2)
+    assert noised is not None
+    assert abs(noised - n_train) < 6 * SIZE_NOISE
+    state = LocalState.from_bytes((tmp_path / "noised" / "local_state.bin").read_bytes())
+    assert state.public_rows == noised
+    assert count_release_entry(SIZE_NOISE) in state.accountant.history
+    assert replies["noised"]["epsilon_spent"] == pytest.approx(
+        state.accountant.epsilon(1e-5), rel=1e-6)
+    fixed = LocalState.from_bytes((tmp_path / "declared" / "local_state.bin").read_bytes())
+    assert count_release_entry(SIZE_NOISE) not in fixed.accountant.history
+
+
+def test_a_node_that_requires_secure_aggregation_refuses_a_plain_round(
+        small_province: Path, tmp_path: Path) -> None:
+    from fedid.errors import ProtocolError
+
+    ctx = _context({**_settings(small_province, tmp_path / "n"),
+                    "require-secure-aggregation": True})
+    init = arrays_of(Message(node.init(Message(content(config={"seed": 3}), dst_node_id=7,
+                                               message_type="query.init"), ctx),
+                             dst_node_id=0, message_type="query"))
+    assert init is not None
+    with pytest.raises(ProtocolError, match="secure aggregation"):
         node.train(_train_msg(init, 1, 1), ctx)
-    s = node_settings(_settings(small_province, tmp_path / "class"))
-    n_train = len(_labelled(s)[0])
-    assert seen == [size_class(n_train), 4000]  # 5,000 x (1 - holdout 0.2)
-    assert public_rows(s, n_train) == size_class(n_train) <= n_train
-    assert size_class(n_train) != n_train  # the fixture's count is not itself a class
+    assert not (tmp_path / "n" / "local_state.bin").exists()

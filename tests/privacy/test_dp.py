@@ -387,13 +387,3 @@ def test_update_scale_reveals_the_public_size_not_the_row_count() -> None:
     assert small == pytest.approx(2.0 * math.sqrt(3) / 1000, rel=0.05)  # sigma C sqrt(T) / D
     assert (spend_small.sample_rate, spend_small.steps, spend_small.epsilon) == (
         spend_large.sample_rate, spend_large.steps, spend_large.epsilon)
-
-
-def test_size_class_rounds_down_to_r10_and_refuses_zero() -> None:
-    from privacy.dp import size_class
-
-    assert [size_class(n) for n in (7, 99, 1599, 1600, 1999, 2001, 39_999, 40_000)] == [
-        7, 80, 1250, 1600, 1600, 2000, 31_500, 40_000]
-    assert all(size_class(n) <= n < 1.3 * size_class(n) for n in range(10, 5000, 7))
-    with pytest.raises(AccountingError):
-        size_class(0)

@@ -255,3 +255,20 @@ def test_a_key_request_a_node_cannot_sign_for_is_refused(federation: _Federation
         assert reply.error.reason == "fedid node error 1005 crypto"
     statuses = [e["status"] for e in read_ledger(federation.out / name)]
     assert statuses == ["error"] * 4
+
+
+def test_a_masked_round_is_never_replayed_in_plain(federation: _Federation) -> None:
+    """After a masked round, the coordinator drops `secure-aggregation` and asks every node
+    for the same round again: each refuses (found by an attacker review: the stored update
+    used to leave in clear, charged nothing, and the plain updates' mean was the sum's)."""
+    start = federation.initial()
+    res = federation.round(start)
+    assert res.attempts == 1 and set(res.result.used) == set(federation.names)
+    for name in federation.names:
+        reply = federation.ask(name, "train", content(
+            config={"session": SESSION, "round": 1, "rounds": 2, "seed": 0}, arrays=start))
+        assert reply.has_error() and "protocol" in reply.error.reason
+        assert not reply.has_content()
+        train = [e for e in read_ledger(federation.out / name) if e["kind"] == "train"]
+        assert [e["status"] for e in train][0] == "released"
+        assert [e for e in train if e["status"] == "released"] == train[:1]
