@@ -192,6 +192,9 @@ def _seed(s: NodeSettings, rnd: int) -> int | None:
 
 def train_share(msg: Message, context: Context, s: NodeSettings) -> RecordDict:
     """One round in distributed-noise mode (see the module docstring)."""
+    import torch
+
+    torch.set_num_threads(1)  # as for a local round (clients.training.train_round)
     keys, parties, std = _checked(msg, s)
     values = _values(msg, s)
     members = ",".join(keys.parties)

@@ -123,6 +123,9 @@ def main() -> None:
     parser.add_argument("--momentum", type=float, default=0.9)
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(1)  # as on a node (clients.training.train_round)
     points = [measure(args.run, rounds=r, lr=lr, momentum=args.momentum)
               for r in args.rounds for lr in args.lr for _ in range(args.repeats)]
     print(json.dumps({"run": str(args.run), "points": points}))

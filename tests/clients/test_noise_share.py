@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 from flwr.app import Context, Message, RecordDict
+from flwr.common.config import parse_config_args
 
 from clients.client_app import app
 from clients.gate import read_ledger
@@ -173,3 +174,22 @@ def test_a_round_is_replayed_only_to_the_same_participants(
     same = Round(ctx, K, attempt=2)
     v2 = same.unmask(ctx, same.train(ctx, init, std))
     np.testing.assert_allclose(v1, v2, atol=1e-6)
+
+
+def test_the_opt_in_is_the_nodes_own_config_and_reaches_its_supernode(tmp_path: Path) -> None:
+    from clients.config import NodeSettings, node_settings
+    from clients.deploy import node_config_arg
+    from fedid.errors import ConfigError
+
+    raw = {"agency-id": "a", "kind": "education", "data": str(tmp_path / "t.parquet"),
+           "out": str(tmp_path / "out"), "epsilon": 1.0, "delta": 1e-5}
+    with pytest.raises(ConfigError, match="needs distributed-noise-parties"):
+        NodeSettings.from_mapping({**raw, "distributed-noise": True})
+    with pytest.raises(ConfigError, match="must be >= 2"):
+        NodeSettings.from_mapping({**raw, "distributed-noise": True,
+                                   "distributed-noise-parties": 1})
+    s = NodeSettings.from_mapping({**raw, "distributed-noise": "true",
+                                   "distributed-noise-parties": "6"})
+    assert (s.distributed_noise, s.distributed_noise_parties) == (True, 6)
+    (parsed,) = [parse_config_args([node_config_arg(s)])]
+    assert node_settings({k: str(v) for k, v in parsed.items()}) == s
