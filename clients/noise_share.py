@@ -246,7 +246,7 @@ def train_share(msg: Message, context: Context, s: NodeSettings) -> RecordDict:
     vector = _flat([step.share.sums[n] for n in names], step.share.expected_batch)
     _add_shared(record, sigma, step.sample_rate, parties)
     record.setdefault("participants", {})[key] = members
-    new_state = replace(step.state, weights=None).to_bytes()
+    new_state = replace(step.state, weights=None, noise_multiplier=sigma).to_bytes()
     ledger.charge(state=new_state, epsilon_total=step.spend.epsilon, delta=s.delta)
     metrics = _metrics(s, ledger)
     ledger.record_round(key=key, arrays=[vector], metrics=metrics, state=new_state,
