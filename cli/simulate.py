@@ -67,7 +67,7 @@ def register(app: typer.Typer) -> None:
                         ] = 20261129,
         rounds: Annotated[int | None, typer.Option(
             "--rounds", help="Federated training rounds (default 5; with --distributed-noise "
-            "40, one DP-FedSGD step each).")] = None,
+            "20, one DP-FedSGD step each).")] = None,
         epsilon: Annotated[float, typer.Option(
             "--epsilon", help="Privacy budget (epsilon) per agency.")] = 1.0,
         delta: Annotated[float, typer.Option("--delta", help="Delta per agency.")] = 1e-5,

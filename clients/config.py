@@ -223,6 +223,9 @@ class NodeSettings:
         if self.distributed_noise and self.distributed_noise_parties is None:
             raise ConfigError("distributed-noise needs distributed-noise-parties (the number "
                               "of agencies that must add their share). Got none.")
+        if self.distributed_noise and self.roster is None:
+            raise ConfigError("distributed-noise needs a roster: a node masks its share only "
+                              "with masking keys its peers signed (THREAT_MODEL.md). Got none.")
         if self.distributed_noise_parties is not None and self.distributed_noise_parties < 2:
             raise ConfigError("distributed-noise-parties must be >= 2. Got "
                               f"{self.distributed_noise_parties}.")

@@ -22,9 +22,11 @@ Per round (session, round, secure-aggregation attempt), :func:`train_share`:
      least the node's own (ConfigError, 1002);
    - the message asks for secure aggregation: a share sent in clear would carry 1/K of the
      noise (ProtocolError, 1004);
-   - the key list, which names the participants whose masked vectors make the sum, holds
-     this node and at least K agencies in all (ProtocolError, 1004): with fewer, the sum
-     carries less noise than the node's accounting assumes;
+   - the key list, which names the participants whose masked vectors make the sum, passes
+     the secure sum's key check (every peer's masking key signed by its roster identity for
+     this instance, :func:`clients.masked_update.checked_keys`; CryptoError, 1005; the mode
+     needs a roster) and holds this node and at least K agencies in all (ProtocolError,
+     1004): with fewer, the sum carries less noise than the node's accounting assumes;
    - a round the node already released is replayed only to the same participants: a
      coordinator that claimed a drop-out to rerun the round with fewer agencies could
      subtract the two sums and isolate this node's share (ProtocolError, 1004);
@@ -60,18 +62,13 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from numpy.typing import NDArray
 
 from clients import masked_update, training
+from clients.agency_keys import load_agency_keys
 from clients.config import NodeSettings
 from clients.privacy_state import NodePrivacyLedger, arrays_digest
-from fedid.errors import (
-    BudgetExceededError,
-    ConfigError,
-    CryptoError,
-    FederationError,
-    ProtocolError,
-)
+from fedid.errors import BudgetExceededError, ConfigError, FederationError, ProtocolError
 from fedid.model.gradient_share import noise_only_share, shared_noise_multiplier, shared_step
 from fedid.model.train import LocalState, TrainConfig
-from fedid.records import arrays_of, config_float, config_int, config_str, content, payload_of
+from fedid.records import arrays_of, config_float, config_int, config_str, content
 from privacy.dp import count_release_entry
 from privacy.secure_sum import PublicKeyList
 
@@ -138,14 +135,12 @@ def required_noise(msg: Message, context: Context, s: NodeSettings) -> RecordDic
     return content(metrics={"noise_std": float(plan["noise_std"])})
 
 
-def _key_list(msg: Message, s: NodeSettings, parties: int) -> PublicKeyList:
-    """The coordinator's key list: the participants of this round's sum (at least K)."""
-    try:
-        keys = PublicKeyList.from_bytes(payload_of(msg))
-    except ValueError as exc:
-        raise ProtocolError("train message carries no public key list.") from exc
-    except CryptoError as exc:
-        raise CryptoError(f"public key list rejected: {exc}") from exc
+def _key_list(msg: Message, context: Context, s: NodeSettings, parties: int) -> PublicKeyList:
+    """The coordinator's key list, every peer's key checked against the roster
+    (:func:`clients.masked_update.checked_keys`): the participants of this round's sum, at
+    least K of them."""
+    roster = load_agency_keys(s, purpose="distributed noise")[1]
+    keys = masked_update.checked_keys(msg, context, agency_id=s.agency_id, roster=roster)
     if s.agency_id not in keys.parties or len(keys.parties) < parties:
         raise ProtocolError(
             f"distributed noise: the sum must have at least {parties} participants, this "
@@ -154,7 +149,8 @@ def _key_list(msg: Message, s: NodeSettings, parties: int) -> PublicKeyList:
     return keys
 
 
-def _checked(msg: Message, s: NodeSettings) -> tuple[PublicKeyList, int, float]:
+def _checked(msg: Message, context: Context,
+             s: NodeSettings) -> tuple[PublicKeyList, int, float]:
     parties = _opted_in(s)
     if not requested(msg):
         raise ConfigError("this node trains only with distributed noise (node config "
@@ -166,7 +162,7 @@ def _checked(msg: Message, s: NodeSettings) -> tuple[PublicKeyList, int, float]:
     if not (np.isfinite(std) and std > 0):
         raise ProtocolError(f"a distributed-noise round must announce {_STD_KEY} > 0. "
                             f"Got {std}.")
-    return _key_list(msg, s, parties), parties, std
+    return _key_list(msg, context, s, parties), parties, std
 
 
 def _add_shared(record: dict[str, Any], sigma: float, rate: float, parties: int) -> None:
@@ -195,7 +191,7 @@ def train_share(msg: Message, context: Context, s: NodeSettings) -> RecordDict:
     import torch
 
     torch.set_num_threads(1)  # as for a local round (clients.training.train_round)
-    keys, parties, std = _checked(msg, s)
+    keys, parties, std = _checked(msg, context, s)
     values = _values(msg, s)
     members = ",".join(keys.parties)
     session, rnd = config_str(msg, "session"), config_int(msg, "round")

@@ -217,12 +217,13 @@ def _distributed_noise(
     """With distributed noise on: the session's agreed noise and the server step."""
     if not cfg.distributed_noise:
         return None, None
-    from server.noise_round import ServerMomentum, agree_noise
+    from server.noise_round import ServerMomentum, agree_noise, rule_learning_rate
 
     agreed = agree_noise(messenger, trainers=trainers, conf={
         "session": cfg.session, "rounds": cfg.rounds,
         **{f"train-{k}": v for k, v in cfg.train.items()}})
-    return agreed, ServerMomentum(learning_rate=cfg.distributed_noise_learning_rate,
+    lr = cfg.distributed_noise_learning_rate or rule_learning_rate(cfg.rounds)
+    return agreed, ServerMomentum(learning_rate=lr,
                                   momentum=cfg.distributed_noise_momentum).apply
 
 

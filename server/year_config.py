@@ -58,10 +58,11 @@ class YearConfig:
     train: dict[str, float] = field(default_factory=dict, metadata=setting(prefix="train-"))
     secure_aggregation: bool = False
     #: distributed noise under the secure sum (server.noise_round): one DP-FedSGD share per
-    #: node and round; needs secure_aggregation. The server step's learning rate and momentum
-    #: are post-processing (defaults: the rule in BENCHMARKS.md, "distributed noise")
+    #: node and round; needs secure_aggregation. The server step's learning rate (None: the
+    #: rule 16 / rounds, server.noise_round.rule_learning_rate) and momentum are
+    #: post-processing of the released sums
     distributed_noise: bool = False
-    distributed_noise_learning_rate: float = 1.0
+    distributed_noise_learning_rate: float | None = None
     distributed_noise_momentum: float = 0.9
     #: deployment: tell every node when the year finished or failed (``query.year``)
     notify_nodes: bool = False
@@ -90,7 +91,8 @@ class YearConfig:
         if self.distributed_noise and not self.secure_aggregation:
             raise ConfigError("distributed-noise needs secure-aggregation: each node's share "
                               "carries 1/K of the noise. Got secure-aggregation = false.")
-        if not self.distributed_noise_learning_rate > 0:
+        if self.distributed_noise_learning_rate is not None and \
+                not self.distributed_noise_learning_rate > 0:
             raise ConfigError("distributed-noise-learning-rate must be > 0. Got "
                               f"{self.distributed_noise_learning_rate}.")
         if not 0 <= self.distributed_noise_momentum < 1:

@@ -7,13 +7,16 @@ plans :data:`DEFAULT_ROUNDS` shared rounds unless ``--rounds`` says otherwise. T
 coordinator asks for the mode. Its server step uses the run config's defaults
 (:class:`server.year_config.YearConfig`).
 
-The rule behind the defaults (BENCHMARKS.md, "distributed noise", tuned on province seed
-101, never on the reported seed): each round costs a Flower exchange of three messages per
-node, so the mode trains full-batch (the node's batch size 2,048 covers a default-province
-agency's public size, q = 1; amplification by subsampling pays only with more rounds), and
-for full-batch Gaussian steps the signal-to-noise ratio of the summed steps does not grow
-with the number of rounds (sigma grows as sqrt(rounds)); rounds then buy optimisation only,
-and :data:`DEFAULT_ROUNDS` was where the tuning province's held-out macro-F1 stopped rising.
+The rule behind the defaults (BENCHMARKS.md, "distributed noise"; chosen with
+:mod:`simulations.bench.noise_tuning` on province seed 101, never on a reported seed). The
+mode trains full-batch (the nodes' batch size 2,048 covers a default-province agency's
+public size, so q = 1): each round costs a Flower exchange, and subsampling pays only with
+more rounds. For full-batch Gaussian steps sigma grows as sqrt(rounds), so the
+signal-to-noise ratio of the summed steps does not grow with the rounds: they buy
+optimisation only. The server's learning rate follows ``16 / rounds``
+(:func:`server.noise_round.rule_learning_rate`); on the tuning province macro-F1 was 0.47
+at 10 rounds, 0.645 (mean of 3 draws) at 20, 0.639 (3) at 40 and 0.639 (1) at 80, so
+:data:`DEFAULT_ROUNDS` is the fewest rounds within a point of the best.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import pandas as pd
 __all__ = ["DEFAULT_ROUNDS", "apply_noise_mode"]
 
 #: shared rounds of the mode when ``--rounds`` is not given (see the module docstring)
-DEFAULT_ROUNDS = 40
+DEFAULT_ROUNDS = 20
 
 
 def _labelled(table: Path) -> bool:

@@ -1,7 +1,8 @@
 """Distributed-noise mode: choose the rounds and the server step on a tuning province.
 
-``python -m simulations.bench.noise_tuning --run DIR [--rounds 40] [--lr 0.2 0.4]
-[--momentum 0.9] [--repeats 1]`` prints one JSON line. ``DIR`` is a finished
+``python -m simulations.bench.noise_tuning --run DIR [--rounds 20] [--lr 0.8 ...]
+[--momentum 0.9] [--repeats 1]`` prints one JSON line (``--lr`` unset: the rule
+``16 / rounds``, :func:`server.noise_round.rule_learning_rate`). ``DIR`` is a finished
 ``fedid simulate`` run on a province that is NOT reported (its nodes' matched evidence
 ``DIR/nodes/<agency>/evidence.parquet`` and the ground truth are reused, so matching is not
 repeated). For each (rounds, learning rate) it replays the distributed-noise year in this
@@ -34,8 +35,9 @@ from fedid.model.gradient_share import shared_noise_multiplier, shared_step
 from fedid.model.model import HardshipModel
 from fedid.model.train import TrainConfig, new_local_state
 from privacy.dp import count_release_entry
-from server.noise_round import ServerMomentum
+from server.noise_round import ServerMomentum, rule_learning_rate
 from simulations.evaluation import identification_metrics
+from simulations.noise_mode import DEFAULT_ROUNDS
 from simulations.review import truth_file
 
 __all__ = ["main", "measure"]
@@ -118,8 +120,8 @@ def measure(run: Path, *, rounds: int, lr: float, momentum: float) -> dict[str, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, required=True)
-    parser.add_argument("--rounds", type=int, nargs="+", default=[40])
-    parser.add_argument("--lr", type=float, nargs="+", default=[0.2])
+    parser.add_argument("--rounds", type=int, nargs="+", default=[DEFAULT_ROUNDS])
+    parser.add_argument("--lr", type=float, nargs="+", default=None)
     parser.add_argument("--momentum", type=float, default=0.9)
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
@@ -127,7 +129,8 @@ def main() -> None:
 
     torch.set_num_threads(1)  # as on a node (clients.training.train_round)
     points = [measure(args.run, rounds=r, lr=lr, momentum=args.momentum)
-              for r in args.rounds for lr in args.lr for _ in range(args.repeats)]
+              for r in args.rounds for lr in (args.lr or [rule_learning_rate(r)])
+              for _ in range(args.repeats)]
     print(json.dumps({"run": str(args.run), "points": points}))
 
 

@@ -7,22 +7,24 @@ sends the key list, and unmasks the node's vector with the peers' masked vectors
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from flwr.app import Context, Message, RecordDict
+from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.common.config import parse_config_args
 
 from clients.client_app import app
 from clients.gate import read_ledger
 from clients.release import undeclared
 from fedid.model.train import LocalState
-from fedid.records import arrays_of, content, metrics_of, payload_of
+from fedid.records import SIGNATURES_RECORD, arrays_of, content, metrics_of, payload_of
 from privacy.dp import expected_batch_size, size_class
 from privacy.identity import AgencyIdentity, Roster
 from privacy.secure_sum import MaskingParty, PublicKeyList, unmask_sum
+from privacy.secure_sum_keys import MaskingInstance, sign_masking_key
 
 K = 3
 
@@ -36,11 +38,16 @@ def _task_identity() -> None:
     TaskIdentity.task_id = 1
 
 
+PEERS = 4  # peer identities in every node's roster (a round uses some of them)
+
+
 def _ctx(province: Path, out: Path, **extra: Any) -> Context:
     table = sorted((province / "agencies" / "education").glob("*.parquet"))[0]
     identity = AgencyIdentity.load_or_create(out / "identity", agency=table.stem,
                                              kind="education", department="")
-    Roster.of([identity.public]).save(out / "roster.toml")
+    peers = [AgencyIdentity.load_or_create(out / "peers" / f"peer{i}", agency=f"peer{i}",
+                                           kind="education") for i in range(PEERS)]
+    Roster.of([identity.public, *(p.public for p in peers)]).save(out / "roster.toml")
     cfg = {"agency-id": table.stem, "kind": "education", "data": str(table),
            "schema": str(province / "schema.toml"), "out": str(out),
            "roster": str(out / "roster.toml"), "epsilon": 1.0, "delta": 1e-5,
@@ -57,20 +64,40 @@ def _agency(ctx: Context) -> str:
 
 
 class Round:
-    """One round's key step: the node's key and ``peers`` simulated peers' keys."""
+    """One round's key step for the node and ``peers`` roster peers, every key signed for
+    the instance as the nodes do (privacy.secure_sum_keys)."""
 
     def __init__(self, ctx: Context, peers: int, *, rnd: int = 1, attempt: int = 0) -> None:
-        self.step = {"session": "s", "round": rnd, "secagg-attempt": attempt}
+        out = Path(str(ctx.node_config["out"]))
+        names = sorted([_agency(ctx), *(f"peer{i}" for i in range(peers))])
+        self.step = {"session": "s", "round": rnd, "secagg-attempt": attempt,
+                     "parties": ",".join(names)}
         reply = _send(ctx, "query.secagg", config=self.step)
         assert not reply.has_error()
+        own = reply.content.config_records["signature"]
         self.peers = [MaskingParty(f"peer{i}", "s", rnd, attempt) for i in range(peers)]
         self.keys = PublicKeyList.of({_agency(ctx): payload_of(reply),
                                       **{p.name: p.public_key() for p in self.peers}})
+        run = Message(content(), dst_node_id=7, message_type="train").metadata.run_id
+        instance = MaskingInstance(run=str(run), session="s", round=rnd, attempt=attempt,
+                                   participants=tuple(names))
+        issued = int(time.time())
+        self.signatures = {_agency(ctx): (int(own["issued"]), bytes(own["data"]))}
+        for p in self.peers:
+            identity = AgencyIdentity.load(out / "peers" / p.name)
+            signed = sign_masking_key(identity, public_key=p.public_key(), instance=instance,
+                                      issued=issued)
+            self.signatures[p.name] = (signed.issued, signed.signature)
 
     def train(self, ctx: Context, arrays: list[np.ndarray], std: float, **conf: Any) -> Message:
         config = {**self.step, "rounds": 2, "secure-aggregation": True,
                   "distributed-noise": True, "distributed-noise-std": std, **conf}
-        return _send(ctx, "train", config=config, arrays=arrays, payload=self.keys.to_bytes())
+        rd = content(config=config, arrays=arrays, payload=self.keys.to_bytes())
+        parties = sorted(self.signatures)
+        rd[SIGNATURES_RECORD] = ConfigRecord({
+            "parties": parties, "issued": [self.signatures[p][0] for p in parties],
+            "data": [self.signatures[p][1] for p in parties]})
+        return app(Message(rd, dst_node_id=7, message_type="train"), ctx)
 
     def unmask(self, ctx: Context, reply: Message) -> np.ndarray:
         masked = (arrays_of(reply) or [])[0]
@@ -137,7 +164,7 @@ def test_refused_when_the_coordinator_announces_fewer_participants(
     assert read_ledger(out)[-1]["charged_epsilon"] == 0.0
 
 
-def test_refused_without_secure_aggregation_below_the_required_noise_or_not_opted_in(
+def test_refused_without_secure_aggregation_signed_keys_the_required_noise_or_opt_in(
     small_province: Path, tmp_path: Path
 ) -> None:
     ctx, init, std = _start(small_province, tmp_path / "n")
@@ -148,6 +175,11 @@ def test_refused_without_secure_aggregation_below_the_required_noise_or_not_opte
     low = rnd.train(ctx, init, 0.9 * std)
     assert low.has_error()
     assert low.error.code == 1002
+    unsigned = Round(ctx, K - 1, attempt=1)
+    unsigned.signatures.pop("peer0")  # a peer key the coordinator could have substituted
+    refused = unsigned.train(ctx, init, std)
+    assert refused.has_error()
+    assert refused.error.code == 1005
     local = _send(ctx, "train", config={"session": "s", "round": 1, "rounds": 2}, arrays=init)
     assert local.has_error()
     assert local.error.code == 1002  # an opted-in node trains only in the mode
@@ -182,7 +214,11 @@ def test_the_opt_in_is_the_nodes_own_config_and_reaches_its_supernode(tmp_path: 
     from fedid.errors import ConfigError
 
     raw = {"agency-id": "a", "kind": "education", "data": str(tmp_path / "t.parquet"),
-           "out": str(tmp_path / "out"), "epsilon": 1.0, "delta": 1e-5}
+           "out": str(tmp_path / "out"), "epsilon": 1.0, "delta": 1e-5,
+           "roster": str(tmp_path / "roster.toml")}
+    with pytest.raises(ConfigError, match="needs a roster"):
+        NodeSettings.from_mapping({**{k: v for k, v in raw.items() if k != "roster"},
+                                   "distributed-noise": True, "distributed-noise-parties": 3})
     with pytest.raises(ConfigError, match="needs distributed-noise-parties"):
         NodeSettings.from_mapping({**raw, "distributed-noise": True})
     with pytest.raises(ConfigError, match="must be >= 2"):

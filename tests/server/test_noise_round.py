@@ -15,9 +15,8 @@ from flwr.app import Context, Message, RecordDict
 
 from clients import masked_update
 from fedid.errors import FederationError
-from fedid.records import ConfigValue, content, payload_of
-from privacy.secure_sum import PublicKeyList
-from server.noise_round import ServerMomentum, agree_noise
+from fedid.records import ConfigValue, content
+from server.noise_round import ServerMomentum, agree_noise, rule_learning_rate
 from server.secure_round import secure_round
 from server.strategy import FedAvg
 from server.transport import Messenger
@@ -59,12 +58,12 @@ class Nodes:
             return content(metrics={"noise_std": self.required[agency]})
         ctx = self.contexts[agency]
         if msg.metadata.message_type == "query.secagg":
-            return masked_update.keys_reply(msg, ctx, agency_id=agency)
+            return masked_update.keys_reply(msg, ctx, agency_id=agency, keys=None)
         self.configs.append(dict(msg.content["config"]))
         size = sum(a.size for a in GLOBAL)
         b = self.batch[agency]
         vector = np.concatenate([np.full(size, b * self.gradient[agency]), [b]])
-        keys = PublicKeyList.from_bytes(payload_of(msg))
+        keys = masked_update.checked_keys(msg, ctx, agency_id=agency, roster=None)
         masked = masked_update.mask_vector(msg, ctx, agency_id=agency, keys=keys,
                                            vector=vector)
         rd = content(config={"secure-aggregation": True}, arrays=[masked], metrics=PRIV)
@@ -114,7 +113,9 @@ def test_the_mode_needs_secure_aggregation_on_both_sides() -> None:
 
     with pytest.raises(ConfigError, match="needs secure-aggregation"):
         YearConfig.from_mapping({"distributed-noise": True})
-    assert YearConfig.from_mapping({"distributed-noise": True,
-                                    "secure-aggregation": True}).distributed_noise
+    cfg = YearConfig.from_mapping({"distributed-noise": True, "secure-aggregation": True})
+    assert cfg.distributed_noise
+    assert cfg.distributed_noise_learning_rate is None  # the rule: 16 / rounds
+    assert rule_learning_rate(20) == pytest.approx(0.8)
     with pytest.raises(ConfigError, match="needs secure aggregation"):
         SimulationConfig(out=Path("unused"), distributed_noise=True)
