@@ -12,7 +12,9 @@ deviation ``tau_i = sigma_i C`` of the SUM, per coordinate, that meets its own b
 the planned rounds (sigma_i calibrated for ``rounds`` shared rounds at its sample rate,
 composed with its history and its planned identification release; C its clipping bound).
 The coordinator announces ``tau = max_i tau_i`` in every train message
-(``distributed-noise-std``); a node refuses a ``tau`` below its own.
+(``distributed-noise-std``); a node refuses a ``tau`` below its own. The session's plan
+(rounds, batch size, public size, hence the sample rate) is fixed when it is first asked
+(``query.noise`` or the first round) and recorded in the node's ledger.
 
 Per round (session, round, secure-aggregation attempt), :func:`train_share`:
 
@@ -225,7 +227,8 @@ def train_share(msg: Message, context: Context, s: NodeSettings) -> RecordDict:
     if std < float(plan["noise_std"]):
         raise ConfigError(f"the announced {_STD_KEY} {std:.6g} is below the {plan['noise_std']:.6g}"
                           " this node's budget needs for the planned rounds. Refused.")
-    config = TrainConfig(rounds=int(values["rounds"]), batch_size=int(values["batch_size"]),
+    # the session's plan fixes the shape (rounds, batch, public size: the sample rate)
+    config = TrainConfig(rounds=int(plan["rounds"]), batch_size=int(plan["batch_size"]),
                          public_rows=int(plan["public_rows"]))
     sigma = std / config.max_grad_norm  # the sum's multiplier for this node's records
     train_rows, _ = training.labelled_rows(s)
