@@ -107,6 +107,11 @@ def register(app: typer.Typer) -> None:
             "education agencies (comma-separated ids) this agency shares a run keyring with; "
             "a run naming any other is refused. Default: any agency of the roster.")
             ] = None,
+        distributed_noise_parties: Annotated[int | None, typer.Option(
+            "--distributed-noise-parties", help="Opt into distributed noise under the secure "
+            "sum: train only in rounds that ask for it, adding a 1/K share of the agreed "
+            "noise, and refuse any sum with fewer than K participants (THREAT_MODEL.md).")
+            ] = None,
         insecure: Annotated[bool, typer.Option(
             "--insecure", help="No TLS, no app signature check (local experiments only).")
             ] = False,
@@ -145,7 +150,9 @@ def register(app: typer.Typer) -> None:
                                 matching_grouping=matching_grouping,
                                 public_size=public_size,
                                 require_secure_aggregation=require_secure_aggregation,
-                                matching_peers=_peers(matching_peers))
+                                matching_peers=_peers(matching_peers),
+                                distributed_noise=distributed_noise_parties is not None,
+                                distributed_noise_parties=distributed_noise_parties)
         try:
             load_agency_table(data, schema=load_schema(schema),
                               kind="education" if kind == "education" else "department",

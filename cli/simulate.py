@@ -65,7 +65,9 @@ def register(app: typer.Typer) -> None:
             "--students", help="Size of a generated province (default: 12,000).")] = None,
         seed: Annotated[int, typer.Option("--seed", help="Seed of a generated province.")
                         ] = 20261129,
-        rounds: Annotated[int, typer.Option("--rounds", help="Federated training rounds.")] = 5,
+        rounds: Annotated[int | None, typer.Option(
+            "--rounds", help="Federated training rounds (default 5; with --distributed-noise "
+            "20, one DP-FedSGD step each).")] = None,
         epsilon: Annotated[float, typer.Option(
             "--epsilon", help="Privacy budget (epsilon) per agency.")] = 1.0,
         delta: Annotated[float, typer.Option("--delta", help="Delta per agency.")] = 1e-5,
@@ -92,6 +94,10 @@ def register(app: typer.Typer) -> None:
             "default schema) or rule (batch, epochs, clipping and learning rate from each "
             "agency's row count and the rounds, fedid/model/recipe.py). Default: fixed for "
             "the synthetic province, rule with --data.")] = None,
+        distributed_noise: Annotated[bool, typer.Option(
+            "--distributed-noise", help="With --secure-aggregation: each round one DP-FedSGD "
+            "step, each agency adding only its share of the noise so that the sum carries the "
+            "full noise; epsilon holds under a trust statement (THREAT_MODEL.md).")] = False,
         holdout: Annotated[float, typer.Option(
             "--holdout", help="Share of each agency's labelled rows held out of training "
             "for federated evaluation (0: train on all).")] = 0.2,
@@ -107,12 +113,17 @@ def register(app: typer.Typer) -> None:
         if target.exists() and any(target.iterdir()) and out is not None and \
                 (target / "summary.json").exists():
             _console.print(f"[yellow]note:[/] {target} holds an earlier run; it is overwritten.")
+        if rounds is None:
+            from simulations.noise_mode import DEFAULT_ROUNDS
+
+            rounds = DEFAULT_ROUNDS if distributed_noise else 5
         cfg = SimulationConfig(
             out=target, data=data, schema=schema, students=students, seed=seed, rounds=rounds,
             epsilon=epsilon, delta=delta, min_nodes=min_nodes, matching=not no_matching,
             grouping=grouping,
             transcript=transcript, workers=workers, secure_aggregation=secure_aggregation,
             holdout=holdout, recipe=recipe or ("rule" if data is not None else "fixed"),
+            distributed_noise=distributed_noise,
         )
         start = time.perf_counter()
         # "{task.fields[count]}", not "{task.completed}/{task.total}": the phase line has no

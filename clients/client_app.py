@@ -9,6 +9,8 @@ Message types handled:
 - ``evaluate``        metrics of the round's aggregate on this node's held-out rows, kept
                       on the node
 - ``query.secagg``    secure aggregation only: this round's X25519 public key
+- ``query.noise``     distributed-noise mode only: the noise of the secure sum this node
+                      requires for its budget, once per session (:mod:`clients.noise_share`)
 - ``query.identify``  score every student locally, write the recommendations on this
                       node, reply with noised (charged) aggregate counts only
 - ``query.match``     one step of the matching protocol (see :mod:`clients.matching`)
@@ -65,6 +67,12 @@ def evaluate(msg: Message, context: Context) -> Message:
 def secagg(msg: Message, context: Context) -> Message:
     """Secure aggregation, key step: this round's public key (see clients.masked_update)."""
     return Message(node.secagg_keys(msg, context), reply_to=msg)
+
+
+@app.query("noise")
+def noise(msg: Message, context: Context) -> Message:
+    """Distributed noise: the sum's noise this node requires (see clients.noise_share)."""
+    return Message(node.noise(msg, context), reply_to=msg)
 
 
 @app.query("identify")

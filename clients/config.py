@@ -17,7 +17,10 @@ outside it is refused. ``public-size`` is the number of labelled students the ag
 declares public (training's sample rate, steps and divisor come from it; unset: its
 row count noised once, charged to its budget). ``release-noise`` is the noise
 multiplier of the node's Gaussian count releases (identification counts), ``min-cell``
-the suppression threshold of released counts. ``test-seed`` makes the node's DP noise
+the suppression threshold of released counts. ``distributed-noise = true`` with
+``distributed-noise-parties = K`` opts the agency into distributed noise under the secure
+sum (:mod:`clients.noise_share`); the coordinator's run config must ask for the same mode,
+or the node refuses its rounds. ``test-seed`` makes the node's DP noise
 reproducible: tests only (it never comes from a message).
 
 ``roster`` is the list of every agency's public identity keys (:class:`privacy.identity.Roster`),
@@ -214,8 +217,23 @@ class NodeSettings:
     #: roster the coordinator names, as before
     matching_peers: tuple[str, ...] | None = field(
         default=None, metadata=setting(parse=parse_matching_peers))
+    #: distributed-noise mode (clients.noise_share): the agency trains only in rounds that
+    #: ask for it, under secure aggregation, adding its 1/K share of the noise; K is
+    #: ``distributed-noise-parties``, the number of agencies (itself included) that must add
+    #: their share: it refuses any sum announced with fewer participants
+    distributed_noise: bool = False
+    distributed_noise_parties: int | None = None
 
     def __post_init__(self) -> None:
+        if self.distributed_noise and self.distributed_noise_parties is None:
+            raise ConfigError("distributed-noise needs distributed-noise-parties (the number "
+                              "of agencies that must add their share). Got none.")
+        if self.distributed_noise and self.roster is None:
+            raise ConfigError("distributed-noise needs a roster: a node masks its share only "
+                              "with masking keys its peers signed (THREAT_MODEL.md). Got none.")
+        if self.distributed_noise_parties is not None and self.distributed_noise_parties < 2:
+            raise ConfigError("distributed-noise-parties must be >= 2. Got "
+                              f"{self.distributed_noise_parties}.")
         if self.matching_grouping not in ("province", "per_agency"):
             raise ConfigError("matching-grouping must be 'province' or 'per_agency'."
                               f" Got {self.matching_grouping!r}.")

@@ -57,7 +57,7 @@ from privacy.secure_sum_keys import (
     verify_masking_keys,
 )
 
-__all__ = ["checked_keys", "enabled", "keys_reply", "masked_reply"]
+__all__ = ["checked_keys", "enabled", "keys_reply", "mask_vector", "masked_reply"]
 
 _log = logging.getLogger(__name__)
 _STATE_KEY = "fedid.secure_sum"
@@ -224,3 +224,19 @@ def masked_reply(
     rd["metrics"] = MetricRecord({k: v for k, v in metrics.items() if k != "num_examples"})
     _log.info("%s: masked update sent (%d values)", agency_id, masked.size)
     return rd
+
+
+def mask_vector(
+    msg: Message, context: Context, *, agency_id: str, keys: PublicKeyList,
+    vector: NDArray[np.floating],
+) -> NDArray[np.uint64]:
+    """Step 2 for a vector the caller built (distributed-noise mode,
+    :mod:`clients.noise_share`): mask it with this round's stored key against the key list
+    ``keys``; the key is used once."""
+    party = _party(msg, context, agency_id)
+    try:
+        masked = party.mask(np.asarray(vector, dtype=np.float64), keys)
+    except CryptoError as exc:
+        raise CryptoError(f"secure aggregation failed on this node: {exc}") from exc
+    context.state.config_records.pop(_STATE_KEY, None)  # one key, one masked vector
+    return masked

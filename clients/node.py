@@ -23,7 +23,7 @@ import numpy as np
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from numpy.typing import NDArray
 
-from clients import masked_update, training
+from clients import masked_update, noise_share, training
 from clients.agency_keys import load_agency_keys
 from clients.config import NodeSettings, node_settings
 from clients.count_release import noised_counts
@@ -34,8 +34,8 @@ from fedid.records import arrays_of, config_float, config_int, config_str, conte
 from privacy.identity import Roster
 from privacy.secure_sum import PublicKeyList
 
-__all__ = ["FEDAVG_WEIGHT", "evaluate", "identify", "info", "init", "match", "secagg_keys",
-           "settings_of", "train"]
+__all__ = ["FEDAVG_WEIGHT", "evaluate", "identify", "info", "init", "match", "noise",
+           "secagg_keys", "settings_of", "train"]
 
 _log = logging.getLogger(__name__)
 #: every node's FedAvg weight: a public constant, so no update reveals the agency's size
@@ -80,8 +80,11 @@ def _round_seed(s: NodeSettings, rnd: int) -> int | None:
 
 
 def train(msg: Message, context: Context) -> RecordDict:
-    """One budget-guarded round of local DP-SGD, composed on the node's own ledger."""
+    """One budget-guarded round of local DP-SGD, composed on the node's own ledger (in
+    distributed-noise mode, one share of a DP-FedSGD round: clients.noise_share)."""
     s = settings_of(context)
+    if s.distributed_noise or noise_share.requested(msg):
+        return noise_share.train_share(msg, context, s)
     cfg = msg.content["config"]
     session, rnd = config_str(msg, "session"), config_int(msg, "round")
     proposed = {k[len("train-"):]: config_float(msg, k, 0.0) for k in cfg
@@ -168,6 +171,12 @@ def secagg_keys(msg: Message, context: Context) -> RecordDict:
     s = settings_of(context)
     keys = None if s.roster is None else load_agency_keys(s, purpose="secure aggregation")
     return masked_update.keys_reply(msg, context, agency_id=s.agency_id, keys=keys)
+
+
+def noise(msg: Message, context: Context) -> RecordDict:
+    """Distributed noise, once per session: the sum's noise this node requires for its
+    budget (clients.noise_share)."""
+    return noise_share.required_noise(msg, context, settings_of(context))
 
 
 def _privacy_metrics(s: NodeSettings, epsilon: float) -> dict[str, float]:

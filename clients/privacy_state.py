@@ -34,7 +34,9 @@ from flwr.app import ConfigRecord, Context
 from numpy.typing import NDArray
 
 from fedid.errors import ConfigError
+from fedid.model.train_state import LocalState
 from privacy.atomic import atomic_file, atomic_write_bytes
+from privacy.dp import shared_noise_spend
 
 __all__ = ["NodePrivacyLedger", "arrays_digest"]
 
@@ -67,6 +69,9 @@ class NodePrivacyLedger:
     #: round is never replayed in plain (that would hand the coordinator the bare update)
     released_as: dict[str, str] = field(default_factory=dict)
     identified: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: distributed-noise mode only (clients.noise_share): per session its calibration, the
+    #: shared rounds, each round's participants and both epsilons (trusted, fallback)
+    distributed_noise: dict[str, Any] = field(default_factory=dict)
 
     def _fill(self, raw: dict[str, Any]) -> None:
         self.epsilon_after = {k: float(v) for k, v in raw.get("epsilon_after", {}).items()}
@@ -76,12 +81,15 @@ class NodePrivacyLedger:
         self.evaluated = dict(raw.get("evaluated", {}))
         self.released_as = dict(raw.get("released_as", {}))
         self.identified = dict(raw.get("identified", {}))
+        self.distributed_noise = dict(raw.get("distributed_noise", {}))
 
     def _json(self) -> str:
         return json.dumps({"epsilon_after": self.epsilon_after,
                            "epsilon_total": self.epsilon_total, "delta": self.delta,
                            "given": self.given, "evaluated": self.evaluated,
-                           "released_as": self.released_as, "identified": self.identified})
+                           "released_as": self.released_as, "identified": self.identified,
+                           **({"distributed_noise": self.distributed_noise}
+                              if self.distributed_noise else {})})
 
     @classmethod
     def load(cls, context: Context, out: Path) -> NodePrivacyLedger:
@@ -116,10 +124,20 @@ class NodePrivacyLedger:
         atomic_write_bytes(self.out / "privacy_ledger.json", body.encode(), mode=0o600)
 
     def charge(self, *, state: bytes, epsilon_total: float, delta: float) -> None:
-        """A new training state whose accountant now stands at ``epsilon_total``."""
+        """A new training state whose accountant now stands at ``epsilon_total``.
+
+        In distributed-noise mode the record's spend (trusted and fallback epsilon over the
+        whole history, :func:`privacy.dp.shared_noise_spend`) is recomputed too, so it stays
+        current after any later charge (the identification counts)."""
         self.state = state
         self.epsilon_total = float(epsilon_total)
         self.delta = float(delta)
+        shared = self.distributed_noise.get("shared")
+        if shared:
+            entries = [(float(e[0]), float(e[1]), int(e[2]), int(e[3])) for e in shared]
+            spend = shared_noise_spend(LocalState.from_bytes(state).accountant,
+                                       shared=entries, delta=delta)
+            self.distributed_noise["spend"] = spend.to_dict()
 
     @staticmethod
     def round_key(session: str, rnd: int) -> str:

@@ -103,9 +103,16 @@ POLICY: Final[dict[str, KindPolicy]] = {p.kind: p for p in (
         _f("config", "secure-aggregation", "public", "echo of the coordinator's mode"),
         _f("arrays", "*", "dp", "DP-SGD update (Opacus), charged to the node's accountant;"
                                 " sample rate, steps and divisor from the public size;"
-                                " with secure aggregation, one masked vector of it"),
+                                " with secure aggregation, one masked vector of it; in"
+                                " distributed-noise mode one masked vector of the noisy sum"
+                                " of clipped gradients (its share of the agreed noise, the"
+                                " trusted entry charged) and the expected batch of its"
+                                " public size"),
         _f("metrics", "weight", "public", "FedAvg weight: the constant 1.0 (size not sent)"),
         *_ACCOUNTING,
+        _f("metrics", "epsilon_fallback", "accounting",
+           "distributed-noise mode: the epsilon that holds with the node's own noise share "
+           "only (a function of the noise, sample rate, steps and parties)"),
     ), per="round"),
     KindPolicy("evaluate", (
         _f("config", "", "public", "empty config record"),
@@ -121,6 +128,12 @@ POLICY: Final[dict[str, KindPolicy]] = {p.kind: p for p in (
         _f("signature", "issued", "public", "the signature's issue time (unix seconds): the "
                                             "reply's timing, which the coordinator sees"),
     )),
+    KindPolicy("query.noise", (
+        _f("config", "", "public", "empty config record"),
+        _f("metrics", "noise_std", "accounting",
+           "distributed-noise mode: the noise of the sum the node's budget requires, a "
+           "function of its budget, spend, public size and settings"),
+    ), per="session"),
     KindPolicy("query.identify", (
         _f("config", "", "public", "empty config record"),
         _f("metrics", "evidence_missing_departments", "public",

@@ -71,6 +71,7 @@ __all__ = [
     "holdout_split",
     "identify",
     "initial_arrays",
+    "labelled_rows",
     "public_rows",
     "train_round",
     "weight_names",
@@ -171,6 +172,12 @@ def _labelled(s: NodeSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
     inputs = inputs[inputs[_LABEL].notna()].reset_index(drop=True)
     held = holdout_split(len(inputs), s.holdout)
     return inputs[~held].reset_index(drop=True), inputs[held].reset_index(drop=True)
+
+
+def labelled_rows(s: NodeSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The node's labelled rows: (training rows, held-out rows), split by
+    :func:`holdout_split` with the node's ``holdout`` share."""
+    return _labelled(s)
 
 
 def write_private_parquet(frame: pd.DataFrame, path: Path) -> None:

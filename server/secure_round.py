@@ -39,7 +39,7 @@ The coordinator learns the total weight only, never a node's example count.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,10 +59,14 @@ from privacy.secure_sum import PublicKeyList, check_public_key, unmask_sum
 from server.strategy import AggregationResult, FedAvg, PrivacyDeclaration, TrainReply
 from server.transport import Messenger
 
-__all__ = ["MAX_ATTEMPTS", "SecureRound", "secure_round"]
+__all__ = ["MAX_ATTEMPTS", "SecureRound", "StepRule", "secure_round"]
 
 _log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
+#: apply(global arrays, decoded sum / total weight) -> new global arrays (default: add it,
+#: weighted FedAvg); the distributed-noise mode takes a gradient step (server.noise_round)
+StepRule = Callable[[Sequence[NDArray[np.floating]], NDArray[np.float64]],
+                    list[NDArray[np.float32]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,8 +138,10 @@ def secure_round(
     trainers: Sequence[str],
     conf: dict[str, ConfigValue],
     arrays: Sequence[NDArray[np.floating]],
+    apply: StepRule | None = None,
 ) -> SecureRound:
-    """Run one securely aggregated round (see the module docstring)."""
+    """Run one securely aggregated round (see the module docstring); ``apply`` turns the
+    decoded mean into the new global arrays (None: FedAvg, add it)."""
     nodes = list(trainers)
     dropped: dict[str, str] = {}
     need = max(2, strategy.min_replies)
@@ -176,7 +182,7 @@ def secure_round(
                 refused[agency] = f"node refused the round: {why}"
         if len(masked) == len(key_list.parties):
             return _finish(strategy, masked, declared, refused, dropped, arrays=arrays,
-                           parties=key_list.parties, attempts=attempt + 1)
+                           parties=key_list.parties, attempts=attempt + 1, apply=apply)
         nodes = sorted(masked)
         _log.warning("secure round %s attempt %d failed closed (%d of %d masked vectors); "
                      "rerunning from the key exchange", conf["round"], attempt,
@@ -208,6 +214,19 @@ def _check(
     return "", vec, priv, refused
 
 
+def _add(arrays: Sequence[NDArray[np.floating]],
+         update: NDArray[np.float64]) -> list[NDArray[np.float32]]:
+    """FedAvg: the global arrays plus the mean of the weighted deltas."""
+    out: list[NDArray[np.float32]] = []
+    pos = 0
+    for g in arrays:
+        n = int(np.asarray(g).size)
+        step = update[pos:pos + n].reshape(np.shape(g))
+        out.append((np.asarray(g, dtype=np.float64) + step).astype(np.float32))
+        pos += n
+    return out
+
+
 def _finish(
     strategy: FedAvg,
     masked: dict[str, NDArray[np.uint64]],
@@ -218,6 +237,7 @@ def _finish(
     arrays: Sequence[NDArray[np.floating]],
     parties: Sequence[str],
     attempts: int,
+    apply: StepRule | None = None,
 ) -> SecureRound:
     try:
         total = unmask_sum(masked, parties=parties)
@@ -233,13 +253,7 @@ def _finish(
     update = total[:-1] / weight
     if not np.all(np.isfinite(update)):
         raise FederationError("the decoded secure sum holds non-finite values.")
-    out: list[NDArray[np.float32]] = []
-    pos = 0
-    for g in arrays:
-        n = int(np.asarray(g).size)
-        step = update[pos:pos + n].reshape(np.shape(g))
-        out.append((np.asarray(g, dtype=np.float64) + step).astype(np.float32))
-        pos += n
+    out = (apply or _add)(arrays, update)
     strategy.note_spend({a: p.epsilon_spent for a, p in declared.items()})
     excluded = {**{a: r for a, r in dropped.items() if a not in masked}, **refused}
     return SecureRound(AggregationResult(arrays=out, used=used, excluded=excluded),

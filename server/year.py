@@ -10,7 +10,9 @@ Phases (each timed):
              replies validated (:mod:`server.strategy`); checkpoint after every round
              (:mod:`server.ledger`); federated evaluation on the nodes' held-out rows;
              with ``secure-aggregation`` on, the coordinator sees only the sum of the
-             weighted updates (:mod:`server.secure_round`)
+             weighted updates (:mod:`server.secure_round`); with ``distributed-noise``
+             also on, each round is one DP-FedSGD step whose noise the nodes add in
+             shares under the sum (:mod:`server.noise_round`)
 4. identify  each education node scores all its students with the final model and
              writes the recommendations on its own side; the coordinator receives
              aggregate counts only (:mod:`server.node_metrics`)
@@ -29,7 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from flwr.serverapp import Grid
@@ -43,6 +45,10 @@ from server.lifecycle import refuse_misclaims
 from server.strategy import AggregationResult, FedAvg, PrivacyDeclaration, TrainReply
 from server.transport import Messenger
 from server.year_config import YearConfig
+
+if TYPE_CHECKING:
+    from server.noise_round import NoiseAgreement
+    from server.secure_round import StepRule
 
 __all__ = ["Progress", "YearConfig", "run_year"]
 
@@ -146,17 +152,20 @@ def _train(
         say("resume", {"round": ledger.completed})
     budgets: dict[str, dict[str, float]] = {}
     rejoins: list[dict[str, Any]] = []
+    noise, step_rule = _distributed_noise(messenger, cfg, trainers)  # (None, None): off
+    trainers = [a for a in trainers if noise is None or a in noise.required]
     for rnd in range(ledger.completed + 1, cfg.rounds + 1):
         t0 = time.perf_counter()
         rejoins += [{"round": rnd, "agency": a} for a in messenger.refresh()]
         conf: dict[str, ConfigValue] = {
             "session": cfg.session, "round": rnd, "rounds": cfg.rounds, "seed": cfg.seed,
-            **{f"train-{k}": v for k, v in cfg.train.items()}}
+            **{f"train-{k}": v for k, v in cfg.train.items()},
+            **(noise.config() if noise is not None else {})}
         if cfg.secure_aggregation:
             from server.secure_round import secure_round
 
             secure = secure_round(messenger, strategy, trainers=trainers, conf=conf,
-                                  arrays=arrays)
+                                  arrays=arrays, apply=step_rule)
             budgets.update({a: {"epsilon": p.epsilon_budget, "delta": p.delta_budget}
                             for a, p in secure.declarations.items()})
             arrays = secure.result.arrays
@@ -198,7 +207,24 @@ def _train(
         "weighting": cfg.weighting,
         "secure_aggregation": cfg.secure_aggregation,
         "rejoined": rejoins,
+        **({"distributed_noise": noise.to_json()} if noise is not None else {}),
     }
+
+
+def _distributed_noise(
+    messenger: Messenger, cfg: YearConfig, trainers: list[str]
+) -> tuple[NoiseAgreement | None, StepRule | None]:
+    """With distributed noise on: the session's agreed noise and the server step."""
+    if not cfg.distributed_noise:
+        return None, None
+    from server.noise_round import ServerMomentum, agree_noise, rule_learning_rate
+
+    agreed = agree_noise(messenger, trainers=trainers, conf={
+        "session": cfg.session, "rounds": cfg.rounds,
+        **{f"train-{k}": v for k, v in cfg.train.items()}})
+    lr = cfg.distributed_noise_learning_rate or rule_learning_rate(cfg.rounds)
+    return agreed, ServerMomentum(learning_rate=lr,
+                                  momentum=cfg.distributed_noise_momentum).apply
 
 
 def _finish_round(

@@ -57,6 +57,13 @@ class YearConfig:
     #: ``train-<name>`` keys: training settings passed to the nodes (``train-local_epochs``)
     train: dict[str, float] = field(default_factory=dict, metadata=setting(prefix="train-"))
     secure_aggregation: bool = False
+    #: distributed noise under the secure sum (server.noise_round): one DP-FedSGD share per
+    #: node and round; needs secure_aggregation. The server step's learning rate (None: the
+    #: rule 16 / rounds, server.noise_round.rule_learning_rate) and momentum are
+    #: post-processing of the released sums
+    distributed_noise: bool = False
+    distributed_noise_learning_rate: float | None = None
+    distributed_noise_momentum: float = 0.9
     #: deployment: tell every node when the year finished or failed (``query.year``)
     notify_nodes: bool = False
 
@@ -81,6 +88,16 @@ class YearConfig:
             raise ConfigError(f"weighting must be one of {_WEIGHTINGS}. Got {self.weighting!r}.")
         if self.grouping not in _GROUPINGS:
             raise ConfigError(f"grouping must be one of {_GROUPINGS}. Got {self.grouping!r}.")
+        if self.distributed_noise and not self.secure_aggregation:
+            raise ConfigError("distributed-noise needs secure-aggregation: each node's share "
+                              "carries 1/K of the noise. Got secure-aggregation = false.")
+        if self.distributed_noise_learning_rate is not None and \
+                not self.distributed_noise_learning_rate > 0:
+            raise ConfigError("distributed-noise-learning-rate must be > 0. Got "
+                              f"{self.distributed_noise_learning_rate}.")
+        if not 0 <= self.distributed_noise_momentum < 1:
+            raise ConfigError("distributed-noise-momentum must be in [0, 1). Got "
+                              f"{self.distributed_noise_momentum}.")
         if not self.session:
             raise ConfigError("session must be a non-empty name. Got ''.")
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from privacy.atomic import atomic_write_bytes
 from simulations.audit_report import section as audit_section
+from simulations.report_noise import noise_section
 from simulations.report_plots import plots
 
 __all__ = ["REVIEW_TARGETS", "render_html", "verdict", "write"]
@@ -232,6 +233,7 @@ def render_html(summary: dict[str, Any]) -> str:
             per, ["epsilon_spent", "epsilon_budget", "delta", "accountant", "steps",
                   "noise_multiplier", "within_budget"]))
     parts.append(audit_section(summary.get("audit")))  # "What the audit measured" (if run)
+    parts.append(noise_section(summary.get("distributed_noise")))  # distributed-noise mode
     walls = summary.get("wall_seconds", {})
     if walls:
         parts.append("<h2>Wall time</h2>" + _table(

@@ -71,6 +71,8 @@ class SimulationConfig:
     reference: bool = True
     train: tuple[tuple[str, float], ...] = ()
     secure_aggregation: bool = False  # coordinator sees only the sum (server.secure_round)
+    #: with secure_aggregation: distributed noise (simulations.noise_mode, server.noise_round)
+    distributed_noise: bool = False
     # Tests only: every node's own ``test-seed`` (reproducible DP noise); None: OS CSPRNG.
     node_test_seed: int | None = None
     holdout: float = 0.2  # share of each node's labelled rows held out of training
@@ -95,6 +97,9 @@ class SimulationConfig:
             raise ConfigError(f"workers must be >= 1. Got {self.workers}.")
         if not 0.0 <= self.holdout < 1.0:
             raise ConfigError(f"holdout must be in [0, 1). Got {self.holdout}.")
+        if self.distributed_noise and not self.secure_aggregation:
+            raise ConfigError("distributed noise needs secure aggregation (each node's share "
+                              "carries 1/K of the noise).")
         if self.recipe not in ("fixed", "rule"):
             raise ConfigError(f"recipe must be 'fixed' or 'rule'. Got {self.recipe!r}.")
 
@@ -152,6 +157,10 @@ def _write_simulation_file(cfg: SimulationConfig, province: Path, schema: Path) 
         "wait-nodes": 120.0, "timeout": 900.0,
         **{f"train-{k}": v for k, v in cfg.train},
     }
+    if cfg.distributed_noise:
+        from simulations.noise_mode import apply_noise_mode
+
+        apply_noise_mode(agencies, coordinator, rounds=cfg.rounds)
     path = cfg.out / "simulation.json"
     atomic_write_bytes(path, json.dumps({"agencies": agencies, "coordinator": coordinator},
                                         indent=1).encode("utf-8"))
@@ -199,6 +208,10 @@ def run(cfg: SimulationConfig, progress: Progress | None = None) -> dict[str, An
     summary = review.summarise(cfg=cfg, province=province, schema=schema, year=year)
     times["review"] = time.perf_counter() - t0
     summary["wall_seconds"] = times
+    if cfg.distributed_noise:
+        from simulations.report_noise import noise_summary
+
+        summary["distributed_noise"] = noise_summary(cfg.out, year)
     report.write(cfg.out, summary)
     say("done", {"out": str(cfg.out)})
     return summary

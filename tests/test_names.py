@@ -33,6 +33,7 @@ SHARED_NAMES: dict[str, str] = {
     "info": "the info query: Flower handler and the node's step",
     "init": "the init query: Flower handler and the node's step",
     "match": "the matching message: Flower handler and the node's step",
+    "noise": "the distributed-noise query: Flower handler and the node's step",
 }
 
 #: module file names used by several modules, with the one concept they share

@@ -109,9 +109,13 @@ def test_every_kind_declared_and_undeclared_fields_refused(
     assert registered == set(POLICY)
     ctx = _ctx(_cfg(small_province, tmp_path / "n"))
     init = _init(ctx)
+    # the same node opted into distributed noise answers query.noise (clients.noise_share)
+    noisy = _ctx(_cfg(small_province, tmp_path / "n", **{
+        "distributed-noise": True, "distributed-noise-parties": 2}))
     replies = {
         "query.info": _send(ctx, "query.info"),
         "query.init": _send(ctx, "query.init", config={"seed": 3}),
+        "query.noise": _send(noisy, "query.noise", config={"session": "s", "rounds": 2}),
         "train": _train(ctx, init),
     }
     agg = arrays_of(replies["train"])

@@ -263,12 +263,14 @@ def test_a_masked_round_is_never_replayed_in_plain(federation: _Federation) -> N
     used to leave in clear, charged nothing, and the plain updates' mean was the sum's)."""
     start = federation.initial()
     res = federation.round(start)
-    assert res.attempts == 1 and set(res.result.used) == set(federation.names)
+    assert res.attempts == 1
+    assert set(res.result.used) == set(federation.names)
     for name in federation.names:
         reply = federation.ask(name, "train", content(
             config={"session": SESSION, "round": 1, "rounds": 2, "seed": 0}, arrays=start))
-        assert reply.has_error() and "protocol" in reply.error.reason
+        assert reply.has_error()
+        assert "protocol" in reply.error.reason
         assert not reply.has_content()
         train = [e for e in read_ledger(federation.out / name) if e["kind"] == "train"]
-        assert [e["status"] for e in train][0] == "released"
+        assert next(e["status"] for e in train) == "released"
         assert [e for e in train if e["status"] == "released"] == train[:1]
