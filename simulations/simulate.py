@@ -123,6 +123,22 @@ def agencies_of(province: Path) -> list[tuple[str, str, str, Path]]:
     return found
 
 
+def _rows(table: Path) -> int:
+    if table.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(table).metadata.num_rows)
+    with table.open("rb") as handle:
+        return sum(1 for _ in handle) - 1
+
+
+def _message_timeout(found: list[tuple[str, str, str, Path]]) -> float:
+    """Seconds the coordinator waits for one batch of replies: 900 s, plus 0.1 s per row of
+    the largest table (a county of 45,000 students decrypts its matching results for
+    minutes on two shared cores; the timeout detects a lost node, it is not a deadline)."""
+    return 900.0 + 0.1 * max(_rows(table) for *_, table in found)
+
+
 def _write_simulation_file(cfg: SimulationConfig, province: Path, schema: Path) -> Path:
     agencies = []
     found = agencies_of(province)
@@ -149,7 +165,7 @@ def _write_simulation_file(cfg: SimulationConfig, province: Path, schema: Path) 
         "session": "year", "matching": cfg.matching, "seed": cfg.seed,
         "grouping": cfg.grouping, "secure-aggregation": cfg.secure_aggregation,
         "schema": str(schema.resolve()),
-        "wait-nodes": 120.0, "timeout": 900.0,
+        "wait-nodes": 120.0, "timeout": _message_timeout(found),
         **{f"train-{k}": v for k, v in cfg.train},
     }
     path = cfg.out / "simulation.json"
