@@ -18,6 +18,10 @@ privacy ledger, and the coordinator's year record. Produces the summary behind
 - ``matching``: coverage and duplicate aid per education agency, from the
   coordinator's aggregates;
 - ``training``: per-round metrics and exclusions as the coordinator recorded them;
+- ``node_evaluation``: each education node's held-out metrics after every round, read from
+  the node's own ``evaluation.jsonl`` (they stay on the node: the coordinator receives only
+  a constant; a simulation owns every node's folder, so it can read them afterwards), and
+  their mean weighted by held-out rows;
 - ``review_queue``: missed, wrong aid and level accuracy after simulated reviewers resolve
   each agency's review queue, against self-report, random, rule-layer and centralized
   queues, over capacities and reviewer accuracies (:mod:`simulations.workflow`).
@@ -38,7 +42,13 @@ from simulations.evaluation import confusion, group_gaps, identification_metrics
 from simulations.frontier import operating_point
 from simulations.province.truth import noiseless_score
 
-__all__ = ["privacy_per_agency", "summarise", "truth_file"]
+__all__ = ["node_evaluation", "privacy_per_agency", "summarise", "truth_file"]
+
+#: where the node-side round metrics come from (the report cites it under its chart)
+NODE_EVALUATION_SOURCE = (
+    "nodes/<agency>/evaluation.jsonl: each node's held-out rows against their recorded labels, "
+    "kept on the node (the coordinator receives a constant only) and read here by the "
+    "simulation, which owns every node's folder")
 
 
 def privacy_per_agency(sim_file: Path) -> dict[str, dict[str, Any]]:
@@ -67,6 +77,36 @@ def privacy_per_agency(sim_file: Path) -> dict[str, dict[str, Any]]:
             "within_budget": spent <= float(state.budget.epsilon),
         }
     return out
+
+
+def node_evaluation(sim_file: Path, session: str | None = None) -> dict[str, Any]:
+    """Per education node, its held-out metrics after every round (its ``evaluation.jsonl``),
+    and per round their mean weighted by held-out rows (``{}`` when no node kept any)."""
+    sim = json.loads(sim_file.read_text(encoding="utf-8"))
+    per: dict[str, dict[int, dict[str, float]]] = {}
+    for agency in sim["agencies"]:
+        path = Path(agency["out"]) / "evaluation.jsonl"
+        if agency["kind"] != "education" or not path.exists():
+            continue
+        for line in path.read_text(encoding="utf-8").splitlines():
+            entry = json.loads(line)
+            if session is not None and entry.get("session") != session:
+                continue
+            if float(entry.get("num_examples", 0)) > 0:  # the last entry per round wins
+                per.setdefault(agency["agency-id"], {})[int(entry["round"])] = {
+                    k: float(entry[k]) for k in ("num_examples", "accuracy", "macro_f1")}
+    if not per:
+        return {}
+    weighted = []
+    for rnd in sorted({r for rounds in per.values() for r in rounds}):
+        rows = [m[rnd] for m in per.values() if rnd in m]
+        n = sum(m["num_examples"] for m in rows)
+        weighted.append({"round": rnd, "nodes": len(rows), "num_examples": n, **{
+            k: sum(m[k] * m["num_examples"] for m in rows) / n
+            for k in ("accuracy", "macro_f1")}})
+    return {"source": NODE_EVALUATION_SOURCE, "weighted": weighted,
+            "per_agency": {a: [{"round": r, **m} for r, m in sorted(rounds.items())]
+                           for a, rounds in sorted(per.items())}}
 
 
 def _recommendations(sim: dict[str, Any]) -> pd.DataFrame:
@@ -114,6 +154,7 @@ def summarise(*, cfg: Any, province: Path, schema: Path, year: dict[str, Any]) -
         "privacy": {"per_agency": privacy_per_agency(sim_file),
                     "declared_to_coordinator": year.get("training", {}).get("declared_spend", {})},
         "training": year.get("training", {}),
+        "node_evaluation": node_evaluation(sim_file, year.get("config", {}).get("session")),
         "matching": year.get("matching", {}),
         "coordinator_aggregates": year.get("identification", {}),
         "notes": _notes(year),

@@ -47,7 +47,8 @@ _log = logging.getLogger(__name__)
 Progress = Callable[[str, dict[str, Any]], None]
 
 _RUN_OUTPUTS = ("nodes", "coordinator", "roster.toml", "transcript", "summary.json",
-                "report.html", "simulation.json", "flwr")
+                "report.html", "simulation.json", "flwr", "epsilon_curve",
+                "epsilon_curve.json")
 _APP_DIR = Path(__file__).resolve().parents[1]  # the fedid Flower app (pyproject.toml)
 
 
