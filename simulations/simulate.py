@@ -258,6 +258,10 @@ def _run_flower(
 ) -> dict[str, Any]:
     env = {"FEDID_SIMULATION_CONFIG": str(sim_file.resolve()),
            "RAY_DEDUP_LOGS": "0", "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
+           # each virtual node gets one CPU (client-resources-num-cpus=1): one PyTorch thread
+           # each, else every operation of a node's training waits for a second thread the
+           # other nodes' work has taken (simulations.review.one_torch_thread)
+           "OMP_NUM_THREADS": "1",
            # Flower's processes import this fedid (a checkout run with PYTHONPATH included).
            "PYTHONPATH": os.pathsep.join(filter(None, [str(_APP_DIR),
                                                         os.environ.get("PYTHONPATH")]))}
