@@ -72,6 +72,8 @@ def _cell(key: str, value: Any) -> str:
         return html.escape("yes" if value is True else "no" if value is False else "-")
     if isinstance(value, float | int) and unit == "%":
         return f"{100 * float(value):.1f}"
+    if isinstance(value, float) and value.is_integer() and abs(value) >= 100 and unit != "s":
+        return f"{int(value):,}"  # a count (held-out rows, students)
     if isinstance(value, float):
         return f"{value:.1f}" if unit == "points" or abs(value) >= 100 else f"{value:.3g}"
     return html.escape(str(value))

@@ -124,7 +124,7 @@ def _utility_over_rounds(evaluation: dict[str, Any]) -> list[tuple[str, str]]:
             marker="s", label="level accuracy, all nodes (weighted)")
     ax.set_xticks(rounds)
     ax.set_xlabel("training round")
-    ax.set_ylabel("held-out rows against their recorded labels")
+    ax.set_ylabel("metric on held-out rows (against recorded labels)")
     ax.set_title("Utility over rounds: node-side figures, read by the simulation\n"
                  "from nodes/*/evaluation.jsonl (never released to the coordinator)",
                  fontsize=9)
@@ -173,7 +173,8 @@ def _epsilon_curve(curve: dict[str, Any]) -> list[tuple[str, str]]:
     xs = [p["epsilon"] for p in private]
     axes[0].plot(xs, [p["macro_f1"] for p in private], marker="o", label="federated DP")
     for p in public:
-        axes[0].axhline(p["macro_f1"], color="gray", linestyle="--", label="non-private")
+        axes[0].axhline(p["macro_f1"], color="gray", linestyle="--",
+                        label="centralized non-private")
     axes[0].set_xscale("log")
     axes[0].set_xlabel("epsilon per agency")
     axes[0].set_ylabel("macro-F1 vs ground truth")
@@ -185,7 +186,7 @@ def _epsilon_curve(curve: dict[str, Any]) -> list[tuple[str, str]]:
                      label=f"{label}, DP")
         for p in public:
             axes[1].axhline(100 * p[key], linestyle="--", linewidth=1, color=colour,
-                            label=f"{label}, non-private")
+                            label=f"{label}, centralized non-private")
     axes[1].set_xscale("log")
     for ax in axes:
         ax.minorticks_off()

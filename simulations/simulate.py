@@ -262,6 +262,10 @@ def _run_flower(
            # each, else every operation of a node's training waits for a second thread the
            # other nodes' work has taken (simulations.review.one_torch_thread)
            "OMP_NUM_THREADS": "1",
+           # Ray starts its workers (here: every virtual node) at nice 15 below its driver,
+           # which on a shared machine leaves the nodes' matching and training a sliver of a
+           # core behind every other process; a simulation's nodes are its work
+           "RAY_worker_niceness": "0",
            # Flower's processes import this fedid (a checkout run with PYTHONPATH included).
            "PYTHONPATH": os.pathsep.join(filter(None, [str(_APP_DIR),
                                                         os.environ.get("PYTHONPATH")]))}
