@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-__all__ = ["register"]
+__all__ = ["YearProgress", "register"]
 
 _console = Console(stderr=True)
 
@@ -44,9 +44,68 @@ def _progress_line(event: str, data: dict[str, Any], elapsed: float) -> None:
                                            else "")
     elif event == "matching":
         text = f"matching {data.get('home', '')}"
+    elif event == "curve":
+        text = f"epsilon curve: the year at epsilon {data['epsilon']:g}"
     else:
         return
     print(f"[{elapsed:6.0f} s] {text}", file=sys.stderr, flush=True)
+
+
+class YearProgress:
+    """The progress bar of ``fedid simulate``: the phase, and the rounds as ``k/N``.
+
+    Counts are text fields ("{task.fields[count]}"), never "{task.completed}/{task.total}":
+    the phase line has no total and would end as "0/None".
+    """
+
+    def __init__(self, console: Console, rounds: int) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console, self.rounds = console, rounds
+        self.start = time.perf_counter()
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                            TextColumn("{task.fields[count]}"), TimeElapsedColumn(),
+                            console=console, transient=False)
+        self.phase = self.bar.add_task("starting", total=None, count="")
+        self.rounds_task = self.bar.add_task("training rounds", total=rounds, visible=False,
+                                             count=f"0/{rounds}")
+        self.prefix = ""
+
+    def __enter__(self) -> YearProgress:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(None, None, None)
+
+    def __call__(self, event: str, data: dict[str, Any]) -> None:
+        if not self.console.is_terminal:  # a log file or pipe: one plain line per event
+            _progress_line(event, data, time.perf_counter() - self.start)
+        if event == "phase":
+            self.say(f"phase: {data['name']}")
+            if data["name"] == "training":
+                self.bar.update(self.rounds_task, visible=True, completed=0,
+                                count=f"0/{self.rounds}", description="training rounds")
+        elif event == "round":
+            f1 = data.get("metrics", {}).get("macro_f1")
+            extra = f" (held-out macro-F1 {f1:.3f})" if f1 is not None else ""
+            self.bar.update(self.rounds_task, completed=data["round"],
+                            count=f"{data['round']}/{self.rounds}",
+                            description=f"{self.prefix}training rounds{extra}")
+        elif event == "matching":
+            self.say(f"phase: matching {data.get('home', '')}")
+        elif event == "curve":
+            self.prefix = f"epsilon {data['epsilon']:g}: "
+            self.say("starting")
+
+    def say(self, text: str) -> None:
+        """Show ``text`` on the phase line."""
+        self.bar.update(self.phase, description=f"{self.prefix}{text}")
+
+    def done(self) -> None:
+        """The phase line ends as "done" with a full bar."""
+        self.prefix = ""
+        self.bar.update(self.phase, description="done", total=1, completed=1, count="")
 
 
 def register(app: typer.Typer) -> None:
@@ -98,13 +157,16 @@ def register(app: typer.Typer) -> None:
             "--distributed-noise", help="With --secure-aggregation: each round one DP-FedSGD "
             "step, each agency adding only its share of the noise so that the sum carries the "
             "full noise; epsilon holds under a trust statement (THREAT_MODEL.md).")] = False,
+        epsilon_curve: Annotated[bool, typer.Option(
+            "--epsilon-curve", help="Then run the year again at epsilon 0.25, 0.5, 1, 2, 4 "
+            "and 8 (all but --epsilon) on the same province and matched evidence (no second "
+            "matching; OUT/epsilon_curve/eps_<e>/), and plot utility and review-queue "
+            "outcomes against the budget in the report (OUT/epsilon_curve.json).")] = False,
         holdout: Annotated[float, typer.Option(
             "--holdout", help="Share of each agency's labelled rows held out of training "
             "for federated evaluation (0: train on all).")] = 0.2,
     ) -> None:
         """Simulate a school year end to end; write summary.json and report.html."""
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
         from simulations.simulate import SimulationConfig, run
 
         # Flower runs in its own processes (flwr run against a simulation SuperLink); their
@@ -126,36 +188,16 @@ def register(app: typer.Typer) -> None:
             distributed_noise=distributed_noise,
         )
         start = time.perf_counter()
-        # "{task.fields[count]}", not "{task.completed}/{task.total}": the phase line has no
-        # total and would end as "0/None".
-        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn(
-                "{task.fields[count]}"), TimeElapsedColumn(),
-                console=_console, transient=False) as bar:
-            phase = bar.add_task("starting", total=None, count="")
-            rounds_task = bar.add_task("training rounds", total=rounds, visible=False,
-                                       count=f"0/{rounds}")
-
-            def progress(event: str, data: dict[str, Any]) -> None:
-                if not _console.is_terminal:  # a log file or pipe: one plain line per event
-                    _progress_line(event, data, time.perf_counter() - start)
-                if event == "phase":
-                    bar.update(phase, description=f"phase: {data['name']}")
-                    if data["name"] == "training":
-                        bar.update(rounds_task, visible=True)
-                elif event == "round":
-                    f1 = data.get("metrics", {}).get("macro_f1")
-                    extra = f" (held-out macro-F1 {f1:.3f})" if f1 is not None else ""
-                    bar.update(rounds_task, completed=data["round"],
-                               count=f"{data['round']}/{rounds}",
-                               description=f"training rounds{extra}")
-                elif event == "matching":
-                    bar.update(phase, description=f"phase: matching {data.get('home', '')}")
-
+        with YearProgress(_console, rounds) as progress:
             summary = run(cfg, progress)
+            if epsilon_curve:
+                from simulations.epsilon_curve import EPSILONS, add_budgets
+
+                summary["epsilon_curve"] = add_budgets(
+                    summary, epsilons=EPSILONS, cfg=cfg, progress=progress)
             if audit:
-                summary = _audit(cfg, summary, lambda m: bar.update(
-                    phase, description=f"audit: {m}"))
-            bar.update(phase, description="done", total=1, completed=1)
+                summary = _audit(cfg, summary, lambda m: progress.say(f"audit: {m}"))
+            progress.done()
         ident = summary.get("identification", {}).get("federated", {})
         _console.print(
             f"[green]done[/] in {time.perf_counter() - start:.0f} s: "

@@ -46,6 +46,13 @@ _LABELS: dict[str, tuple[str, str]] = {
     "year_nodes": ("Nodes start", "s"), "year_matching": ("Matching", "s"),
     "year_training": ("Training", "s"), "year_identify": ("Identification", "s"),
     "review": ("Evaluation against truth", "s"),
+    "num_examples": ("Held-out rows", ""), "nodes": ("Nodes", ""),
+    "round": ("Round", ""),
+    "epsilon": ("Epsilon per agency", ""), "epsilon_spent_max": ("Epsilon spent, largest", ""),
+    "queue_missed_rate": ("Missed after review (of students in hardship)", "%"),
+    "queue_wrong_aid_rate": ("Wrong aid after review (of students aided)", "%"),
+    "queue_level_accuracy": ("Level accuracy after review", "%"),
+    "seconds": ("Wall time", "s"),
 }
 _ROWS = {
     "federated": "Federated DP model", "self_report_baseline": "Self-report (today)",
@@ -66,6 +73,8 @@ def _cell(key: str, value: Any) -> str:
         return html.escape("yes" if value is True else "no" if value is False else "-")
     if isinstance(value, float | int) and unit == "%":
         return f"{100 * float(value):.1f}"
+    if isinstance(value, float) and value.is_integer() and abs(value) >= 100 and unit != "s":
+        return f"{int(value):,}"  # a count (held-out rows, students)
     if isinstance(value, float):
         return f"{value:.1f}" if unit == "points" or abs(value) >= 100 else f"{value:.3g}"
     return html.escape(str(value))
@@ -188,6 +197,35 @@ def _queue_table(rq: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def _node_evaluation_section(evaluation: dict[str, Any]) -> str:
+    weighted = evaluation.get("weighted", [])
+    if not weighted:
+        return ""
+    rows = {f"After round {p['round']}": p for p in weighted}
+    return ("<h2>Held-out metrics per round (node-side)</h2><p>Read by the simulation from "
+            f"{html.escape(str(evaluation.get('source', 'each node')))}. Means over the "
+            "education nodes weighted by their held-out rows; the model's figures against the "
+            "ground truth are in the table above.</p>"
+            + _table(rows, ["macro_f1", "accuracy", "num_examples", "nodes"]))
+
+
+def _epsilon_curve_section(curve: dict[str, Any]) -> str:
+    points = curve.get("points", [])
+    if not points:
+        return ""
+    cap = 100 * float(curve.get("capacity", 0.1))
+    rows = {(f"epsilon {p['epsilon']:g} per agency" if p.get("epsilon") is not None
+             else "centralized non-private"): p for p in points}
+    return (f"<h2>Epsilon curve: utility and the review queue against the budget</h2><p>The "
+            "same province and the same matched evidence at every budget; the model's list "
+            "against the ground truth, and the rates after reviewing "
+            f"{cap:g} % of each agency's students from its queue (reviewers right every "
+            "time).</p>"
+            + _table(rows, ["macro_f1", "missed_rate", "wrong_aid_rate", "queue_missed_rate",
+                            "queue_wrong_aid_rate", "queue_level_accuracy",
+                            "epsilon_spent_max"]))
+
+
 def render_html(summary: dict[str, Any]) -> str:
     """The report as one HTML string with embedded PNGs."""
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>fedid simulated year"
@@ -227,6 +265,8 @@ def render_html(summary: dict[str, Any]) -> str:
             " ground truth, so these are not deployable results.</p>"
             + _table(best, ["target_ratio", "missed_rate", "wrong_aid_rate", "threshold",
                             "min_wrong_aid_at_missed_target"]))
+    parts.append(_node_evaluation_section(summary.get("node_evaluation", {})))
+    parts.append(_epsilon_curve_section(summary.get("epsilon_curve", {})))
     per = summary.get("privacy", {}).get("per_agency", {})
     if per:
         parts.append("<h2>Privacy spend (from each node's accountant)</h2>" + _table(
@@ -236,8 +276,9 @@ def render_html(summary: dict[str, Any]) -> str:
     parts.append(noise_section(summary.get("distributed_noise")))  # distributed-noise mode
     walls = summary.get("wall_seconds", {})
     if walls:
-        parts.append("<h2>Wall time</h2>" + _table(
-            {"this run": {k: round(float(v), 1) for k, v in walls.items()}}, list(walls)))
+        parts.append("<h2>Wall time per phase</h2>" + _table(
+            {_label(k).removesuffix(" (s)"): {"seconds": float(v)} for k, v in walls.items()},
+            ["seconds"]))
     for title, png in plots(summary):
         parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' "
                      f"src='data:image/png;base64,{png}'>")

@@ -1,9 +1,10 @@
 """The plots of the simulated year's report, each a base64 PNG (matplotlib, Agg backend).
 
-Epsilon spent per agency over rounds against its budget, utility over rounds, the confusion
-matrix of the federated model, missed rates by group, matching coverage and duplicate aid per
-agency, the review-queue curve (missed and wrong aid after review over capacities, per queue)
-and, when the summary carries one, the epsilon curve.
+Epsilon spent per agency over rounds against its budget, utility over rounds (each node's
+held-out metrics, which stay on the node and which the simulation reads from its folder), the
+confusion matrix of the federated model, missed rates by group, matching coverage and
+duplicate aid per agency, the review-queue curve (missed and wrong aid after review over
+capacities, per queue) and, when the summary carries one, the epsilon curve.
 """
 
 from __future__ import annotations
@@ -56,22 +57,7 @@ def plots(summary: dict[str, Any]) -> list[tuple[str, str]]:
         ax.set_title("Privacy spend per agency (dashed: budget)")
         ax.legend(fontsize=6, ncol=2)
         out.append(("Epsilon per agency over rounds", _png(fig)))
-    rounds = summary.get("training", {}).get("rounds", [])
-    if rounds:
-        fig, ax = plt.subplots(figsize=(7, 4))
-        for key in ("macro_f1", "accuracy"):
-            ys = [r["metrics"].get(key) for r in rounds]
-            if any(y is not None for y in ys):
-                ax.plot([r["round"] for r in rounds], ys, marker="o", label=key)
-        ref = summary.get("identification", {}).get("centralized_nonprivate", {})
-        if "macro_f1" in ref:
-            ax.axhline(ref["macro_f1"], color="gray", linestyle="--",
-                       label="centralized non-private macro-F1 (all students)")
-        ax.set_xlabel("round")
-        ax.set_ylabel("held-out metric (vs recorded labels)")
-        ax.set_title("Utility over rounds")
-        ax.legend(fontsize=7)
-        out.append(("Utility over rounds", _png(fig)))
+    out.extend(_utility_over_rounds(summary.get("node_evaluation", {})))
     ident = summary.get("identification", {})
     fed = ident.get("federated", {})
     if fed.get("confusion"):
@@ -120,6 +106,32 @@ def plots(summary: dict[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
+def _utility_over_rounds(evaluation: dict[str, Any]) -> list[tuple[str, str]]:
+    """Each node's held-out macro-F1 per round and their mean weighted by held-out rows."""
+    weighted = evaluation.get("weighted", [])
+    if not weighted:
+        return []
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for agency, points in sorted(evaluation.get("per_agency", {}).items()):
+        ax.plot([p["round"] for p in points], [p["macro_f1"] for p in points], linewidth=1,
+                alpha=0.6, marker=".", label=f"{agency} macro-F1")
+    rounds = [p["round"] for p in weighted]
+    ax.plot(rounds, [p["macro_f1"] for p in weighted], color="black", linewidth=2.5,
+            marker="o", label="macro-F1, all nodes (weighted by held-out rows)")
+    ax.plot(rounds, [p["accuracy"] for p in weighted], color="black", linestyle="--",
+            marker="s", label="level accuracy, all nodes (weighted)")
+    ax.set_xticks(rounds)
+    ax.set_xlabel("training round")
+    ax.set_ylabel("metric on held-out rows (against recorded labels)")
+    ax.set_title("Utility over rounds: node-side figures, read by the simulation\n"
+                 "from nodes/*/evaluation.jsonl (never released to the coordinator)",
+                 fontsize=9)
+    ax.legend(fontsize=6)
+    return [("Utility over rounds", _png(fig))]
+
+
 def _queue_curve(rq: dict[str, Any]) -> list[tuple[str, str]]:
     curves = rq.get("curves", {})
     if not curves:
@@ -161,7 +173,8 @@ def _epsilon_curve(curve: dict[str, Any]) -> list[tuple[str, str]]:
     xs = [p["epsilon"] for p in private]
     axes[0].plot(xs, [p["macro_f1"] for p in private], marker="o", label="federated DP")
     for p in public:
-        axes[0].axhline(p["macro_f1"], color="gray", linestyle="--", label="non-private")
+        axes[0].axhline(p["macro_f1"], color="gray", linestyle="--",
+                        label="centralized non-private")
     axes[0].set_xscale("log")
     axes[0].set_xlabel("epsilon per agency")
     axes[0].set_ylabel("macro-F1 vs ground truth")
@@ -173,7 +186,7 @@ def _epsilon_curve(curve: dict[str, Any]) -> list[tuple[str, str]]:
                      label=f"{label}, DP")
         for p in public:
             axes[1].axhline(100 * p[key], linestyle="--", linewidth=1, color=colour,
-                            label=f"{label}, non-private")
+                            label=f"{label}, centralized non-private")
     axes[1].set_xscale("log")
     for ax in axes:
         ax.minorticks_off()

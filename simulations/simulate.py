@@ -47,7 +47,8 @@ _log = logging.getLogger(__name__)
 Progress = Callable[[str, dict[str, Any]], None]
 
 _RUN_OUTPUTS = ("nodes", "coordinator", "roster.toml", "transcript", "summary.json",
-                "report.html", "simulation.json", "flwr")
+                "report.html", "simulation.json", "flwr", "epsilon_curve",
+                "epsilon_curve.json")
 _APP_DIR = Path(__file__).resolve().parents[1]  # the fedid Flower app (pyproject.toml)
 
 
@@ -128,6 +129,22 @@ def agencies_of(province: Path) -> list[tuple[str, str, str, Path]]:
     return found
 
 
+def _rows(table: Path) -> int:
+    if table.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(table).metadata.num_rows)
+    with table.open("rb") as handle:
+        return sum(1 for _ in handle) - 1
+
+
+def _message_timeout(found: list[tuple[str, str, str, Path]]) -> float:
+    """Seconds the coordinator waits for one batch of replies: 900 s, plus 0.1 s per row of
+    the largest table (a county of 45,000 students decrypts its matching results for
+    minutes on two shared cores; the timeout detects a lost node, it is not a deadline)."""
+    return 900.0 + 0.1 * max(_rows(table) for *_, table in found)
+
+
 def _write_simulation_file(cfg: SimulationConfig, province: Path, schema: Path) -> Path:
     agencies = []
     found = agencies_of(province)
@@ -154,7 +171,7 @@ def _write_simulation_file(cfg: SimulationConfig, province: Path, schema: Path) 
         "session": "year", "matching": cfg.matching, "seed": cfg.seed,
         "grouping": cfg.grouping, "secure-aggregation": cfg.secure_aggregation,
         "schema": str(schema.resolve()),
-        "wait-nodes": 120.0, "timeout": 900.0,
+        "wait-nodes": 120.0, "timeout": _message_timeout(found),
         **{f"train-{k}": v for k, v in cfg.train},
     }
     if cfg.distributed_noise:
@@ -254,6 +271,14 @@ def _run_flower(
 ) -> dict[str, Any]:
     env = {"FEDID_SIMULATION_CONFIG": str(sim_file.resolve()),
            "RAY_DEDUP_LOGS": "0", "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
+           # each virtual node gets one CPU (client-resources-num-cpus=1): one PyTorch thread
+           # each, else every operation of a node's training waits for a second thread the
+           # other nodes' work has taken (simulations.review.one_torch_thread)
+           "OMP_NUM_THREADS": "1",
+           # Ray starts its workers (here: every virtual node) at nice 15 below its driver,
+           # which on a shared machine leaves the nodes' matching and training a sliver of a
+           # core behind every other process; a simulation's nodes are its work
+           "RAY_worker_niceness": "0",
            # Flower's processes import this fedid (a checkout run with PYTHONPATH included).
            "PYTHONPATH": os.pathsep.join(filter(None, [str(_APP_DIR),
                                                         os.environ.get("PYTHONPATH")]))}

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -65,6 +66,14 @@ class Cohort:
         if len(self.agency) != n or len(self.truth) != n:
             raise ValueError(f"cohort columns differ in length: {len(self.agency)}, {n}, "
                              f"{len(self.truth)}")
+
+    @cached_property
+    def rows_of(self) -> dict[str, IntArray]:
+        """Each agency's rows (computed once: a county-scale cohort has 240,000 students)."""
+        names, index = np.unique(self.agency.astype(str), return_inverse=True)
+        order = np.argsort(index, kind="stable")
+        bounds = np.cumsum(np.bincount(index, minlength=len(names)))[:-1]
+        return {str(a): rows for a, rows in zip(names, np.split(order, bounds), strict=True)}
 
 
 def after_review(
@@ -120,7 +129,7 @@ def _queued(cohort: Cohort, order: Mapping[str, IntArray], share: float) -> npt.
     """Mask of the first round(share n) rows of every agency's ranking (``order``: row indices)."""
     mask = np.zeros(len(cohort.recorded), dtype=bool)
     for agency, rows in order.items():
-        n = int(np.sum(cohort.agency == agency))
+        n = len(cohort.rows_of.get(agency, ()))
         mask[rows[: round(share * n)]] = True
     return mask
 
@@ -135,16 +144,14 @@ def rule_order(cohort: Cohort, *, rule_level: IntArray, exclusion: npt.NDArray[n
     tier[hit & (cohort.recorded == 0)] = 0
     tier[~hit & exclusion & (cohort.recorded > 0)] = 2
     order: dict[str, IntArray] = {}
-    for agency in np.unique(cohort.agency):
-        rows = np.flatnonzero((cohort.agency == agency) & (tier < 3))
-        rows = rows[np.lexsort((rng.random(rows.size), tier[rows]))]
-        order[str(agency)] = rows
+    for agency, rows in cohort.rows_of.items():
+        rows = rows[tier[rows] < 3]
+        order[agency] = rows[np.lexsort((rng.random(rows.size), tier[rows]))]
     return order
 
 
 def _random_orders(cohort: Cohort, rng: np.random.Generator) -> dict[str, IntArray]:
-    return {str(a): rng.permutation(np.flatnonzero(cohort.agency == a))
-            for a in np.unique(cohort.agency)}
+    return {a: rng.permutation(rows) for a, rows in cohort.rows_of.items()}
 
 
 def _point(cohort: Cohort, orders: Sequence[Mapping[str, IntArray]], share: float,
@@ -152,10 +159,10 @@ def _point(cohort: Cohort, orders: Sequence[Mapping[str, IntArray]], share: floa
     rows = []
     rng = np.random.default_rng(_REVIEW_SEED)
     for order in orders:
-        level = after_review(cohort.recorded, cohort.truth, _queued(cohort, order, share),
-                             accuracy=accuracy, rng=rng)
+        queued = _queued(cohort, order, share)
+        level = after_review(cohort.recorded, cohort.truth, queued, accuracy=accuracy, rng=rng)
         point = outcome(cohort.truth, level)
-        point["reviewed_share"] = float(np.mean(_queued(cohort, order, share)))
+        point["reviewed_share"] = float(np.mean(queued))
         gap = _rural_gap(cohort, level)
         if gap is not None:
             point["rural_minus_urban_missed_points"] = gap

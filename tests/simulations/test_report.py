@@ -73,8 +73,15 @@ def _summary() -> dict[str, Any]:
                "noise_multiplier": 1.1, "within_budget": True} for a in ("a", "b")}
     return {
         "privacy": {"per_agency": per}, "identification": ident, "review_queue": rq,
-        "training": {"rounds": [{"round": r, "metrics": {"macro_f1": 0.4 + r / 20}}
+        # what the coordinator holds: a constant per round, no metric
+        "training": {"rounds": [{"round": r, "metrics": {"kept_on_node": 1.0}}
                                 for r in (1, 2, 3)]},
+        "node_evaluation": {
+            "source": "nodes/<agency>/evaluation.jsonl",
+            "weighted": [{"round": r, "nodes": 2, "num_examples": 400.0,
+                          "macro_f1": 0.4 + r / 20, "accuracy": 0.8} for r in (1, 2, 3)],
+            "per_agency": {a: [{"round": r, "num_examples": 200.0, "macro_f1": 0.4 + r / 20,
+                                "accuracy": 0.8} for r in (1, 2, 3)] for a in "ab"}},
         "fairness": {"groups": {"rural": {"rural": {"missed_rate": 0.3},
                                           "urban": {"missed_rate": 0.2}}}},
         "matching": {"per_home": {"a": {"coverage": 0.9, "duplicate_aid": 3.0}}},
@@ -113,9 +120,28 @@ def test_report_opens_with_its_verdict_and_renders_every_plot(tmp_path: Path) ->
     assert "missed_rate" not in "".join(parsed.headings)
     assert parsed.links == ["summary.json"]
     assert parsed.pre == 0
+    # node-side round metrics and the epsilon curve also as tables, labelled
+    assert "Held-out metrics per round (node-side)" in parsed.headings
+    assert "Epsilon curve: utility and the review queue against the budget" in parsed.headings
+    page = render_html(summary)
+    assert "nodes/&lt;agency&gt;/evaluation.jsonl" in page
+    assert "Missed after review (of students in hardship) (%)" in page
+    assert "<th>epsilon 0.5 per agency</th>" in page
+    assert "<th>Province: generate or load</th><td>1</td>" in page
     sj, rh = write(tmp_path, summary)
     assert sj.exists()
     assert rh.read_text(encoding="utf-8").startswith("<!doctype html>")
+
+
+def test_utility_over_rounds_needs_node_side_figures() -> None:
+    """The coordinator's rounds carry a constant only: without the nodes' own figures the
+    chart is left out rather than drawn empty."""
+    summary = _summary()
+    del summary["node_evaluation"]
+    parsed = _Parsed()
+    parsed.feed(render_html(summary))
+    assert "Utility over rounds" not in [t for t, _ in parsed.images]
+    assert "Held-out metrics per round (node-side)" not in parsed.headings
 
 
 def test_report_without_truth_still_renders() -> None:
