@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -81,9 +82,12 @@ def test_noise_is_the_nodes_own(small_province: Path, tmp_path: Path) -> None:
     assert not np.allclose(ua[0], ub[0])
     # A coordinator that knows everything it sent (arrays, seed, round, node settings) and
     # re-runs the computation the message seed used to drive cannot reproduce either.
+    # Granted even node a's own public size (drawn from its CSPRNG, never sent):
     s = node.settings_of(a)
     values = s.training.resolve({"rounds": 2.0, "local_epochs": 1.0})
-    guess = [training.train_round(s, arrays=init, state=training.new_state(s),
+    drawn = LocalState.from_bytes((tmp_path / "a" / "local_state.bin").read_bytes()).public_rows
+    start = replace(training.new_state(s), public_rows=drawn)
+    guess = [training.train_round(s, arrays=init, state=start,
                                   values=values, seed=1 * 1000 + 1).arrays for _ in range(2)]
     np.testing.assert_array_equal(guess[0][0], guess[1][0])  # the seeded path is exact
     assert not np.allclose(guess[0][0], ua[0])
