@@ -123,6 +123,17 @@ def add_budgets(
         if p.get("epsilon") is not None and earlier.get("capacity") == capacity}
     points[cfg.epsilon] = {**curve_point(base, epsilon=cfg.epsilon, capacity=capacity),
                            "wall_s": round(_seconds(base), 1), "matching": cfg.matching}
+
+    def save() -> dict[str, Any]:  # after every point: an interrupted curve keeps its points
+        curve = {"capacity": capacity,
+                 "students": base["identification"].get("students_scored"),
+                 "seed": cfg.seed, "base_epsilon": cfg.epsilon,
+                 "points": [points[e] for e in sorted(points)]
+                 + [curve_point(base, epsilon=None, capacity=capacity)]}
+        atomic_write_bytes(known, json.dumps(curve, indent=1).encode("utf-8"))
+        report.write(cfg.out, {**base, "epsilon_curve": curve})
+        return curve
+
     for eps in epsilons:
         if eps == cfg.epsilon:
             continue
@@ -136,13 +147,8 @@ def add_budgets(
                               reference=False, fresh=False), progress)
         points[eps] = {**curve_point(summary, epsilon=eps, capacity=capacity),
                        "wall_s": round(time.perf_counter() - t0, 1), "matching": False}
-    curve = {"capacity": capacity, "students": base["identification"].get("students_scored"),
-             "seed": cfg.seed, "base_epsilon": cfg.epsilon,
-             "points": [points[e] for e in sorted(points)]
-             + [curve_point(base, epsilon=None, capacity=capacity)]}
-    atomic_write_bytes(known, json.dumps(curve, indent=1).encode("utf-8"))
-    report.write(cfg.out, {**base, "epsilon_curve": curve})
-    return curve
+        save()
+    return save()
 
 
 def run_curve(*, out: Path, students: int | None, seed: int, rounds: int,
