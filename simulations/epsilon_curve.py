@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import fields, replace
@@ -152,11 +153,12 @@ def add_budgets(
 
 
 def run_curve(*, out: Path, students: int | None, seed: int, rounds: int,
-              epsilons: tuple[float, ...], capacity: float) -> dict[str, Any]:
+              epsilons: tuple[float, ...], capacity: float, progress: Progress | None = None,
+              ) -> dict[str, Any]:
     """The base year at epsilon 1 in ``out``, then every other budget (module docstring)."""
     base = run(SimulationConfig(out=out, students=students, seed=seed, rounds=rounds,
-                                epsilon=1.0))
-    return add_budgets(base, epsilons=epsilons, capacity=capacity)
+                                epsilon=1.0), progress)
+    return add_budgets(base, epsilons=epsilons, capacity=capacity, progress=progress)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -171,14 +173,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epsilons", type=float, nargs="+", default=list(EPSILONS))
     parser.add_argument("--capacity", type=float, default=0.10)
     args = parser.parse_args(argv)
+    start = time.perf_counter()
+
+    def progress(event: str, data: dict[str, Any]) -> None:  # one line per phase, on stderr
+        text = {"phase": f"phase {data.get('name')}",
+                "curve": f"epsilon curve: the year at epsilon {data.get('epsilon')}"}.get(event)
+        if text:
+            print(f"[{time.perf_counter() - start:6.0f} s] {text}", file=sys.stderr, flush=True)
+
     if args.base is not None:
         base = json.loads((args.base / "summary.json").read_text(encoding="utf-8"))
         curve = add_budgets(base, epsilons=tuple(args.epsilons), capacity=args.capacity,
-                            cfg=replace(config_of(base), out=args.base))
+                            cfg=replace(config_of(base), out=args.base), progress=progress)
     else:
         curve = run_curve(out=args.out, students=args.students, seed=args.seed,
                           rounds=args.rounds, epsilons=tuple(args.epsilons),
-                          capacity=args.capacity)
+                          capacity=args.capacity, progress=progress)
     print(json.dumps(curve))
 
 
