@@ -45,6 +45,8 @@ _LABELS: dict[str, tuple[str, str]] = {
     "year_nodes": ("Nodes start", "s"), "year_matching": ("Matching", "s"),
     "year_training": ("Training", "s"), "year_identify": ("Identification", "s"),
     "review": ("Evaluation against truth", "s"),
+    "review_models": ("of which: models against truth (reference trained)", "s"),
+    "review_queue_eval": ("of which: review-queue evaluation", "s"),
     "num_examples": ("Held-out rows", ""), "nodes": ("Nodes", ""),
     "round": ("Round", ""),
     "epsilon": ("Epsilon per agency", ""), "epsilon_spent_max": ("Epsilon spent, largest", ""),
