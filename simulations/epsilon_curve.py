@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import fields, replace
@@ -123,6 +124,17 @@ def add_budgets(
         if p.get("epsilon") is not None and earlier.get("capacity") == capacity}
     points[cfg.epsilon] = {**curve_point(base, epsilon=cfg.epsilon, capacity=capacity),
                            "wall_s": round(_seconds(base), 1), "matching": cfg.matching}
+
+    def save() -> dict[str, Any]:  # after every point: an interrupted curve keeps its points
+        curve = {"capacity": capacity,
+                 "students": base["identification"].get("students_scored"),
+                 "seed": cfg.seed, "base_epsilon": cfg.epsilon,
+                 "points": [points[e] for e in sorted(points)]
+                 + [curve_point(base, epsilon=None, capacity=capacity)]}
+        atomic_write_bytes(known, json.dumps(curve, indent=1).encode("utf-8"))
+        report.write(cfg.out, {**base, "epsilon_curve": curve})
+        return curve
+
     for eps in epsilons:
         if eps == cfg.epsilon:
             continue
@@ -136,21 +148,17 @@ def add_budgets(
                               reference=False, fresh=False), progress)
         points[eps] = {**curve_point(summary, epsilon=eps, capacity=capacity),
                        "wall_s": round(time.perf_counter() - t0, 1), "matching": False}
-    curve = {"capacity": capacity, "students": base["identification"].get("students_scored"),
-             "seed": cfg.seed, "base_epsilon": cfg.epsilon,
-             "points": [points[e] for e in sorted(points)]
-             + [curve_point(base, epsilon=None, capacity=capacity)]}
-    atomic_write_bytes(known, json.dumps(curve, indent=1).encode("utf-8"))
-    report.write(cfg.out, {**base, "epsilon_curve": curve})
-    return curve
+        save()
+    return save()
 
 
 def run_curve(*, out: Path, students: int | None, seed: int, rounds: int,
-              epsilons: tuple[float, ...], capacity: float) -> dict[str, Any]:
+              epsilons: tuple[float, ...], capacity: float, progress: Progress | None = None,
+              ) -> dict[str, Any]:
     """The base year at epsilon 1 in ``out``, then every other budget (module docstring)."""
     base = run(SimulationConfig(out=out, students=students, seed=seed, rounds=rounds,
-                                epsilon=1.0))
-    return add_budgets(base, epsilons=epsilons, capacity=capacity)
+                                epsilon=1.0), progress)
+    return add_budgets(base, epsilons=epsilons, capacity=capacity, progress=progress)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -165,14 +173,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epsilons", type=float, nargs="+", default=list(EPSILONS))
     parser.add_argument("--capacity", type=float, default=0.10)
     args = parser.parse_args(argv)
+    start = time.perf_counter()
+
+    def progress(event: str, data: dict[str, Any]) -> None:  # one line per phase, on stderr
+        text = {"phase": f"phase {data.get('name')}",
+                "curve": f"epsilon curve: the year at epsilon {data.get('epsilon')}"}.get(event)
+        if text:
+            print(f"[{time.perf_counter() - start:6.0f} s] {text}", file=sys.stderr, flush=True)
+
     if args.base is not None:
         base = json.loads((args.base / "summary.json").read_text(encoding="utf-8"))
         curve = add_budgets(base, epsilons=tuple(args.epsilons), capacity=args.capacity,
-                            cfg=replace(config_of(base), out=args.base))
+                            cfg=replace(config_of(base), out=args.base), progress=progress)
     else:
         curve = run_curve(out=args.out, students=args.students, seed=args.seed,
                           rounds=args.rounds, epsilons=tuple(args.epsilons),
-                          capacity=args.capacity)
+                          capacity=args.capacity, progress=progress)
     print(json.dumps(curve))
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from privacy.atomic import atomic_write_bytes
 from simulations.audit_report import section as audit_section
-from simulations.report_noise import noise_section
+from simulations.report_noise import noise_section, noise_verdict
 from simulations.report_plots import plots
 
 __all__ = ["REVIEW_TARGETS", "render_html", "verdict", "write"]
@@ -46,6 +46,8 @@ _LABELS: dict[str, tuple[str, str]] = {
     "year_nodes": ("Nodes start", "s"), "year_matching": ("Matching", "s"),
     "year_training": ("Training", "s"), "year_identify": ("Identification", "s"),
     "review": ("Evaluation against truth", "s"),
+    "review_models": ("of which: models against truth (reference trained)", "s"),
+    "review_queue_eval": ("of which: review-queue evaluation", "s"),
     "num_examples": ("Held-out rows", ""), "nodes": ("Nodes", ""),
     "round": ("Round", ""),
     "epsilon": ("Epsilon per agency", ""), "epsilon_spent_max": ("Epsilon spent, largest", ""),
@@ -121,6 +123,7 @@ def verdict(summary: dict[str, Any]) -> list[str]:
             f"{budget:g} (delta {delta:g}), {'all' if ok else 'NOT all'} within budget; "
             "student and guardian IDs were matched blinded, and the review queue stays on "
             "each node (the coordinator receives counts only).")
+    out.extend(noise_verdict(summary.get("distributed_noise")))  # distributed-noise mode
     ident = summary.get("identification", {})
     fed, cen = ident.get("federated", {}), ident.get("centralized_nonprivate", {})
     rq = summary.get("review_queue", {})

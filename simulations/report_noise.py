@@ -18,7 +18,7 @@ from typing import Any
 from fedid.model.train import LocalState
 from privacy.dp import shared_noise_spend
 
-__all__ = ["TRUST_STATEMENT", "noise_section", "noise_summary"]
+__all__ = ["TRUST_STATEMENT", "noise_section", "noise_summary", "noise_verdict"]
 
 TRUST_STATEMENT = (
     "Each agency added only its share of the Gaussian noise; the sum the coordinator "
@@ -64,6 +64,22 @@ def noise_summary(out: Path, year: dict[str, Any]) -> dict[str, Any]:
     return {"per_agency": per,
             "agreement": year.get("training", {}).get("distributed_noise", {}),
             "trust_statement": TRUST_STATEMENT}
+
+
+def noise_verdict(block: dict[str, Any] | None) -> list[str]:
+    """The verdict's sentence on distributed noise ([] when the year did not use it): the
+    epsilon above is the trusted one; what holds without the trust."""
+    if not block or not block.get("per_agency"):
+        return []
+    per = block["per_agency"].values()
+    trusted = max(float(r["epsilon_trusted"]) for r in per)
+    fallback = max(float(r["epsilon_fallback"]) for r in per)
+    parties = min(int(r["parties"]) for r in per)
+    return [f"Distributed noise: each agency added a 1/{parties} share of the noise under the "
+            f"secure sum, so the epsilon above ({trusted:.2f}) is the trusted one: it holds "
+            "against the coordinator only while secure aggregation holds and at least "
+            f"{parties} agencies add their share; with its own share alone an agency has "
+            f"epsilon {fallback:.2f} (see 'Distributed noise under the secure sum')."]
 
 
 _COLUMNS = (

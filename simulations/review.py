@@ -24,13 +24,16 @@ privacy ledger, and the coordinator's year record. Produces the summary behind
   their mean weighted by held-out rows;
 - ``review_queue``: missed, wrong aid and level accuracy after simulated reviewers resolve
   each agency's review queue, against self-report, random, rule-layer and centralized
-  queues, over capacities and reviewer accuracies (:mod:`simulations.workflow`).
+  queues, over capacities and reviewer accuracies (:mod:`simulations.workflow`);
+- ``review_seconds``: wall seconds of the model metrics (with the centralized reference's
+  training) and of the review-queue evaluation.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -196,14 +199,18 @@ def _summarise(*, cfg: Any, province: Path, schema: Path, year: dict[str, Any]
         joined = joined.merge(_baseline(sim).rename(columns={"label_level": "self_report"}),
                               on="student_id", how="left")
         joined["self_report"] = joined["self_report"].fillna(levels[0]).astype(str)
+        t0 = time.perf_counter()
         found, trained = _identification(cfg, joined, truth, recs, sim_file, schema, levels)
         ident.update(found)
         from simulations.workflow_year import evaluate_year
 
+        t1 = time.perf_counter()
         summary["review_queue"] = evaluate_year(
             out=cfg.out, schema_path=schema, truth=truth, seed=cfg.seed,
             central=trained[0] if trained else None,
             central_inputs=trained[1] if trained else None)
+        summary["review_seconds"] = {"review_models": t1 - t0,
+                                     "review_queue_eval": time.perf_counter() - t1}
         if set(joined.columns) >= _GROUP_COLUMNS:
             summary["fairness"] = group_gaps(joined, pred_col="level", levels=levels)
             summary["fairness_baseline"] = group_gaps(joined, pred_col="self_report",

@@ -224,6 +224,7 @@ def run(cfg: SimulationConfig, progress: Progress | None = None) -> dict[str, An
     say("phase", {"name": "review"})
     summary = review.summarise(cfg=cfg, province=province, schema=schema, year=year)
     times["review"] = time.perf_counter() - t0
+    times.update(summary.pop("review_seconds", {}))  # the review's two largest parts
     summary["wall_seconds"] = times
     if cfg.distributed_noise:
         from simulations.report_noise import noise_summary

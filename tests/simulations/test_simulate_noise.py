@@ -67,6 +67,7 @@ def test_both_epsilons_per_node_in_summary_ledgers_and_report(
     assert "id='distributed-noise'" in html
     assert "holds against the coordinator only while secure aggregation holds" in TRUST_STATEMENT
     assert "holds against the coordinator only while secure aggregation holds" in html
+    assert "Distributed noise: each agency added a 1/6 share" in html  # in the verdict
     assert 0.0 <= summary["identification"]["federated"]["macro_f1"] <= 1.0
 
 
