@@ -42,7 +42,7 @@ def plots(summary: dict[str, Any]) -> list[tuple[str, str]]:
 
     out: list[tuple[str, str]] = []
     per = summary.get("privacy", {}).get("per_agency", {})
-    if per:
+    if any(rec.get("epsilon_by_round") for rec in per.values()):
         fig, ax = plt.subplots(figsize=(7, 4))
         for agency, rec in sorted(per.items()):
             series = rec.get("epsilon_by_round", [])
@@ -52,7 +52,7 @@ def plots(summary: dict[str, Any]) -> list[tuple[str, str]]:
         for b in budgets:
             if b:
                 ax.axhline(float(b), color="red", linestyle="--", linewidth=1)
-        ax.set_xlabel("round")
+        ax.set_xlabel("training round")
         ax.set_ylabel("epsilon spent (accountant)")
         ax.set_title("Privacy spend per agency (dashed: budget)")
         ax.legend(fontsize=6, ncol=2)
