@@ -159,11 +159,14 @@ def test_refused_when_the_coordinator_announces_fewer_participants(
 ) -> None:
     out = tmp_path / "n"
     ctx, init, std = _start(small_province, out)
+    # before any round: only the node's public-size release (charged when it planned)
+    before = json.loads((out / "privacy_ledger.json").read_text())["epsilon_total"]
     reply = Round(ctx, K - 2).train(ctx, init, std)  # 2 participants, the node requires 3
     assert reply.has_error()
     assert reply.error.code == 1004
     assert not (out / "rounds").exists()  # nothing trained, recorded or charged
-    assert json.loads((out / "privacy_ledger.json").read_text())["epsilon_total"] == 0.0
+    assert json.loads((out / "privacy_ledger.json").read_text())["epsilon_total"] == before
+    assert before < 0.05
     assert read_ledger(out)[-1]["charged_epsilon"] == 0.0
 
 
