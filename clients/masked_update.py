@@ -47,7 +47,14 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from numpy.typing import NDArray
 
 from fedid.errors import CryptoError, ProtocolError
-from fedid.records import SIGNATURES_RECORD, config_int, config_str, content, payload_of
+from fedid.records import (
+    SIGNATURES_RECORD,
+    config_flag,
+    config_int,
+    config_str,
+    content,
+    payload_of,
+)
 from privacy.identity import AgencyIdentity, Roster
 from privacy.secure_sum import MaskingParty, PublicKeyList
 from privacy.secure_sum_keys import (
@@ -64,8 +71,8 @@ _STATE_KEY = "fedid.secure_sum"
 
 
 def enabled(msg: Message) -> bool:
-    record = msg.content.config_records.get("config")
-    return record is not None and record.get("secure-aggregation") is True
+    """Whether the coordinator's train message asks for secure aggregation."""
+    return config_flag(msg, "secure-aggregation")
 
 
 def _tag(msg: Message) -> str:

@@ -70,7 +70,7 @@ from clients.privacy_state import NodePrivacyLedger, arrays_digest
 from fedid.errors import BudgetExceededError, ConfigError, FederationError, ProtocolError
 from fedid.model.gradient_share import noise_only_share, shared_noise_multiplier, shared_step
 from fedid.model.train import LocalState, TrainConfig
-from fedid.records import arrays_of, config_float, config_int, config_str, content
+from fedid.records import arrays_of, config_flag, config_float, config_int, config_str, content
 from privacy.dp import count_release_entry
 from privacy.secure_sum import PublicKeyList
 
@@ -82,8 +82,7 @@ _STD_KEY = "distributed-noise-std"
 
 def requested(msg: Message) -> bool:
     """Whether the coordinator's train message asks for distributed noise."""
-    record = msg.content.config_records.get("config")
-    return record is not None and record.get("distributed-noise") is True
+    return config_flag(msg, "distributed-noise")
 
 
 def _opted_in(s: NodeSettings) -> int:

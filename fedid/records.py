@@ -25,8 +25,8 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from numpy.typing import NDArray
 
-__all__ = ["SIGNATURES_RECORD", "ConfigValue", "arrays_of", "config_float", "config_int",
-           "config_str", "content", "metrics_of", "payload_of"]
+__all__ = ["SIGNATURES_RECORD", "ConfigValue", "arrays_of", "config_flag", "config_float",
+           "config_int", "config_str", "content", "metrics_of", "payload_of"]
 
 ConfigValue = int | float | str | bytes | bool
 #: the record of the peers' masking-key signatures in a secure-aggregation train message
@@ -93,6 +93,12 @@ def config_float(msg: Message, key: str, default: float) -> float:
     value = _config_value(msg, key)
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
         else default
+
+
+def config_flag(msg: Message, key: str) -> bool:
+    """True only when the message's config record sets ``key`` to the boolean True."""
+    record = msg.content.config_records.get("config")
+    return record is not None and record.get(key) is True
 
 
 def config_str(msg: Message, key: str, default: str | None = None) -> str:
