@@ -121,8 +121,8 @@ def verdict(summary: dict[str, Any]) -> list[str]:
             f"Protected: every training agency's records under record-level differential "
             f"privacy, at most epsilon {spent:.2f} spent per agency against a budget of "
             f"{budget:g} (delta {delta:g}), {'all' if ok else 'NOT all'} within budget; "
-            "student and guardian IDs were matched blinded, and the review queue and its "
-            "counts stay on each node.")
+            "student and guardian IDs were matched blinded, and the review queue stays on "
+            "each node (the coordinator receives counts only).")
     ident = summary.get("identification", {})
     fed, cen = ident.get("federated", {}), ident.get("centralized_nonprivate", {})
     rq = summary.get("review_queue", {})
