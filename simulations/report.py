@@ -250,7 +250,8 @@ def render_html(summary: dict[str, Any]) -> str:
             "the truth: the node's ranking uses the published self-report rates, its own "
             "counts and a calibration fitted to its own records (all on the node); the weight "
             "of level-only errors was chosen on a tuning province never reported. The queue "
-            "counts released to the coordinator are not covered by epsilon.</p>"
+            "and its counts stay on each node (its ranking is calibrated on the agency's own "
+            "counts, so no noise of bounded sensitivity could protect a released count).</p>"
             + _queue_table(rq))
     ident = summary.get("identification", {})
     rows = {k: v for k, v in ident.items() if isinstance(v, dict) and "macro_f1" in v}
