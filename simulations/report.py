@@ -123,7 +123,7 @@ def verdict(summary: dict[str, Any]) -> list[str]:
             f"privacy, at most epsilon {spent:.2f} spent per agency against a budget of "
             f"{budget:g} (delta {delta:g}), {'all' if ok else 'NOT all'} within budget; "
             "student and guardian IDs were matched blinded, and the review queue stays on "
-            "each node (the coordinator receives counts only).")
+            "each node with its counts (nothing of it reaches the coordinator).")
     out.extend(noise_verdict(summary.get("distributed_noise")))  # distributed-noise mode
     ident = summary.get("identification", {})
     fed, cen = ident.get("federated", {}), ident.get("centralized_nonprivate", {})
