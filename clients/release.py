@@ -132,7 +132,9 @@ POLICY: Final[dict[str, KindPolicy]] = {p.kind: p for p in (
         _f("config", "", "public", "empty config record"),
         _f("metrics", "noise_std", "accounting",
            "distributed-noise mode: the noise of the sum the node's budget requires, a "
-           "function of its budget, spend, public size and settings"),
+           "function of its budget, spend, public size and settings; when the node "
+           "declares no public-size, its first answer also carries the charged Gaussian "
+           "release of its row count (clients.training.public_rows)"),
     ), per="session"),
     KindPolicy("query.identify", (
         _f("config", "", "public", "empty config record"),
