@@ -41,6 +41,7 @@ class PeerConfig:
     max_grad_norm: float = 1.0
     hidden: tuple[int, ...] = (32,)
     accountant: str = "prv"
+    weighting: str = "size"  # FedAvg weights: "size" (row counts) or "equal"
 
 
 def _mlp(n_in: int, n_out: int, hidden: Sequence[int]) -> nn.Module:
@@ -105,6 +106,8 @@ def peer_fedavg(
                     opt.step()
             states.append({k: v.detach().clone() for k, v in inner.state_dict().items()})
             sizes.append(n)
+        if config.weighting == "equal":
+            sizes = [1] * len(sizes)
         w = torch.tensor(sizes, dtype=torch.float64) / sum(sizes)
         global_model.load_state_dict({
             k: sum(wi * s[k].double() for wi, s in zip(w, states, strict=True)).float()
