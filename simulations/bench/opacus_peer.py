@@ -7,7 +7,8 @@ model, optimiser and Poisson loader once with ``PrivacyEngine.make_private_with_
 (PRV accountant, or RDP when fedid uses RDP) for the whole planned training
 (``rounds x local_epochs`` epochs) at the agency's own epsilon, then, every round, loads the
 global weights, trains ``local_epochs`` epochs and returns its weights; the server averages
-them weighted by row counts (FedAvg). ``epsilon=None`` runs the same loop without DP.
+them weighted by row counts (FedAvg; ``weighting="equal"``: every agency alike, the control
+for fedid's constant weights). ``epsilon=None`` runs the same loop without DP.
 
 Peer settings (SGD, momentum 0.9, learning rate 0.5, clipping 1.0, expected batch
 ``min(n, 128)``, 1 local epoch, 5 rounds; non-private: the same with lr 0.1) are the

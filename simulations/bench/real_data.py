@@ -1,7 +1,8 @@
 """Real public data through fedid as a user would, against a plain Opacus + FedAvg peer.
 
 ``python -m simulations.bench.real_data [--datasets randhie,fair,synthetic]
-[--seeds 10,11,12] [--epsilons 1,4,8,inf] [--out DIR]`` prints one JSON line.
+[--seeds 10,11,12] [--epsilons 1,4,8,inf] [--accountant prv|rdp] [--peer-weighting
+size|equal] [--out DIR]`` prints one JSON line.
 
 Datasets: ``synthetic``, the synthetic province with perturbed scenario parameters
 (:mod:`simulations.bench.real_data_synth`), and two bundled with statsmodels (offline):
@@ -22,7 +23,8 @@ On every split, in the same command:
   the node's held-out share removed as the node does, the coordinator's
   :class:`server.strategy.FedAvg`), with the schema's decision threshold;
 - ``peer``: :mod:`simulations.bench.opacus_peer` on the same training rows and the same
-  feature encoding (the schema's declared ranges);
+  feature encoding (the schema's declared ranges), FedAvg by row counts (``--peer-weighting
+  equal``: every agency alike, as fedid's released constant weights);
 
 each at the per-agency epsilons asked for (``inf``: non-private: fedid's rounds without noise
 or clipping at the same recipe, the peer's loop without Opacus). Figures: test accuracy and
@@ -137,13 +139,13 @@ def _score_fedid(model: Any, test: pd.DataFrame) -> dict[str, float]:
 
 
 def _peer(schema: Any, agencies: list[Agency], test: pd.DataFrame, *, epsilon: float | None,
-          seed: int, accountant: str = "prv") -> dict[str, float]:
+          seed: int, accountant: str = "prv", weighting: str = "size") -> dict[str, float]:
     from fedid.model.features import encode, level_targets
 
     data = [(encode(train, schema), level_targets(train, schema)) for train, _ in agencies]
+    config = PeerConfig(accountant=accountant, weighting=weighting)
     model, spent = peer_fedavg(data, n_levels=len(schema.levels), epsilon=epsilon,
-                               delta=_DELTA, config=PeerConfig(accountant=accountant),
-                               seed=seed)
+                               delta=_DELTA, config=config, seed=seed)
     with torch.no_grad():
         prob = torch.softmax(model(torch.from_numpy(encode(test, schema))), dim=1).numpy()
     names = np.asarray(schema.levels.names)
@@ -156,16 +158,17 @@ def _peer(schema: Any, agencies: list[Agency], test: pd.DataFrame, *, epsilon: f
 
 
 def run_split(folder: Path, *, epsilons: list[float | None], rounds: int, seed: int,
-              holdout: float, accountant: str = "prv") -> dict[str, Any]:
+              holdout: float, accountant: str = "prv",
+              peer_weighting: str = "size") -> dict[str, Any]:
     """Both systems at every epsilon on one written split."""
     schema, agencies, test = _agencies(folder, holdout)
     return compare(schema, agencies, test, epsilons=epsilons, rounds=rounds, seed=seed,
-                   accountant=accountant)
+                   accountant=accountant, peer_weighting=peer_weighting)
 
 
 def compare(schema: Any, agencies: list[Agency], test: pd.DataFrame, *,
             epsilons: list[float | None], rounds: int, seed: int,
-            accountant: str = "prv") -> dict[str, Any]:
+            accountant: str = "prv", peer_weighting: str = "size") -> dict[str, Any]:
     """fedid and the peer at every epsilon on the same agencies and test rows."""
     out: dict[str, Any] = {"agency_rows": [len(t) for t, _ in agencies],
                            "agency_positive_share": [
@@ -181,7 +184,8 @@ def compare(schema: Any, agencies: list[Agency], test: pd.DataFrame, *,
                                            "noise_multiplier_range": [min(sigma), max(sigma)],
                                            "seconds": time.perf_counter() - t0}
         t0 = time.perf_counter()
-        peer = _peer(schema, agencies, test, epsilon=eps, seed=seed, accountant=accountant)
+        peer = _peer(schema, agencies, test, epsilon=eps, seed=seed, accountant=accountant,
+                     weighting=peer_weighting)
         peer["seconds"] = time.perf_counter() - t0
         out[key] = {"fedid": fed, "peer": peer}
         print(json.dumps({"seed": seed, "epsilon": key, "fedid": fed, "peer": peer},
@@ -194,7 +198,7 @@ def _summary(per_seed: dict[int, dict[str, Any]], epsilons: list[str]) -> dict[s
     for key in epsilons:
         row: dict[str, Any] = {}
         for system in ("fedid", "peer"):
-            for metric in ("accuracy", "auc"):
+            for metric in ("accuracy", "auc", "predicted_positive"):
                 vals = [r[key][system][metric] for r in per_seed.values()]
                 row[f"{system}_{metric}_mean"] = float(np.mean(vals))
                 row[f"{system}_{metric}_sd"] = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0
@@ -217,12 +221,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--accountant", choices=("prv", "rdp"), default="prv",
                         help="both systems' accountant (rdp: faster, a looser bound)")
+    parser.add_argument("--peer-weighting", choices=("size", "equal"), default="size",
+                        help="the peer's FedAvg weights: row counts (default) or equal, as"
+                             " fedid's nodes release")
     args = parser.parse_args(argv)
     eps_keys = args.epsilons.split(",")
     epsilons: list[float | None] = [None if e == "inf" else float(e) for e in eps_keys]
     seeds = [int(s) for s in args.seeds.split(",")]
     result: dict[str, Any] = {"bench": "real_data", "seeds": seeds, "rounds": args.rounds,
                               "accountant": args.accountant,
+                              "peer_weighting": args.peer_weighting,
                               "delta": _DELTA, "holdout": args.holdout, "datasets": {}}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -234,7 +242,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 per_seed = {seed: compare(*synthetic_agencies(base / f"synthetic-{seed}",
                                                               seed=seed, holdout=args.holdout),
                                           epsilons=epsilons, rounds=args.rounds, seed=seed,
-                                          accountant=args.accountant)
+                                          accountant=args.accountant,
+                                          peer_weighting=args.peer_weighting)
                             for seed in seeds}
                 result["datasets"][name] = {"summary": _summary(per_seed, eps_keys),
                                             "per_seed": per_seed}
@@ -245,7 +254,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 write_split(name, folder, seed=seed)
                 per_seed[seed] = run_split(folder, epsilons=epsilons, rounds=args.rounds,
                                            seed=seed, holdout=args.holdout,
-                                           accountant=args.accountant)
+                                           accountant=args.accountant,
+                                           peer_weighting=args.peer_weighting)
             result["datasets"][name] = {"summary": _summary(per_seed, eps_keys),
                                         "per_seed": per_seed}
     result["seconds"] = time.perf_counter() - t0
