@@ -63,6 +63,7 @@ from privacy.errors import BudgetExceededError as RawBudgetExceededError
 
 __all__ = [
     "HOLDOUT_FRACTION",
+    "SIZE_FLOOR",
     "SIZE_NOISE",
     "RoundOutcome",
     "evaluate",
@@ -72,6 +73,7 @@ __all__ = [
     "identify",
     "initial_arrays",
     "labelled_rows",
+    "noisy_rows",
     "public_rows",
     "train_round",
     "weight_names",
@@ -194,20 +196,32 @@ def write_private_parquet(frame: pd.DataFrame, path: Path) -> None:
 #: standard deviation of 100 rows costs a node of a few thousand rows a few per cent of its
 #: effective learning rate.
 SIZE_NOISE = 100.0
+#: the least public size a noisy count gives (post-processing of the release). Below three
+#: noise deviations a draw says little about the count, and a draw near 1 would shape a
+#: small agency's training as full-batch steps divided by 1: on a development split an
+#: 11-row agency drawn to 1 took steps of eleven clipped gradients plus noise, unscaled, and
+#: turned the federated model's ranking upside down (AUC 0.41). With the floor a small
+#: agency divides by at least the expected batch of 300 rows, so it moves the model less.
+SIZE_FLOOR = 3 * int(SIZE_NOISE)
 
 
 def public_rows(s: NodeSettings, state: LocalState, n_train: int) -> tuple[int, LocalState]:
     """The training size the node's update is shaped by (never the exact row count), and
     the state that records how it was obtained.
 
-    The declared ``public-size`` times the training share; else, drawn once and kept in the
-    state: the training-row count plus Gaussian noise of ``SIZE_NOISE`` (OS CSPRNG; the
-    node's ``test-seed`` in tests), charged to the node's accountant before anything else
-    (BudgetExceededError if it does not fit). What the update's shape then reveals about the
-    count is post-processing of that charged release.
+    The declared ``public-size`` times the training share; else :func:`noisy_rows` (seeded
+    by the node's ``test-seed`` in tests only).
     """
     if s.public_size is not None:
         return max(1, round(s.public_size * (1.0 - s.holdout))), state
+    return noisy_rows(state, n_train, seed=s.test_seed)
+
+
+def noisy_rows(state: LocalState, n_train: int, *, seed: int | None) -> tuple[int, LocalState]:
+    """The training-row count plus Gaussian noise of ``SIZE_NOISE``, at least ``SIZE_FLOOR``,
+    drawn once and kept in the state (OS CSPRNG unless ``seed``), charged to the accountant before anything else
+    (BudgetExceededError if it does not fit). What the update's shape then reveals about
+    the count is post-processing of that charged release."""
     if state.public_rows is not None:
         return state.public_rows, state
     entry = count_release_entry(SIZE_NOISE)
@@ -217,10 +231,10 @@ def public_rows(s: NodeSettings, state: LocalState, n_train: int) -> tuple[int, 
     except RawBudgetExceededError as exc:
         raise BudgetExceededError(f"training refused: no budget for the size release ({exc!s})"
                                   ) from exc
-    rng = secure_rng(s.test_seed) if s.test_seed is not None else None
+    rng = secure_rng(seed) if seed is not None else None
     noised = release_counts_gaussian({"rows": float(n_train)}, noise_multiplier=SIZE_NOISE,
                                      max_counts_per_record=1, rng=rng)
-    rows = max(1, int(noised.values["rows"]))
+    rows = max(SIZE_FLOOR, int(noised.values["rows"]))
     return rows, replace(state, public_rows=rows, accountant=state.accountant.record(
         noise_multiplier=entry[0], sample_rate=entry[1], steps=entry[2]))
 

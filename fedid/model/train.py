@@ -119,6 +119,7 @@ def train_local(
                 sample_rate=q,
                 steps=total,
                 accountant=config.accountant,
+                reserved=tuple(state.accountant.history),  # what the agency already spent
             )
             _log.info("calibrated noise multiplier %.4f for %d planned steps", sigma, total)
 

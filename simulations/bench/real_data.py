@@ -96,6 +96,8 @@ def fedid_federated(
     from fedid.model.train import TrainConfig, new_local_state, train_local
     from server.strategy import FedAvg, PrivacyDeclaration, TrainReply
 
+    from clients.training import noisy_rows
+
     config = TrainConfig(rounds=rounds, accountant=accountant, recipe="rule")
     torch.manual_seed(seed)
     net = HardshipModel(schema=schema, hidden=config.hidden).build_net()
@@ -103,6 +105,9 @@ def fedid_federated(
     arrays = [v.detach().numpy().astype(np.float32) for v in net.state_dict().values()]
     states = [new_local_state(epsilon=epsilon or 1.0, delta=_DELTA, accountant=accountant)
               for _ in agencies]
+    if epsilon is not None:  # shaped by a charged noisy size, as a node without public-size
+        states = [noisy_rows(st, len(train), seed=seed * 1000 + 900 + k)[1]
+                  for k, (st, (train, _)) in enumerate(zip(states, agencies, strict=True))]
     fedavg = FedAvg(weighting="released")
     for r in range(rounds):
         replies = []
@@ -113,8 +118,10 @@ def fedid_federated(
                 w = train_local_plain(inputs=train, schema=schema, weights=weights,
                                       config=config, seed=round_seed)
             else:
-                result = train_local(inputs=train, schema=schema, config=config,
-                                     state=replace(states[k], weights=weights), seed=round_seed)
+                result = train_local(
+                    inputs=train, schema=schema,
+                    config=replace(config, public_rows=states[k].public_rows),
+                    state=replace(states[k], weights=weights), seed=round_seed)
                 states[k] = result.state
                 w = result.state.weights or {}
             replies.append(TrainReply(

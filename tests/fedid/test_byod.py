@@ -121,6 +121,23 @@ def test_no_evidence_department_trains_in_process(tmp_path: Path) -> None:
     assert 0 < result.state.epsilon_spent <= 1.0
 
 
+def test_training_after_an_earlier_release_still_meets_the_budget(tmp_path: Path) -> None:
+    """train_local calibrates for what is left: a state that already spent (here a node's
+    charged size release) ends at the budget, not above it."""
+    from clients.training import SIZE_FLOOR, noisy_rows
+
+    table = _province(tmp_path, ["none", "yes"], n=40)
+    schema = load_schema(tmp_path / "schema.toml")
+    inputs = build_inputs(load_agency_table(table, schema=schema).frame, None, schema)
+    rows, state = noisy_rows(new_local_state(epsilon=1.0, delta=1e-5), len(inputs), seed=7)
+    assert rows >= SIZE_FLOOR > len(inputs)  # a 40-row table never shapes below the floor
+    assert state.accountant.epsilon(1e-5) > 0
+    result = train_local(inputs=inputs, schema=schema,
+                         config=TrainConfig(rounds=1, recipe="rule", public_rows=rows),
+                         state=state, seed=0)
+    assert 0.95 < result.state.epsilon_spent <= 1.0
+
+
 def test_calibration_is_fast_bounded_and_meets_the_target() -> None:
     sigma = calibrate(target_epsilon=1.0, delta=1e-5, sample_rate=0.125, steps=40)
     spent = Accountant(history=((sigma, 0.125, 40),)).epsilon(1e-5)
