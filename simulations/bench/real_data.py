@@ -88,9 +88,12 @@ def _agencies(folder: Path, holdout: float) -> tuple[Any, list[Agency], pd.DataF
 
 def fedid_federated(
     schema: Any, agencies: list[Agency], *, epsilon: float | None, rounds: int, seed: int,
-    accountant: str = "prv",
+    accountant: str = "prv", weighting: str = "constant",
 ) -> Any:
-    """fedid's federated step in-process: train_local per node, the coordinator's FedAvg."""
+    """fedid's federated step in-process: train_local per node, the coordinator's FedAvg.
+
+    ``weighting``: each node's released FedAvg weight, ``constant`` (1.0) or
+    ``public-size`` (its charged noisy training size, the one that shapes its training)."""
     from fedid.model.baselines import train_local_plain
     from fedid.model.model import HardshipModel
     from fedid.model.train import TrainConfig, new_local_state, train_local
@@ -105,9 +108,14 @@ def fedid_federated(
     arrays = [v.detach().numpy().astype(np.float32) for v in net.state_dict().values()]
     states = [new_local_state(epsilon=epsilon or 1.0, delta=_DELTA, accountant=accountant)
               for _ in agencies]
-    if epsilon is not None:  # shaped by a charged noisy size, as a node without public-size
-        states = [noisy_rows(st, len(train), seed=seed * 1000 + 900 + k)[1]
-                  for k, (st, (train, _)) in enumerate(zip(states, agencies, strict=True))]
+    # shaped by a charged noisy size, as a node without public-size (non-private: the
+    # same draw serves as the public-size weight only)
+    states = [noisy_rows(st, len(train), seed=seed * 1000 + 900 + k)[1]
+              for k, (st, (train, _)) in enumerate(zip(states, agencies, strict=True))]
+    if epsilon is None:
+        public = [st.public_rows for st in states]
+        states = [replace(new_local_state(epsilon=1.0, delta=_DELTA, accountant=accountant),
+                          public_rows=rows) for rows in public]
     fedavg = FedAvg(weighting="released")
     for r in range(rounds):
         replies = []
@@ -126,7 +134,7 @@ def fedid_federated(
                 w = result.state.weights or {}
             replies.append(TrainReply(
                 agency_id=f"agency_{k}", arrays=[w[n] for n in names],
-                weight=1.0,  # what fedid nodes release: a public constant, not their size
+                weight=(1.0 if weighting == "constant" else float(states[k].public_rows or 1)),
                 privacy=PrivacyDeclaration(
                     epsilon_spent=states[k].epsilon_spent, delta=_DELTA,
                     epsilon_budget=states[k].budget.epsilon, delta_budget=_DELTA)))
@@ -173,16 +181,19 @@ def _peer(schema: Any, agencies: list[Agency], test: pd.DataFrame, *, epsilon: f
 
 def run_split(folder: Path, *, epsilons: list[float | None], rounds: int, seed: int,
               holdout: float, accountant: str = "prv",
-              peer_weighting: str = "size") -> dict[str, Any]:
+              peer_weighting: str = "size", fedid_weighting: str = "constant"
+              ) -> dict[str, Any]:
     """Both systems at every epsilon on one written split."""
     schema, agencies, test = _agencies(folder, holdout)
     return compare(schema, agencies, test, epsilons=epsilons, rounds=rounds, seed=seed,
-                   accountant=accountant, peer_weighting=peer_weighting)
+                   accountant=accountant, peer_weighting=peer_weighting,
+                   fedid_weighting=fedid_weighting)
 
 
 def compare(schema: Any, agencies: list[Agency], test: pd.DataFrame, *,
             epsilons: list[float | None], rounds: int, seed: int,
-            accountant: str = "prv", peer_weighting: str = "size") -> dict[str, Any]:
+            accountant: str = "prv", peer_weighting: str = "size",
+            fedid_weighting: str = "constant") -> dict[str, Any]:
     """fedid and the peer at every epsilon on the same agencies and test rows."""
     out: dict[str, Any] = {"agency_rows": [len(t) for t, _ in agencies],
                            "agency_positive_share": [
@@ -193,7 +204,8 @@ def compare(schema: Any, agencies: list[Agency], test: pd.DataFrame, *,
         key = "inf" if eps is None else f"{eps:g}"
         t0 = time.perf_counter()
         model, spent, sigma = fedid_federated(schema, agencies, epsilon=eps, rounds=rounds,
-                                              seed=seed, accountant=accountant)
+                                              seed=seed, accountant=accountant,
+                                              weighting=fedid_weighting)
         fed = _score_fedid(model, test) | {"epsilon_spent_max": max(spent),
                                            "noise_multiplier_range": [min(sigma), max(sigma)],
                                            "seconds": time.perf_counter() - t0}
@@ -241,6 +253,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--peer-weighting", choices=("size", "equal"), default="size",
                         help="the peer's FedAvg weights: row counts (default) or equal, as"
                              " fedid's nodes release")
+    parser.add_argument("--fedid-weighting", choices=("constant", "public-size"),
+                        default="constant",
+                        help="fedid nodes' released FedAvg weight: the constant 1.0 or each"
+                             " node's charged noisy training size")
     args = parser.parse_args(argv)
     eps_keys = args.epsilons.split(",")
     epsilons: list[float | None] = [None if e == "inf" else float(e) for e in eps_keys]
@@ -248,6 +264,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {"bench": "real_data", "seeds": seeds, "rounds": args.rounds,
                               "accountant": args.accountant,
                               "peer_weighting": args.peer_weighting,
+                              "fedid_weighting": args.fedid_weighting,
                               "delta": _DELTA, "holdout": args.holdout, "datasets": {}}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -260,7 +277,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                                               seed=seed, holdout=args.holdout),
                                           epsilons=epsilons, rounds=args.rounds, seed=seed,
                                           accountant=args.accountant,
-                                          peer_weighting=args.peer_weighting)
+                                          peer_weighting=args.peer_weighting,
+                                          fedid_weighting=args.fedid_weighting)
                             for seed in seeds}
                 result["datasets"][name] = {"summary": _summary(per_seed, eps_keys),
                                             "per_seed": per_seed}
@@ -272,7 +290,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 per_seed[seed] = run_split(folder, epsilons=epsilons, rounds=args.rounds,
                                            seed=seed, holdout=args.holdout,
                                            accountant=args.accountant,
-                                           peer_weighting=args.peer_weighting)
+                                           peer_weighting=args.peer_weighting,
+                                          fedid_weighting=args.fedid_weighting)
             result["datasets"][name] = {"summary": _summary(per_seed, eps_keys),
                                         "per_seed": per_seed}
     result["seconds"] = time.perf_counter() - t0
