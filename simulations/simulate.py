@@ -216,7 +216,7 @@ def run(cfg: SimulationConfig, progress: Progress | None = None) -> dict[str, An
     year = _run_flower(cfg, sim_file, n_nodes, say)
     times["flower_total"] = time.perf_counter() - t0
     times.update({f"year_{k}": v for k, v in year["phase_seconds"].items()})
-    save_final_model(cfg.out, schema)
+    save_final_model(cfg.out, schema, recipe=cfg.recipe)
 
     from simulations import report, review
 
@@ -235,9 +235,11 @@ def run(cfg: SimulationConfig, progress: Progress | None = None) -> dict[str, An
     return summary
 
 
-def save_final_model(out: Path, schema: Path) -> Path | None:
+def save_final_model(out: Path, schema: Path, *, recipe: str = "fixed") -> Path | None:
     """``out/coordinator/final_model.npz`` (positional arrays) as a model directory with a
-    card, next to it: ``out/coordinator/final_model/``. None if there is no final model."""
+    card, next to it: ``out/coordinator/final_model/``. None if there is no final model.
+    ``recipe``: the nodes' training recipe, for the card (under the rule each node's batch,
+    epochs, clipping and learning rate follow its own public size)."""
     import numpy as np
 
     from fedid.model import ModelCard, model_from_arrays, save_model
@@ -251,7 +253,7 @@ def save_final_model(out: Path, schema: Path) -> Path | None:
     with np.load(npz, allow_pickle=False) as data:
         arrays = [np.array(data[f"arr_{i}"]) for i in range(len(data.files))]
     sch = load_schema(schema)
-    config = TrainConfig()
+    config = TrainConfig(recipe=recipe)
     model = model_from_arrays(sch, arrays, config.hidden)
     privacy = privacy_per_agency(out / "simulation.json")
     card = ModelCard(
