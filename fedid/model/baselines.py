@@ -21,14 +21,10 @@ __all__ = ["train_centralized", "train_local_plain"]
 
 def train_local_plain(
     *, inputs: pd.DataFrame, schema: Schema, weights: Weights | None, config: TrainConfig,
-    seed: int | None = None, momentum: Weights | None = None,
+    seed: int | None = None,
 ) -> Weights:
     """One non-private round with the DP recipe's optimiser, batch and epochs, no clipping
-    or noise (the non-private federated baseline of the benchmarks).
-
-    With ``config.keep_momentum`` (the rule) pass a dict as ``momentum``: the round starts
-    from the SGD momentum buffers in it (by parameter name; empty: zero) and leaves its own
-    there, as the DP recipe carries them in the node's state."""
+    or noise (the non-private federated baseline of the benchmarks)."""
     x, y, f = _tensors(inputs, schema)
     n, n_levels = int(x.shape[0]), len(schema.levels.names)
     config = config.for_agency(n)
@@ -38,11 +34,6 @@ def train_local_plain(
         check_weights(net, weights)
         net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
     opt = torch.optim.SGD(net.parameters(), lr=config.learning_rate, momentum=config.momentum)
-    keep = config.keep_momentum and momentum is not None
-    params = dict(net.named_parameters())
-    if keep and momentum:
-        for name, param in params.items():
-            opt.state[param]["momentum_buffer"] = torch.from_numpy(np.array(momentum[name]))
     for _ in range(config.local_epochs):
         perm = torch.randperm(n, generator=gen)
         for start in range(0, n, config.batch_size):
@@ -52,10 +43,6 @@ def train_local_plain(
                             flag_weight=config.flag_weight,
                             level_weights=config.level_weights).mean().backward()  # type: ignore[no-untyped-call]
             opt.step()
-    if keep and momentum is not None:
-        momentum.clear()
-        momentum.update({name: opt.state[param]["momentum_buffer"].detach().numpy().copy()
-                         for name, param in params.items() if "momentum_buffer" in opt.state[param]})
     return _to_numpy(net.state_dict())
 
 

@@ -116,7 +116,6 @@ def fedid_federated(
         public = [st.public_rows for st in states]
         states = [replace(new_local_state(epsilon=1.0, delta=_DELTA, accountant=accountant),
                           public_rows=rows) for rows in public]
-    kept: list[dict[str, Any]] = [{} for _ in agencies]  # non-private: momentum per agency
     fedavg = FedAvg(weighting="released")
     for r in range(rounds):
         replies = []
@@ -125,7 +124,7 @@ def fedid_federated(
             round_seed = seed * 1000 + r * 10 + k
             if epsilon is None:
                 w = train_local_plain(inputs=train, schema=schema, weights=weights,
-                                      config=config, seed=round_seed, momentum=kept[k])
+                                      config=config, seed=round_seed)
             else:
                 result = train_local(
                     inputs=train, schema=schema,

@@ -102,19 +102,3 @@ def test_the_rule_carries_momentum_between_rounds_and_the_fixed_recipe_does_not(
                         config=TrainConfig(hidden=(16,), batch_size=100, local_epochs=1,
                                            rounds=2), seed=1)
     assert fixed.state.momentum is None
-
-
-def test_the_non_private_baseline_carries_momentum_like_the_dp_rule(schema: Schema) -> None:
-    from fedid.model import train_local_plain
-
-    frame = random_inputs(schema, 300, seed=4)
-    rule = TrainConfig(hidden=(16,), rounds=2, recipe="rule")
-    kept: dict[str, np.ndarray] = {}
-    first = train_local_plain(inputs=frame, schema=schema, weights=None, config=rule, seed=1,
-                              momentum=kept)
-    assert kept and set(kept) <= set(first)
-    carried = train_local_plain(inputs=frame, schema=schema, weights=first, config=rule,
-                                seed=2, momentum=dict(kept))
-    restarted = train_local_plain(inputs=frame, schema=schema, weights=first, config=rule,
-                                  seed=2, momentum={})
-    assert any(not np.allclose(carried[k], restarted[k]) for k in kept)
