@@ -101,7 +101,6 @@ class RuleSettings:
     local_epochs: int
     learning_rate: float
     max_grad_norm: float
-    keep_momentum: bool = True
 
 
 def by_rule(*, n: int, rounds: int) -> RuleSettings:

@@ -150,8 +150,6 @@ def train_local(
             budget=state.budget,
             accountant=state.accountant,
             public_n=config.public_rows,
-            momentum=({k: torch.from_numpy(np.array(v)) for k, v in state.momentum.items()}
-                      if config.keep_momentum and state.momentum is not None else None),
             seed=seed,
         )
     except (AccountingError, CryptoError) as exc:
@@ -162,8 +160,6 @@ def train_local(
         spends=(*state.spends, result.spend),
         weights=_to_numpy(result.state_dict),
         noise_multiplier=sigma,
-        momentum=(_to_numpy(result.momentum)
-                  if config.keep_momentum and result.momentum is not None else None),
     )
     return LocalResult(
         state=new_state,

@@ -70,9 +70,6 @@ class TrainConfig:
     #: the DP divisor come from it instead of the private row count (None: the row count,
     #: for a model that never leaves the agency, e.g. ``fedid train``)
     public_rows: int | None = None
-    #: carry SGD's momentum buffers from one federated round into the next (kept in the
-    #: node's LocalState, never sent) instead of restarting them every round
-    keep_momentum: bool = False
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "local_epochs", "rounds", "plain_epochs", "plain_batch_size"):
@@ -134,7 +131,6 @@ class TrainConfig:
             "plain_learning_rate": self.plain_learning_rate,
             "recipe": self.recipe,
             "public_rows": self.public_rows,
-            "keep_momentum": self.keep_momentum,
         }
 
     def shape_rows(self, n: int) -> int:
@@ -149,5 +145,4 @@ class TrainConfig:
             return self
         rule = by_rule(n=n, rounds=self.rounds)
         return replace(self, batch_size=rule.batch_size, local_epochs=rule.local_epochs,
-                       learning_rate=rule.learning_rate, max_grad_norm=rule.max_grad_norm,
-                       keep_momentum=rule.keep_momentum)
+                       learning_rate=rule.learning_rate, max_grad_norm=rule.max_grad_norm)

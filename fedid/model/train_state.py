@@ -31,9 +31,6 @@ class LocalState:
     #: the training size the node's update is shaped by, once drawn (clients.training
     #: ``public_rows``); None: not drawn yet, or the node declares its public size
     public_rows: int | None = None
-    #: SGD momentum buffers carried from one round into the next (a recipe with
-    #: ``keep_momentum``); never leave the node: post-processing of its noisy steps
-    momentum: Weights | None = field(default=None, compare=False)
 
     @property
     def epsilon_spent(self) -> float:
@@ -49,11 +46,10 @@ class LocalState:
             "noise_multiplier": self.noise_multiplier,
             "public_rows": self.public_rows,
             "weight_names": list(self.weights) if self.weights is not None else None,
-            "momentum_names": list(self.momentum) if self.momentum is not None else None,
         }
         arrays: dict[str, npt.NDArray[Any]] = {
             f"w{i}": v for i, v in enumerate((self.weights or {}).values())
-        } | {f"m{i}": v for i, v in enumerate((self.momentum or {}).values())}
+        }
         buf = io.BytesIO()
         arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
         np.savez(buf, **arrays)  # type: ignore[arg-type]
@@ -71,9 +67,6 @@ class LocalState:
                     if names is None
                     else {n: np.array(npz[f"w{i}"]) for i, n in enumerate(names)}
                 )
-                kept = header.get("momentum_names")
-                momentum = (None if kept is None
-                            else {n: np.array(npz[f"m{i}"]) for i, n in enumerate(kept)})
             return cls(
                 budget=PrivacyBudget.from_dict(header["budget"]),
                 accountant=Accountant.from_dict(header["accountant"]),
@@ -81,7 +74,6 @@ class LocalState:
                 weights=weights,
                 noise_multiplier=header["noise_multiplier"],
                 public_rows=header.get("public_rows"),
-                momentum=momentum,
             )
         except (OSError, ValueError, KeyError, TypeError, AccountingError) as exc:
             raise TrainingError(f"local training state is malformed: {exc!s}") from exc

@@ -145,9 +145,6 @@ class DPTrainResult:
     spend: PrivacySpend
     empty_batches: int
     mean_loss: float
-    #: SGD's momentum buffers at the end, by parameter name (None: no momentum), for a
-    #: party that carries them into its next call (post-processing of the noisy steps)
-    momentum: dict[str, torch.Tensor] | None = None
 
 
 def planned_steps(n: int, config: DPSGDConfig) -> int:
@@ -185,7 +182,6 @@ def dp_train(
     budget: PrivacyBudget,
     accountant: Accountant,
     public_n: int | None = None,
-    momentum: Mapping[str, torch.Tensor] | None = None,
     seed: int | None = None,
 ) -> DPTrainResult:
     """Run one call of DP-SGD; refuses (BudgetExceededError) before any step if over budget.
@@ -202,8 +198,6 @@ def dp_train(
             sample rate, the number of steps and the divisor come from it, not from the
             private row count. None: the row count (only where the size is not secret,
             e.g. a model that never leaves the party).
-        momentum: SGD momentum buffers to start from, by parameter name (a previous call's
-            ``DPTrainResult.momentum``); None or buffers that do not fit: start at zero.
         seed: reproducible sampling and noise (tests only; None: OS CSPRNG, see the module).
     """
     n = _check_tensors(tensors)
@@ -252,7 +246,6 @@ def dp_train(
         generator=generator,
         secure_mode=seed is None,
     )
-    _load_momentum(optimizer, module, momentum, config)
     opacus_accountant = accountant.to_opacus()
     optimizer.attach_step_hook(opacus_accountant.get_optimizer_hook_fn(sample_rate=sample_rate))
 
@@ -329,31 +322,7 @@ def dp_train(
         spend=spend,
         empty_batches=empty,
         mean_loss=loss_sum / seen if seen else math.nan,
-        momentum=_momentum_of(optimizer, module, config),
     )
-
-
-def _load_momentum(optimizer: torch.optim.Optimizer, module: nn.Module,
-                   momentum: Mapping[str, torch.Tensor] | None, config: DPSGDConfig) -> None:
-    if momentum is None or config.optimizer != "sgd" or config.momentum == 0:
-        return
-    params = dict(module.named_parameters())
-    if set(momentum) != set(params) or any(
-            tuple(momentum[k].shape) != tuple(p.shape) for k, p in params.items()):
-        return  # another model: start from zero
-    for name, param in params.items():
-        optimizer.state[param]["momentum_buffer"] = momentum[name].detach().clone()
-
-
-def _momentum_of(optimizer: torch.optim.Optimizer, module: nn.Module,
-                 config: DPSGDConfig) -> dict[str, torch.Tensor] | None:
-    if config.optimizer != "sgd" or config.momentum == 0:
-        return None
-    out = {}
-    for name, param in module.named_parameters():
-        buf = optimizer.state.get(param, {}).get("momentum_buffer")
-        out[name] = torch.zeros_like(param) if buf is None else buf.detach().clone()
-    return out
 
 
 def poisson_mask(n: int, rate: float, *, generator: torch.Generator | None) -> torch.Tensor:

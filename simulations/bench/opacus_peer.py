@@ -43,7 +43,6 @@ class PeerConfig:
     hidden: tuple[int, ...] = (32,)
     accountant: str = "prv"
     weighting: str = "size"  # FedAvg weights: "size" (row counts) or "equal"
-    reset_momentum: bool = False  # clear each agency's momentum every round (as fedid does)
 
 
 def _mlp(n_in: int, n_out: int, hidden: Sequence[int]) -> nn.Module:
@@ -98,8 +97,6 @@ def peer_fedavg(
         for model, opt, loader, _engine, n in workers:
             inner = getattr(model, "_module", model)
             inner.load_state_dict(global_model.state_dict())
-            if config.reset_momentum:
-                opt.state.clear()
             model.train()
             for _ in range(config.local_epochs):
                 for xb, yb in loader:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 
@@ -75,30 +73,3 @@ def test_centralized_non_private_learns(schema: Schema) -> None:
     )
     majority = max(float(np.mean(true > 0)), float(np.mean(true == 0)))
     assert m["accuracy"] > majority + 0.05
-
-
-def test_the_rule_carries_momentum_between_rounds_and_the_fixed_recipe_does_not(
-        schema: Schema) -> None:
-    """The rule's SGD momentum persists in the node's state (like a plain Opacus loop whose
-    optimizer lives across rounds); a restarted buffer gives another second round."""
-    frame = random_inputs(schema, 400, seed=3)
-    rule = TrainConfig(hidden=(16,), rounds=2, recipe="rule")
-    first = train_local(inputs=frame, schema=schema,
-                        state=new_local_state(epsilon=4.0, delta=1e-5), config=rule, seed=1)
-    kept = LocalState.from_bytes(first.state.to_bytes())  # persisted between rounds
-    assert kept.momentum is not None and set(kept.momentum) <= set(kept.weights or {})
-    for name, buf in kept.momentum.items():
-        assert np.array_equal(buf, first.state.momentum[name])  # type: ignore[index]
-        assert buf.shape == (kept.weights or {})[name].shape
-    assert any(np.abs(b).sum() > 0 for b in kept.momentum.values())
-    second = train_local(inputs=frame, schema=schema, state=kept, config=rule, seed=2)
-    restarted = train_local(inputs=frame, schema=schema,
-                            state=replace(kept, momentum=None), config=rule, seed=2)
-    differs = [not np.allclose(second.state.weights[k], restarted.state.weights[k])  # type: ignore[index]
-               for k in kept.momentum]
-    assert any(differs)
-    fixed = train_local(inputs=frame, schema=schema,
-                        state=new_local_state(epsilon=4.0, delta=1e-5),
-                        config=TrainConfig(hidden=(16,), batch_size=100, local_epochs=1,
-                                           rounds=2), seed=1)
-    assert fixed.state.momentum is None
