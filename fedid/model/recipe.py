@@ -54,7 +54,9 @@ splits called 54 % positive, ``randhie`` 1 of 6 fell to 53 % accuracy; accuracy 
 AUC 0.719 on ``fair`` and AUC 0.598 on ``randhie``, against 0.680 / 0.712 and 0.604
 restarted, with no swing. Carried momentum with each node's charged noisy size as its FedAvg
 weight removed the swings and gave the best ``fair`` (0.696 / 0.722) but the worst
-``randhie`` (AUC 0.575). The rule keeps the restart: no split swung.
+``randhie`` (AUC 0.575); with restarted momentum, the noisy-size weight gave ``fair`` 0.685 /
+0.715 and ``randhie`` AUC 0.580 against the constant weight's 0.680 / 0.712 and 0.604. The
+rule keeps the restart and the constant weight: no development split swung.
 
 :func:`calibrate` is fast at any epsilon: it brackets the multiplier with the RDP accountant
 (closed form per order, milliseconds) and refines with the PRV accountant by a capped
