@@ -219,9 +219,9 @@ def public_rows(s: NodeSettings, state: LocalState, n_train: int) -> tuple[int, 
 
 def noisy_rows(state: LocalState, n_train: int, *, seed: int | None) -> tuple[int, LocalState]:
     """The training-row count plus Gaussian noise of ``SIZE_NOISE``, at least ``SIZE_FLOOR``,
-    drawn once and kept in the state (OS CSPRNG unless ``seed``), charged to the accountant before anything else
-    (BudgetExceededError if it does not fit). What the update's shape then reveals about
-    the count is post-processing of that charged release."""
+    drawn once and kept in the state (OS CSPRNG unless ``seed``), charged to the accountant
+    before anything else (BudgetExceededError if it does not fit). What the update's shape
+    then reveals about the count is post-processing of that charged release."""
     if state.public_rows is not None:
         return state.public_rows, state
     entry = count_release_entry(SIZE_NOISE)

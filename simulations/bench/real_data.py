@@ -94,12 +94,11 @@ def fedid_federated(
 
     ``weighting``: each node's released FedAvg weight, ``constant`` (1.0) or
     ``public-size`` (its charged noisy training size, the one that shapes its training)."""
+    from clients.training import noisy_rows
     from fedid.model.baselines import train_local_plain
     from fedid.model.model import HardshipModel
     from fedid.model.train import TrainConfig, new_local_state, train_local
     from server.strategy import FedAvg, PrivacyDeclaration, TrainReply
-
-    from clients.training import noisy_rows
 
     config = TrainConfig(rounds=rounds, accountant=accountant, recipe="rule")
     torch.manual_seed(seed)
