@@ -124,6 +124,13 @@ def train(msg: Message, context: Context) -> RecordDict:
     state = (LocalState.from_bytes(ledger.state) if ledger.state is not None
              else training.new_state(s))
     try:
+        if state.public_rows is None and s.public_size is None:
+            # the noisy public size: drawn and charged once, and kept even if the round
+            # is refused below (a redraw per refusal would leak a fresh draw each time)
+            _rows, state = training.public_rows(s, state, len(training.labelled_rows(s)[0]))
+            ledger.charge(state=state.to_bytes(),
+                          epsilon_total=state.accountant.epsilon(s.delta), delta=s.delta)
+            ledger.save(context)
         result = training.train_round(s, arrays=global_arrays, state=state, values=values,
                                       recipe=s.training.recipe(proposed),
                                       seed=_round_seed(s, rnd))

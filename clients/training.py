@@ -201,7 +201,9 @@ SIZE_NOISE = 100.0
 #: small agency's training as full-batch steps divided by 1: on a development split an
 #: 11-row agency drawn to 1 took steps of eleven clipped gradients plus noise, unscaled, and
 #: turned the federated model's ranking upside down (AUC 0.41). With the floor a small
-#: agency divides by at least the expected batch of 300 rows, so it moves the model less.
+#: agency is shaped as one of 300 rows (under the rule: batch 128, sample rate 1/3, a divisor
+#: of 100), so its few real rows move the model less. A declared ``public-size`` is floored
+#: the same way (public configuration: harmless).
 SIZE_FLOOR = 3 * int(SIZE_NOISE)
 
 
@@ -213,7 +215,7 @@ def public_rows(s: NodeSettings, state: LocalState, n_train: int) -> tuple[int, 
     by the node's ``test-seed`` in tests only).
     """
     if s.public_size is not None:
-        return max(1, round(s.public_size * (1.0 - s.holdout))), state
+        return max(SIZE_FLOOR, round(s.public_size * (1.0 - s.holdout))), state
     return noisy_rows(state, n_train, seed=s.test_seed)
 
 

@@ -235,6 +235,22 @@ def run(cfg: SimulationConfig, progress: Progress | None = None) -> dict[str, An
     return summary
 
 
+def _card_settings(config: Any) -> dict[str, Any]:
+    """The training settings a model card states: as given for the fixed recipe; under the
+    rule each node's batch, epochs, clipping and learning rate follow its own public size,
+    so the card states the rule instead of the fixed values."""
+    out: dict[str, Any] = config.to_dict()
+    if config.recipe == "rule":
+        from fedid.model.recipe import BATCH, CLIP, LR_TIMES_CLIP, TOTAL_EPOCHS
+
+        for name in ("batch_size", "local_epochs", "learning_rate", "max_grad_norm"):
+            out.pop(name, None)
+        out["rule"] = (f"per node: expected batch min(public size, {BATCH}), "
+                       f"{TOTAL_EPOCHS} epochs split over the rounds, clipping {CLIP:g}, "
+                       f"learning rate {LR_TIMES_CLIP / CLIP:g} (fedid/model/recipe.py)")
+    return out
+
+
 def save_final_model(out: Path, schema: Path, *, recipe: str = "fixed") -> Path | None:
     """``out/coordinator/final_model.npz`` (positional arrays) as a model directory with a
     card, next to it: ``out/coordinator/final_model/``. None if there is no final model.
@@ -259,7 +275,7 @@ def save_final_model(out: Path, schema: Path, *, recipe: str = "fixed") -> Path 
     card = ModelCard(
         name=f"fedid federated model ({sch.name})",
         data_counts={"training_agencies": len(privacy)},
-        training={**config.to_dict(), "federated": "FedAvg over the labelled education nodes",
+        training={**_card_settings(config), "federated": "FedAvg over the labelled education nodes",
                   "per_agency": {a: {k: p[k] for k in ("epsilon_spent", "epsilon_budget",
                                                       "delta", "noise_multiplier", "steps")}
                                  for a, p in privacy.items()}},

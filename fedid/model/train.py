@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from fedid.errors import AccountingError, CryptoError, TrainingError
+from fedid.errors import AccountingError, BudgetExceededError, CryptoError, TrainingError
 from fedid.model.features import encode, feature_layout, flag_targets, level_targets
 from fedid.model.net import HardshipNet, check_weights, per_sample_loss
 from fedid.model.recipe import calibrate
@@ -113,14 +113,19 @@ def train_local(
         if sigma is None:
             q = opacus_sample_rate(shape_n, config.batch_size)
             total = config.rounds * planned_steps(shape_n, config.dp(1.0))
-            sigma = calibrate(
-                target_epsilon=state.budget.epsilon,
-                delta=state.budget.delta,
-                sample_rate=q,
-                steps=total,
-                accountant=config.accountant,
-                reserved=tuple(state.accountant.history),  # what the agency already spent
-            )
+            try:
+                sigma = calibrate(
+                    target_epsilon=state.budget.epsilon,
+                    delta=state.budget.delta,
+                    sample_rate=q,
+                    steps=total,
+                    accountant=config.accountant,
+                    reserved=tuple(state.accountant.history),  # what the agency already spent
+                )
+            except (AccountingError, TrainingError) as exc:
+                raise BudgetExceededError(
+                    f"training refused: the budget {state.budget.epsilon:g} leaves no room for"
+                    f" the planned training after what was spent ({exc!s}).") from exc
             _log.info("calibrated noise multiplier %.4f for %d planned steps", sigma, total)
 
         def loss(module: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -230,11 +230,12 @@ def _summary(per_seed: dict[int, dict[str, Any]], epsilons: list[str]) -> dict[s
         vals = [r[key]["fedid"]["auc_model"] for r in per_seed.values()]
         row["fedid_auc_model_mean"] = float(np.mean(vals))
         row["fedid_auc_model_sd"] = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0
-        for metric in ("accuracy", "auc"):
-            diffs = [r[key]["fedid"][metric] - r[key]["peer"][metric] for r in per_seed.values()]
+        # like for like: fedid's learned model (auc_model, no rule layer) against the peer's
+        for metric, mine in (("accuracy", "accuracy"), ("auc", "auc_model")):
+            diffs = [r[key]["fedid"][mine] - r[key]["peer"][metric] for r in per_seed.values()]
             row[f"{metric}_fedid_minus_peer"] = float(np.mean(diffs))
             row[f"{metric}_ratio_fedid_to_peer"] = (
-                row[f"fedid_{metric}_mean"] / row[f"peer_{metric}_mean"])
+                row[f"fedid_{mine}_mean"] / row[f"peer_{metric}_mean"])
         out[key] = row
     return out
 

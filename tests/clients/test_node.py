@@ -204,3 +204,29 @@ def test_a_node_that_requires_secure_aggregation_refuses_a_plain_round(
     with pytest.raises(ProtocolError, match="secure aggregation"):
         node.train(_train_msg(init, 1, 1), ctx)
     assert not (tmp_path / "n" / "local_state.bin").exists()
+
+
+def test_a_refused_first_round_keeps_the_charged_size_draw(small_province: Path,
+                                                           tmp_path: Path) -> None:
+    """The noisy size is drawn and charged once, before calibration: a round refused on the
+    budget keeps it, so a coordinator that asks again sees no fresh draw."""
+    from clients.training import SIZE_NOISE
+    from privacy.dp import count_release_entry
+
+    ctx = _context(_settings(small_province, tmp_path / "n", epsilon=0.1))  # size fits only
+    init = arrays_of(Message(node.init(Message(content(config={"seed": 3}), dst_node_id=7,
+                                               message_type="query.init"), ctx),
+                             dst_node_id=0, message_type="query"))
+    assert init is not None
+    drawn = []
+    for _ in range(2):
+        reply = Message(node.train(_train_msg(init, 1, 2), ctx), dst_node_id=0,
+                        message_type="train")
+        assert reply.content.config_records["config"]["refused"] == "budget"
+        ledger = NodePrivacyLedger.load(_context(_settings(small_province, tmp_path / "n",
+                                                           epsilon=0.1)), tmp_path / "n")
+        state = LocalState.from_bytes(ledger.state or b"")
+        assert state.accountant.history == (count_release_entry(SIZE_NOISE),)
+        drawn.append(state.public_rows)
+    assert drawn[0] is not None
+    assert drawn[0] == drawn[1]

@@ -4,6 +4,7 @@ schema's threshold, the federated model's format, a user ground truth equal to t
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -136,6 +137,20 @@ def test_training_after_an_earlier_release_still_meets_the_budget(tmp_path: Path
                          config=TrainConfig(rounds=1, recipe="rule", public_rows=rows),
                          state=state, seed=0)
     assert 0.95 < result.state.epsilon_spent <= 1.0
+
+
+def test_training_after_the_budget_is_spent_is_a_budget_refusal(tmp_path: Path) -> None:
+    from fedid.errors import BudgetExceededError
+
+    table = _province(tmp_path, ["none", "yes"], n=60)
+    schema = load_schema(tmp_path / "schema.toml")
+    inputs = build_inputs(load_agency_table(table, schema=schema).frame, None, schema)
+    state = new_local_state(epsilon=1.0, delta=1e-5)
+    spent = replace(state, accountant=state.accountant.record(
+        noise_multiplier=0.5, sample_rate=1.0, steps=20))  # far past 1
+    with pytest.raises(BudgetExceededError, match="no room"):
+        train_local(inputs=inputs, schema=schema, config=TrainConfig(rounds=1, recipe="rule"),
+                    state=spent, seed=0)
 
 
 def test_calibration_is_fast_bounded_and_meets_the_target() -> None:
