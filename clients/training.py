@@ -45,7 +45,6 @@ from fedid.errors import BudgetExceededError, DataValidationError, TrainingError
 from fedid.model.evaluate import macro_f1
 from fedid.model.features import build_inputs, level_targets
 from fedid.model.model import HardshipModel
-from fedid.model.recipe import calibrate
 from fedid.model.train import LocalState, TrainConfig, new_local_state, train_local
 from fedid.review import Capacity, node_queue
 from fedid.schema import Schema, load_schema
@@ -53,12 +52,9 @@ from privacy.atomic import atomic_file, atomic_write_bytes
 from privacy.dp import (
     check_budget,
     count_release_entry,
-    opacus_sample_rate,
-    planned_steps,
     release_counts_gaussian,
     secure_rng,
 )
-from privacy.errors import AccountingError
 from privacy.errors import BudgetExceededError as RawBudgetExceededError
 
 __all__ = [
@@ -304,10 +300,9 @@ def train_round(
     rows, state = public_rows(s, state, len(train_rows))
     config = _config(values, recipe=recipe, rows=rows)
     start = replace(state, weights=_to_dict(schema, arrays))
-    if start.noise_multiplier is None and len(train_rows):
-        start = replace(start, noise_multiplier=_calibrate(s, state, config, rows))
+    # the first round calibrates for the whole plan and the one identification release
     result = train_local(inputs=train_rows, schema=schema, state=start, config=config,
-                         seed=seed)
+                         seed=seed, reserved=(count_release_entry(s.release_noise),))
     weights = result.state.weights
     if weights is None:
         raise TrainingError("local training returned no weights.")
@@ -316,23 +311,6 @@ def train_round(
         arrays=[weights[n] for n in names], num_examples=result.n_records,
         state=result.state, epsilon=result.state.epsilon_spent,
     )
-
-
-def _calibrate(s: NodeSettings, state: LocalState, config: TrainConfig, n: int) -> float:
-    """The noise multiplier for the whole planned training (shaped by the public size ``n``),
-    composed with what the node already spent (its accountant history) and its one planned
-    identification release."""
-    try:
-        return calibrate(
-            target_epsilon=state.budget.epsilon, delta=state.budget.delta,
-            sample_rate=opacus_sample_rate(n, config.batch_size),
-            steps=config.rounds * planned_steps(n, config.dp(1.0)),
-            accountant=config.accountant,
-            reserved=(*state.accountant.history, count_release_entry(s.release_noise)))
-    except (AccountingError, TrainingError) as exc:
-        raise BudgetExceededError(
-            f"training refused: the budget {state.budget.epsilon:g} leaves no room for the"
-            f" planned training after what was spent ({exc!s}).") from exc
 
 
 def evaluate(s: NodeSettings, arrays: list[NDArray[np.float32]]) -> dict[str, float]:

@@ -41,7 +41,7 @@ from fedid.model.recipe import calibrate
 from fedid.model.train_config import TrainConfig, default_delta
 from fedid.model.train_state import LocalState, Weights, new_local_state
 from fedid.schema import Schema
-from privacy.dp import PrivacySpend, dp_train, opacus_sample_rate, planned_steps
+from privacy.dp import HistoryEntry, PrivacySpend, dp_train, opacus_sample_rate, planned_steps
 
 __all__ = [
     "LocalResult",
@@ -90,12 +90,16 @@ def train_local(
     state: LocalState,
     config: TrainConfig,
     seed: int | None = None,
+    reserved: Sequence[HistoryEntry] = (),
 ) -> LocalResult:
     """One agency's DP-SGD training call (one federated round) on ``inputs``.
 
     ``inputs`` comes from :func:`fedid.model.features.build_inputs` and carries the labels
     (``label_level``, ``label_<flag>``). Starts from ``state.weights`` (None: a fresh
     initialisation), composes onto ``state.accountant``, and returns the new state.
+    Without ``state.noise_multiplier`` the noise is calibrated for the whole planned
+    training composed with what the agency already spent and ``reserved`` (other planned
+    releases, e.g. a node's identification counts), so all of it fits the budget.
 
     Raises:
         BudgetExceededError: the call would exceed ``state.budget``; nothing ran or was spent.
@@ -120,7 +124,7 @@ def train_local(
                     sample_rate=q,
                     steps=total,
                     accountant=config.accountant,
-                    reserved=tuple(state.accountant.history),  # what the agency already spent
+                    reserved=(*state.accountant.history, *reserved),
                 )
             except (AccountingError, TrainingError) as exc:
                 raise BudgetExceededError(
