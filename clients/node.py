@@ -29,7 +29,6 @@ from clients.config import NodeSettings, node_settings
 from clients.count_release import noised_counts
 from clients.privacy_state import NodePrivacyLedger, arrays_digest
 from fedid.errors import BudgetExceededError, FederationError, ProtocolError
-from fedid.model.train import LocalState
 from fedid.records import arrays_of, config_float, config_int, config_str, content
 from privacy.identity import Roster
 from privacy.secure_sum import PublicKeyList
@@ -121,16 +120,8 @@ def train(msg: Message, context: Context) -> RecordDict:
         raise ProtocolError(
             f"round {rnd} must start from the aggregate this node evaluated after round"
             f" {rnd - 1}; the arrays differ. Refused.")
-    state = (LocalState.from_bytes(ledger.state) if ledger.state is not None
-             else training.new_state(s))
     try:
-        if state.public_rows is None and s.public_size is None:
-            # the noisy public size: drawn and charged once, and kept even if the round
-            # is refused below (a redraw per refusal would leak a fresh draw each time)
-            _rows, state = training.public_rows(s, state, len(training.labelled_rows(s)[0]))
-            ledger.charge(state=state.to_bytes(),
-                          epsilon_total=state.accountant.epsilon(s.delta), delta=s.delta)
-            ledger.save(context)
+        _rows, state = training.charged_public_rows(s, ledger, context)
         result = training.train_round(s, arrays=global_arrays, state=state, values=values,
                                       recipe=s.training.recipe(proposed),
                                       seed=_round_seed(s, rnd))

@@ -103,20 +103,13 @@ def _values(msg: Message, s: NodeSettings) -> dict[str, float]:
     return s.training.resolve(proposed)
 
 
-def _plan(s: NodeSettings, ledger: NodePrivacyLedger, session: str,
+def _plan(s: NodeSettings, ledger: NodePrivacyLedger, context: Context, session: str,
           values: dict[str, float]) -> dict[str, Any]:
     """This session's requirement, calibrated once (on the first ``query.noise`` or round)."""
     sessions: dict[str, Any] = ledger.distributed_noise.setdefault("sessions", {})
     if session not in sessions:
-        train_rows, _ = training.labelled_rows(s)
-        state = (LocalState.from_bytes(ledger.state) if ledger.state is not None
-                 else training.new_state(s))
-        drawn = state.public_rows is None and s.public_size is None
-        # the public size: declared, or the row count noised once and charged here
-        rows, state = training.public_rows(s, state, len(train_rows))
-        if drawn:
-            ledger.charge(state=state.to_bytes(), epsilon_total=state.accountant.epsilon(
-                s.delta), delta=s.delta)
+        # the public size: declared, or the row count noised once, charged and saved here
+        rows, state = training.charged_public_rows(s, ledger, context)
         config = TrainConfig(rounds=int(values["rounds"]), batch_size=int(values["batch_size"]),
                              public_rows=rows)
         sigma = shared_noise_multiplier(state=state, config=config, rows=rows,
@@ -136,7 +129,7 @@ def required_noise(msg: Message, context: Context, s: NodeSettings) -> RecordDic
     session = config_str(msg, "session")
     ledger = NodePrivacyLedger.load(context, s.out)
     ledger.round_key(session, 0)  # checks the session name
-    plan = _plan(s, ledger, session, _values(msg, s))
+    plan = _plan(s, ledger, context, session, _values(msg, s))
     ledger.save(context)
     return content(metrics={"noise_std": float(plan["noise_std"])})
 
@@ -225,7 +218,7 @@ def train_share(msg: Message, context: Context, s: NodeSettings) -> RecordDict:
     schema = training.schema_of(s)
     names = training.weight_names(schema)
     try:
-        plan = _plan(s, ledger, session, values)
+        plan = _plan(s, ledger, context, session, values)
     except BudgetExceededError as exc:
         return _refuse(msg, context, s, ledger, keys, std, parties, exc)
     if std < float(plan["noise_std"]):

@@ -38,9 +38,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from flwr.app import Context
 from numpy.typing import NDArray
 
 from clients.config import NodeSettings
+from clients.privacy_state import NodePrivacyLedger
 from fedid.errors import BudgetExceededError, DataValidationError, TrainingError
 from fedid.model.evaluate import macro_f1
 from fedid.model.features import build_inputs, level_targets
@@ -62,6 +64,7 @@ __all__ = [
     "SIZE_FLOOR",
     "SIZE_NOISE",
     "RoundOutcome",
+    "charged_public_rows",
     "evaluate",
     "evidence_missing",
     "has_labels",
@@ -213,6 +216,21 @@ def public_rows(s: NodeSettings, state: LocalState, n_train: int) -> tuple[int, 
     if s.public_size is not None:
         return max(SIZE_FLOOR, round(s.public_size * (1.0 - s.holdout))), state
     return noisy_rows(state, n_train, seed=s.test_seed)
+
+
+def charged_public_rows(s: NodeSettings, ledger: NodePrivacyLedger,
+                        context: Context) -> tuple[int, LocalState]:
+    """The node's training state (from its ledger) and its public size (:func:`public_rows`).
+    A size drawn now is charged to the ledger and saved at once, before anything can refuse
+    the round: a refusal keeps the draw, so a coordinator asking again gets no fresh one."""
+    state = LocalState.from_bytes(ledger.state) if ledger.state is not None else new_state(s)
+    drawn = state.public_rows is None and s.public_size is None
+    rows, state = public_rows(s, state, len(_labelled(s)[0]))
+    if drawn:
+        ledger.charge(state=state.to_bytes(), epsilon_total=state.accountant.epsilon(s.delta),
+                      delta=s.delta)
+        ledger.save(context)
+    return rows, state
 
 
 def noisy_rows(state: LocalState, n_train: int, *, seed: int | None) -> tuple[int, LocalState]:

@@ -235,3 +235,19 @@ def test_the_opt_in_is_the_nodes_own_config_and_reaches_its_supernode(tmp_path: 
     assert (s.distributed_noise, s.distributed_noise_parties) == (True, 6)
     (parsed,) = [parse_config_args([node_config_arg(s)])]
     assert node_settings({k: str(v) for k, v in parsed.items()}) == s
+
+
+def test_a_refused_noise_query_keeps_the_charged_size_draw(small_province: Path,
+                                                           tmp_path: Path) -> None:
+    """The size is drawn, charged and saved before the plan can refuse: asking again after a
+    budget refusal gets no fresh draw (as for a local-mode round, clients.node.train)."""
+    ctx = _ctx(small_province, tmp_path / "n", epsilon=0.1)  # the size release fits only
+    drawn = []
+    for _ in range(2):
+        asked = _send(ctx, "query.noise", config={"session": "s", "rounds": 2})
+        assert asked.has_error()
+        assert asked.error.code == 1001  # the budget
+        state = LocalState.from_bytes((tmp_path / "n" / "local_state.bin").read_bytes())
+        drawn.append(state.public_rows)
+    assert drawn[0] is not None
+    assert drawn[0] == drawn[1]
