@@ -29,10 +29,10 @@ import pandas as pd
 import torch
 from numpy.typing import NDArray
 
-from fedid.errors import AccountingError, BudgetExceededError, TrainingError
+from fedid.errors import AccountingError, TrainingError
 from fedid.model.features import encode, feature_layout, flag_targets, level_targets
 from fedid.model.net import HardshipNet, check_weights, per_sample_loss
-from fedid.model.recipe import calibrate
+from fedid.model.recipe import calibrate_remaining
 from fedid.model.train_config import TrainConfig
 from fedid.model.train_state import LocalState
 from fedid.schema import Schema
@@ -81,14 +81,9 @@ def shared_noise_multiplier(
     size ``rows``, composed with ``state``'s history and ``reserved`` (e.g. the planned
     identification release), meeting the budget. BudgetExceededError if nothing fits."""
     q, _ = _shape(replace(config, public_rows=rows), rows)
-    try:
-        return calibrate(target_epsilon=state.budget.epsilon, delta=state.budget.delta,
-                         sample_rate=q, steps=config.rounds, accountant=config.accountant,
-                         reserved=(*state.accountant.history, *reserved))
-    except (AccountingError, TrainingError) as exc:
-        raise BudgetExceededError(
-            f"distributed-noise training refused: the budget {state.budget.epsilon:g} leaves"
-            f" no room for {config.rounds} rounds after what was spent ({exc!s}).") from exc
+    return calibrate_remaining(state=state, sample_rate=q, steps=config.rounds,
+                               accountant=config.accountant, reserved=reserved,
+                               what="distributed-noise training")
 
 
 def _loss(schema: Schema, config: TrainConfig) -> Callable[

@@ -71,7 +71,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from fedid.errors import AccountingError, TrainingError
+from fedid.errors import AccountingError, BudgetExceededError, TrainingError
+from fedid.model.train_state import LocalState
 from privacy.dp import Accountant
 
 __all__ = [
@@ -83,6 +84,7 @@ __all__ = [
     "RuleSettings",
     "by_rule",
     "calibrate",
+    "calibrate_remaining",
 ]
 
 BATCH = 128
@@ -126,6 +128,21 @@ def _epsilon(kind: str, sigma: float, q: float, steps: int, delta: float,
         return Accountant(kind=kind, history=history).epsilon(delta)
     except AccountingError:
         return math.inf
+
+
+def calibrate_remaining(*, state: LocalState, sample_rate: float, steps: int, accountant: str,
+                        reserved: Sequence[Entry] = (), what: str) -> float:
+    """:func:`calibrate` for what ``state``'s budget leaves: the plan composed with the
+    agency's history and ``reserved``. BudgetExceededError ("``what`` refused") if nothing
+    fits."""
+    try:
+        return calibrate(target_epsilon=state.budget.epsilon, delta=state.budget.delta,
+                         sample_rate=sample_rate, steps=steps, accountant=accountant,
+                         reserved=(*state.accountant.history, *reserved))
+    except (AccountingError, TrainingError) as exc:
+        raise BudgetExceededError(
+            f"{what} refused: the budget {state.budget.epsilon:g} leaves no room for the"
+            f" planned {steps} steps after what was spent ({exc!s}).") from exc
 
 
 def calibrate(*, target_epsilon: float, delta: float, sample_rate: float, steps: int,

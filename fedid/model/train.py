@@ -34,10 +34,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from fedid.errors import AccountingError, BudgetExceededError, CryptoError, TrainingError
+from fedid.errors import AccountingError, CryptoError, TrainingError
 from fedid.model.features import encode, feature_layout, flag_targets, level_targets
 from fedid.model.net import HardshipNet, check_weights, per_sample_loss
-from fedid.model.recipe import calibrate
+from fedid.model.recipe import calibrate_remaining
 from fedid.model.train_config import TrainConfig, default_delta
 from fedid.model.train_state import LocalState, Weights, new_local_state
 from fedid.schema import Schema
@@ -117,19 +117,9 @@ def train_local(
         if sigma is None:
             q = opacus_sample_rate(shape_n, config.batch_size)
             total = config.rounds * planned_steps(shape_n, config.dp(1.0))
-            try:
-                sigma = calibrate(
-                    target_epsilon=state.budget.epsilon,
-                    delta=state.budget.delta,
-                    sample_rate=q,
-                    steps=total,
-                    accountant=config.accountant,
-                    reserved=(*state.accountant.history, *reserved),
-                )
-            except (AccountingError, TrainingError) as exc:
-                raise BudgetExceededError(
-                    f"training refused: the budget {state.budget.epsilon:g} leaves no room for"
-                    f" the planned training after what was spent ({exc!s}).") from exc
+            sigma = calibrate_remaining(state=state, sample_rate=q, steps=total,
+                                        accountant=config.accountant, reserved=reserved,
+                                        what="training")
             _log.info("calibrated noise multiplier %.4f for %d planned steps", sigma, total)
 
         def loss(module: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Tensor:
