@@ -42,6 +42,7 @@ from numpy.typing import NDArray
 
 from fedid.errors import ConfigError, FederationError
 from fedid.records import ConfigValue, content, metrics_of
+from server.secure_round import add_flat
 from server.transport import Messenger
 
 __all__ = ["LR_TIMES_ROUNDS", "NoiseAgreement", "ServerMomentum", "agree_noise",
@@ -131,11 +132,4 @@ class ServerMomentum:
         velocity = gradient if self._velocity is None else \
             self.momentum * self._velocity + gradient
         self._velocity = velocity
-        out: list[NDArray[np.float32]] = []
-        pos = 0
-        for a, n in zip(arrays, sizes, strict=True):
-            step = velocity[pos:pos + n].reshape(np.shape(a))
-            out.append((np.asarray(a, dtype=np.float64) - self.learning_rate * step)
-                       .astype(np.float32))
-            pos += n
-        return out
+        return add_flat(arrays, -self.learning_rate * velocity)

@@ -59,7 +59,7 @@ from privacy.secure_sum import PublicKeyList, check_public_key, unmask_sum
 from server.strategy import AggregationResult, FedAvg, PrivacyDeclaration, TrainReply
 from server.transport import Messenger
 
-__all__ = ["MAX_ATTEMPTS", "SecureRound", "StepRule", "secure_round"]
+__all__ = ["MAX_ATTEMPTS", "SecureRound", "StepRule", "add_flat", "secure_round"]
 
 _log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
@@ -214,9 +214,10 @@ def _check(
     return "", vec, priv, refused
 
 
-def _add(arrays: Sequence[NDArray[np.floating]],
-         update: NDArray[np.float64]) -> list[NDArray[np.float32]]:
-    """FedAvg: the global arrays plus the mean of the weighted deltas."""
+def add_flat(arrays: Sequence[NDArray[np.floating]],
+             update: NDArray[np.float64]) -> list[NDArray[np.float32]]:
+    """The global arrays plus a flat update in their order (FedAvg: the mean of the
+    weighted deltas)."""
     out: list[NDArray[np.float32]] = []
     pos = 0
     for g in arrays:
@@ -253,7 +254,7 @@ def _finish(
     update = total[:-1] / weight
     if not np.all(np.isfinite(update)):
         raise FederationError("the decoded secure sum holds non-finite values.")
-    out = (apply or _add)(arrays, update)
+    out = (apply or add_flat)(arrays, update)
     strategy.note_spend({a: p.epsilon_spent for a, p in declared.items()})
     excluded = {**{a: r for a, r in dropped.items() if a not in masked}, **refused}
     return SecureRound(AggregationResult(arrays=out, used=used, excluded=excluded),
